@@ -1,0 +1,172 @@
+// Package api is the clinic's HTTP JSON API: bookings in, timelines out,
+// errors as RFC 9457 problem documents that name the field and the fix.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Bookings is what the API needs from the scheduler.
+type Bookings interface {
+	Book(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error)
+	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
+}
+
+// Config holds the API's dependencies.
+type Config struct {
+	Bookings Bookings
+	// Tokens are the accepted bearer tokens. With none, every call to
+	// /v1/ is refused.
+	Tokens []string
+	// Ready reports whether the service can take work; /readyz answers 503
+	// with its error. Nil means always ready.
+	Ready  func(context.Context) error
+	Logger *slog.Logger
+}
+
+// Server serves the API. Mount more handlers (the dashboard, metrics) with
+// Handle before serving.
+type Server struct {
+	mux    *http.ServeMux
+	cfg    Config
+	tokens [][]byte
+	log    *slog.Logger
+}
+
+// New returns a Server with the API's routes.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger}
+	for _, t := range cfg.Tokens {
+		s.tokens = append(s.tokens, []byte(t))
+	}
+	s.mux.Handle("POST /v1/bookings", s.auth(s.createBooking))
+	s.mux.Handle("GET /v1/bookings/{id}", s.auth(s.getBooking))
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, &httpError{status: http.StatusNotFound, title: "Not found",
+			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings"})
+	})
+	return s
+}
+
+// Handle mounts h at pattern (http.ServeMux syntax).
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// ServeHTTP serves a request, turning any panic into a 500 problem.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+			writeProblem(rw, errors.New("internal error"))
+		}
+		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rw.status, "duration", time.Since(start))
+	}()
+	s.mux.ServeHTTP(rw, r)
+}
+
+func (s *Server) auth(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || !s.validToken(strings.TrimSpace(token)) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="aftercare"`)
+			writeProblem(w, aftercare.Errorf(aftercare.EUNAUTHORIZED,
+				"send a valid API token as \"Authorization: Bearer <token>\"; tokens are set with AFTERCARE_API_TOKENS"))
+			return
+		}
+		next(w, r)
+	})
+}
+
+func (s *Server) validToken(token string) bool {
+	valid := false
+	for _, t := range s.tokens {
+		if subtle.ConstantTimeCompare(t, []byte(token)) == 1 {
+			valid = true
+		}
+	}
+	return valid && token != ""
+}
+
+func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
+	b, err := decodeBooking(w, r)
+	if err != nil {
+		writeProblem(w, err)
+		return
+	}
+	tl, created, err := s.cfg.Bookings.Book(r.Context(), b)
+	if err != nil {
+		s.logError(r, err)
+		writeProblem(w, err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		w.Header().Set("Location", "/v1/bookings/"+tl.ID)
+	}
+	writeJSON(w, status, tl)
+}
+
+func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {
+	tl, err := s.cfg.Bookings.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.logError(r, err)
+		writeProblem(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tl)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(r.Context()); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) logError(r *http.Request, err error) {
+	if aftercare.ErrorCode(err) == aftercare.EINTERNAL {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", aftercare.Redact(err.Error()))
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v) // the client went away; nothing to do
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}

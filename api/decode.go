@@ -1,0 +1,118 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aftercare/aftercare"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// bookingRequest is the wire form of a booking: appointment_at is a string
+// so that a malformed time is reported against its field.
+type bookingRequest struct {
+	ID              string            `json:"id"`
+	Treatment       string            `json:"treatment"`
+	AppointmentAt   string            `json:"appointment_at"`
+	DurationMinutes int               `json:"duration_minutes"`
+	Patient         aftercare.Patient `json:"patient"`
+}
+
+// decodeBooking reads a booking from the request body. Wrong content type,
+// oversize bodies, malformed JSON, unknown fields and wrongly typed values
+// each get their own error.
+func decodeBooking(w http.ResponseWriter, r *http.Request) (aftercare.Booking, error) {
+	var req bookingRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		return aftercare.Booking{}, err
+	}
+	return req.booking()
+}
+
+func (req *bookingRequest) booking() (aftercare.Booking, error) {
+	b := aftercare.Booking{
+		ID:              req.ID,
+		Treatment:       req.Treatment,
+		DurationMinutes: req.DurationMinutes,
+		Patient:         req.Patient,
+	}
+	if req.AppointmentAt != "" {
+		t, err := time.Parse(time.RFC3339, req.AppointmentAt)
+		if err != nil {
+			return b, (aftercare.Fields{{Field: "appointment_at",
+				Message: fmt.Sprintf("%q is not an RFC 3339 time; write it like 2026-12-01T15:00:00-05:00", req.AppointmentAt)}}).Err("the booking is not valid")
+		}
+		b.AppointmentAt = t
+	}
+	return b, nil
+}
+
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return &httpError{status: http.StatusUnsupportedMediaType, title: "Unsupported media type",
+				detail: fmt.Sprintf("the body must be JSON sent with Content-Type: application/json, not %q (with curl, use --json)", ct)}
+		}
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.More() || dec.Decode(&struct{}{}) != io.EOF {
+			return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: "the body must hold exactly one JSON object, with nothing after it"}
+		}
+		return nil
+	}
+
+	var (
+		syntax   *json.SyntaxError
+		typ      *json.UnmarshalTypeError
+		tooLarge *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &tooLarge):
+		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
+			detail: fmt.Sprintf("the body is larger than %d KiB", MaxBody>>10)}
+	case errors.Is(err, io.EOF):
+		return &httpError{status: http.StatusBadRequest, title: "Empty body", detail: "the body is empty; send the booking as a JSON object"}
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
+		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: "the body is not valid JSON: " + err.Error()}
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid booking", detail: "a field has the wrong type",
+			fields: []aftercare.FieldError{{Field: field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())}}}
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid booking", detail: "the body has a field the API does not know",
+			fields: []aftercare.FieldError{{Field: name, Message: "unknown field; check its spelling against /openapi.yaml"}}}
+	default:
+		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: err.Error()}
+	}
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "string"
+	case "bool":
+		return "boolean (true or false)"
+	case "int", "int64", "float64":
+		return "number"
+	case "struct", "map":
+		return "object"
+	default:
+		return goKind
+	}
+}

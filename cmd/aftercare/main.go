@@ -1,0 +1,77 @@
+// Command aftercare runs the aftercare service: the clinic API that takes
+// bookings and the worker that sends each planned SMS and email on time.
+//
+// It is the only place that reads the environment and wires the packages
+// together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	_ "time/tzdata" // patient time zones work on hosts without zoneinfo
+
+	"github.com/aftercare/aftercare/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "aftercare:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `aftercare sends consent, reminder and aftercare messages for clinic bookings,
+by SMS (Twilio) and email (SMTP), each at the right local time.
+
+Usage:
+  aftercare serve     run the clinic API and the message worker
+  aftercare help      show this help
+
+With no settings, serve runs on an embedded in-memory Redis and prints every
+SMS and email to a console outbox. Settings are environment variables:
+
+`
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usage)
+	config.Usage(w)
+	fmt.Fprint(w, "\nSee README.md for the API, the message timeline and deployment.\n")
+}
+
+// run executes the command in args; it is main without the process.
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		printUsage(stderr)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		printUsage(stdout)
+		return nil
+	case "serve":
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.Usage = func() { printUsage(stderr) }
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		cfg, err := config.Load(lookup)
+		if err != nil {
+			return fmt.Errorf("configuration:\n%w", err)
+		}
+		return serve(ctx, cfg, stdout, stderr)
+	default:
+		printUsage(stderr)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/api"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/console"
+	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/smtp"
+	"github.com/aftercare/aftercare/twilio"
+	"github.com/aftercare/aftercare/worker"
+)
+
+// app is one wired aftercare process.
+type app struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	rdb      redis.UniversalClient
+	embedded *miniredis.Miniredis // nil with REDIS_URL
+	tasks    *asynq.Client
+	worker   *asynq.Server
+	handler  *worker.Worker
+	http     *http.Server
+	ready    atomic.Bool
+}
+
+func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	a, err := newApp(cfg, newLogger(cfg, stderr), stdout)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		a.close()
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	return a.run(ctx, ln)
+}
+
+func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// newApp builds every part of the process from cfg; nothing runs yet.
+func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err error) {
+	a = &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+
+	protocols, err := loadProtocols(cfg.ProtocolsDir)
+	if err != nil {
+		return nil, err
+	}
+	renderer, err := messages.New(cfg.Clinic, protocols)
+	if err != nil {
+		return nil, fmt.Errorf("message templates: %w", err)
+	}
+	sms, email, err := senders(cfg, stdout)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.openRedis(); err != nil {
+		return nil, err
+	}
+
+	store := redisstore.New(a.rdb)
+	a.tasks = asynq.NewClientFromRedisClient(a.rdb)
+	a.handler = worker.New(worker.Config{Store: store, Renderer: renderer, SMS: sms, Email: email, Logger: log})
+	a.worker = asynq.NewServerFromRedisClient(a.rdb, worker.ServerConfig(cfg.Concurrency, cfg.ShutdownTimeout, log))
+	sched := scheduler.New(store, a.tasks, scheduler.Config{
+		Protocols: protocols,
+		Clinic:    cfg.Clinic,
+		Retention: cfg.Retention,
+	})
+	a.http = &http.Server{
+		Handler: api.New(api.Config{
+			Bookings: sched,
+			Tokens:   cfg.APITokens,
+			Ready:    a.readiness,
+			Logger:   log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	return a, nil
+}
+
+func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
+	set, err := protocol.Builtin()
+	if err != nil {
+		return nil, fmt.Errorf("built-in protocols: %w", err)
+	}
+	if dir == "" {
+		return set, nil
+	}
+	extra, err := protocol.Load(os.DirFS(dir))
+	if err != nil {
+		return nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
+	}
+	return protocol.Merge(set, extra), nil
+}
+
+// senders picks Twilio and SMTP when configured, the console outbox
+// otherwise.
+func senders(cfg *config.Config, stdout io.Writer) (sms, email worker.Sender, err error) {
+	outbox := console.New(stdout, cfg.OutboxFile)
+	sms, email = outbox, outbox
+	if cfg.TwilioEnabled() {
+		callback := ""
+		if cfg.PublicURL != "" {
+			callback = cfg.PublicURL + "/webhooks/twilio/status"
+		}
+		if sms, err = twilio.New(twilio.Config{
+			AccountSID:          cfg.TwilioAccountSID,
+			AuthToken:           cfg.TwilioAuthToken,
+			From:                cfg.TwilioFromNumber,
+			MessagingServiceSID: cfg.TwilioMessagingServiceSID,
+			BaseURL:             cfg.TwilioAPIBaseURL,
+			StatusCallback:      callback,
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
+	if cfg.SMTPEnabled() {
+		if email, err = smtp.New(smtp.Config{URL: cfg.SMTPURL, From: cfg.MailFrom, FromName: cfg.Clinic.SenderName}); err != nil {
+			return nil, nil, err
+		}
+	}
+	return sms, email, nil
+}
+
+func (a *app) openRedis() error {
+	if a.cfg.RedisURL == "" {
+		a.embedded = miniredis.NewMiniRedis()
+		a.embedded.ClockTTL(true)
+		if err := a.embedded.StartAddr("127.0.0.1:0"); err != nil {
+			return fmt.Errorf("embedded Redis: %w", err)
+		}
+		a.rdb = redis.NewClient(&redis.Options{Addr: a.embedded.Addr()})
+		return nil
+	}
+	opt, err := redis.ParseURL(a.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("REDIS_URL: %w", err)
+	}
+	a.rdb = redis.NewClient(opt)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
+	}
+	return nil
+}
+
+// readiness is /readyz: ready while running and Redis answers.
+func (a *app) readiness(ctx context.Context) error {
+	if !a.ready.Load() {
+		return errors.New("starting or shutting down")
+	}
+	return a.rdb.Ping(ctx).Err()
+}
+
+// run serves until ctx ends, then shuts down in order: stop being ready,
+// stop taking requests, let in-flight sends finish (unfinished tasks go back
+// to Redis), close Redis.
+func (a *app) run(ctx context.Context, ln net.Listener) error {
+	defer a.close()
+	a.announce(ln.Addr().String())
+	if err := a.worker.Start(a.handler.Mux()); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- a.http.Serve(ln) }()
+	a.ready.Store(true)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("HTTP server: %w", err)
+	}
+	a.ready.Store(false)
+	a.log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if herr := a.http.Shutdown(shutdownCtx); herr != nil {
+		a.log.Warn("HTTP shutdown", "error", herr)
+	}
+	a.worker.Shutdown()
+	a.log.Info("stopped")
+	return err
+}
+
+func (a *app) announce(addr string) {
+	if a.embedded != nil {
+		a.log.Warn("REDIS_URL is not set: using an embedded in-memory Redis. NOTHING IS DURABLE: every booking and scheduled message is lost when this process stops.")
+	}
+	if !a.cfg.TwilioEnabled() {
+		a.log.Warn("TWILIO_ACCOUNT_SID is not set: SMS go to the console outbox, not to patients", "outbox_file", a.cfg.OutboxFile)
+	}
+	if !a.cfg.SMTPEnabled() {
+		a.log.Warn("SMTP_URL is not set: emails go to the console outbox, not to patients", "outbox_file", a.cfg.OutboxFile)
+	}
+	if a.cfg.DevToken {
+		a.log.Warn("AFTERCARE_API_TOKENS is not set: development mode accepts the API token " + config.DevToken)
+	}
+	a.log.Info("aftercare listening", "addr", addr, "env", a.cfg.Env, "clinic", a.cfg.Clinic.Name)
+}
+
+func (a *app) close() {
+	if a.tasks != nil {
+		a.tasks.Close()
+	}
+	if a.rdb != nil {
+		a.rdb.Close()
+	}
+	if a.embedded != nil {
+		a.embedded.Close()
+	}
+}

@@ -1,0 +1,323 @@
+// Package config is aftercare's configuration: one struct, loaded and
+// validated once at start-up from environment variables (twelve-factor), with
+// every setting's name, default and meaning in one table that also writes
+// the --help text.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/aftercare/aftercare"
+)
+
+// DevToken is the API token accepted in development when
+// AFTERCARE_API_TOKENS is not set.
+const DevToken = "dev-token"
+
+// Environments.
+const (
+	Development = "development"
+	Production  = "production"
+)
+
+// Config is the whole configuration of a process.
+type Config struct {
+	Env       string
+	HTTPAddr  string
+	RedisURL  string // empty: embedded in-memory Redis
+	APITokens []string
+	PublicURL string
+
+	TwilioAccountSID          string
+	TwilioAuthToken           string
+	TwilioFromNumber          string
+	TwilioMessagingServiceSID string
+	TwilioAPIBaseURL          string
+
+	SMTPURL  string // empty: emails go to the console outbox
+	MailFrom string
+
+	SMSRateLimit   float64
+	EmailRateLimit float64
+
+	ClinicFile   string
+	ProtocolsDir string
+	OutboxFile   string
+
+	Concurrency     int
+	Retention       time.Duration
+	ShutdownTimeout time.Duration
+	LogFormat       string
+
+	// Clinic is the profile read from ClinicFile, or the built-in example.
+	Clinic aftercare.Clinic
+	// DevToken is true when the API accepts DevToken because no tokens are set.
+	DevToken bool
+}
+
+// setting is one environment variable: its default, what it means, and how
+// it is stored in Config.
+type setting struct {
+	name, def, help string
+	set             func(c *Config, v string) error
+}
+
+// settings is the table of every setting; Load applies it and Usage prints it.
+var settings = []setting{
+	{"AFTERCARE_ENV", Development, "development or production; production refuses the embedded Redis, console senders and the dev token",
+		func(c *Config, v string) error { return oneOf(&c.Env, v, Development, Production) }},
+	{"HTTP_ADDR", ":8080", "listen address of the API",
+		func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
+	{"REDIS_URL", "", "redis:// or rediss:// URL; unset: embedded in-memory Redis (nothing survives a restart)",
+		func(c *Config, v string) error { c.RedisURL = v; return nil }},
+	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
+		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
+	{"AFTERCARE_PUBLIC_URL", "", "external base URL, for Twilio callbacks",
+		func(c *Config, v string) error { return httpURL(&c.PublicURL, v) }},
+	{"TWILIO_ACCOUNT_SID", "", "Twilio account SID; unset: SMS go to the console outbox",
+		func(c *Config, v string) error { c.TwilioAccountSID = v; return nil }},
+	{"TWILIO_AUTH_TOKEN", "", "Twilio auth token",
+		func(c *Config, v string) error { c.TwilioAuthToken = v; return nil }},
+	{"TWILIO_FROM_NUMBER", "", "sender number in E.164",
+		func(c *Config, v string) error { c.TwilioFromNumber = v; return nil }},
+	{"TWILIO_MESSAGING_SERVICE_SID", "", "Twilio Messaging Service SID, used instead of a From number",
+		func(c *Config, v string) error { c.TwilioMessagingServiceSID = v; return nil }},
+	{"TWILIO_API_BASE_URL", "https://api.twilio.com", "Twilio-compatible API base URL, for tests and self-hosted gateways",
+		func(c *Config, v string) error { return httpURL(&c.TwilioAPIBaseURL, v) }},
+	{"SMTP_URL", "", "smtp://user:pass@host:587 (STARTTLS), smtps://user:pass@host:465, or smtp://127.0.0.1:port?tls=none; unset: emails go to the console outbox",
+		func(c *Config, v string) error { c.SMTPURL = v; return nil }},
+	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
+		func(c *Config, v string) error { c.MailFrom = v; return nil }},
+	{"SMS_RATE_LIMIT", "10", "SMS per second per sender, shared by all workers; 0 = no limit",
+		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
+	{"EMAIL_RATE_LIMIT", "5", "emails per second per SMTP account, shared by all workers; 0 = no limit",
+		func(c *Config, v string) error { return rate(&c.EmailRateLimit, v) }},
+	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours); unset: built-in example clinic",
+		func(c *Config, v string) error { c.ClinicFile = v; return nil }},
+	{"AFTERCARE_PROTOCOLS_DIR", "", "directory of extra or replacement protocol files (TREATMENT.yaml)",
+		func(c *Config, v string) error { c.ProtocolsDir = v; return nil }},
+	{"AFTERCARE_OUTBOX_FILE", "aftercare-outbox.log", "file the console outbox appends to; empty: print only",
+		func(c *Config, v string) error { c.OutboxFile = v; return nil }},
+	{"WORKER_CONCURRENCY", "20", "sends in flight at once per worker process",
+		func(c *Config, v string) error { return positive(&c.Concurrency, v) }},
+	{"AFTERCARE_RETENTION", "720h", "how long a booking record is kept after its last deadline",
+		func(c *Config, v string) error { return duration(&c.Retention, v) }},
+	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight sends may take to finish on shutdown",
+		func(c *Config, v string) error { return duration(&c.ShutdownTimeout, v) }},
+	{"LOG_FORMAT", "", "json or text; default text in development, json in production",
+		func(c *Config, v string) error { return oneOf(&c.LogFormat, v, "", "json", "text") }},
+}
+
+// Load builds the configuration from lookup (os.LookupEnv in production,
+// a map in tests). It reports every problem at once, each naming its
+// setting.
+func Load(lookup func(string) (string, bool)) (*Config, error) {
+	c := &Config{}
+	var errs []error
+	for _, s := range settings {
+		v, ok := lookup(s.name)
+		if !ok {
+			v = s.def
+		}
+		if err := s.set(c, strings.TrimSpace(v)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	clinic, err := LoadClinic(c.ClinicFile)
+	if err != nil {
+		return nil, fmt.Errorf("AFTERCARE_CLINIC_FILE: %w", err)
+	}
+	c.Clinic = clinic
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+		if c.Env == Production {
+			c.LogFormat = "json"
+		}
+	}
+	if len(c.APITokens) == 0 && c.Env == Development {
+		c.APITokens, c.DevToken = []string{DevToken}, true
+	}
+	return c, nil
+}
+
+// TwilioEnabled reports whether SMS go to Twilio rather than the console.
+func (c *Config) TwilioEnabled() bool { return c.TwilioAccountSID != "" }
+
+// SMTPEnabled reports whether emails go to an SMTP server rather than the
+// console.
+func (c *Config) SMTPEnabled() bool { return c.SMTPURL != "" }
+
+// check validates settings that depend on each other.
+func (c *Config) check() error {
+	var errs []string
+	if c.TwilioAccountSID != "" || c.TwilioAuthToken != "" {
+		if c.TwilioAccountSID == "" || c.TwilioAuthToken == "" {
+			errs = append(errs, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+		}
+		if c.TwilioFromNumber == "" && c.TwilioMessagingServiceSID == "" {
+			errs = append(errs, "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS with Twilio")
+		}
+	}
+	if c.SMTPURL != "" && c.MailFrom == "" {
+		errs = append(errs, "MAIL_FROM is required with SMTP_URL")
+	}
+	if c.Env == Production {
+		if c.RedisURL == "" {
+			errs = append(errs, "REDIS_URL is required in production (the embedded Redis keeps nothing)")
+		}
+		if len(c.APITokens) == 0 {
+			errs = append(errs, "AFTERCARE_API_TOKENS is required in production")
+		}
+		if !c.TwilioEnabled() {
+			errs = append(errs, "TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)")
+		}
+		if !c.SMTPEnabled() {
+			errs = append(errs, "SMTP_URL is required in production (console emails reach nobody)")
+		}
+		if c.PublicURL == "" {
+			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production")
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Usage writes the settings table.
+func Usage(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SETTING\tDEFAULT\tMEANING")
+	for _, s := range settings {
+		def := s.def
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.name, def, s.help)
+	}
+	tw.Flush()
+}
+
+//go:embed clinic.yaml
+var builtinClinic []byte
+
+// LoadClinic reads and validates a clinic profile; path "" is the built-in
+// example clinic.
+func LoadClinic(path string) (aftercare.Clinic, error) {
+	data := builtinClinic
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return aftercare.Clinic{}, err
+		}
+	}
+	var c aftercare.Clinic
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return c, err
+	}
+	var errs []string
+	if c.Name == "" {
+		errs = append(errs, "name is required")
+	}
+	if c.Phone == "" {
+		errs = append(errs, "phone is required: every message says how to reach the clinic")
+	}
+	if _, err := time.LoadLocation(c.Timezone); err != nil || c.Timezone == "" {
+		errs = append(errs, fmt.Sprintf("timezone %q is not an IANA time zone name", c.Timezone))
+	}
+	for _, t := range []string{c.QuietHours.Start, c.QuietHours.End} {
+		if _, err := time.Parse("15:04", t); t != "" && err != nil {
+			errs = append(errs, fmt.Sprintf("quiet_hours: %q is not a 24-hour time such as 21:00", t))
+		}
+	}
+	if (c.QuietHours.Start == "") != (c.QuietHours.End == "") {
+		errs = append(errs, "quiet_hours: set both start and end, or neither")
+	}
+	if len(errs) > 0 {
+		return c, errors.New(strings.Join(errs, "; "))
+	}
+	if c.SenderName == "" {
+		c.SenderName = c.Name
+	}
+	return c, nil
+}
+
+func oneOf(dst *string, v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			*dst = v
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func list(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func httpURL(dst *string, v string) error {
+	if v == "" {
+		*dst = ""
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", v)
+	}
+	*dst = strings.TrimSuffix(v, "/")
+	return nil
+}
+
+func rate(dst *float64, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 {
+		return fmt.Errorf("%q is not a rate: use messages per second, such as 10, or 0 for no limit", v)
+	}
+	*dst = f
+	return nil
+}
+
+func positive(dst *int, v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("%q is not a positive whole number", v)
+	}
+	*dst = n
+	return nil
+}
+
+func duration(dst *time.Duration, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("%q is not a positive duration such as 30s or 720h", v)
+	}
+	*dst = d
+	return nil
+}

@@ -1,0 +1,106 @@
+package aftercare
+
+import "time"
+
+// Channel is a way to reach a patient.
+type Channel string
+
+// Channels, in the order a step lists them by default.
+const (
+	SMS   Channel = "sms"
+	Email Channel = "email"
+)
+
+// Valid reports whether c is a known channel.
+func (c Channel) Valid() bool { return c == SMS || c == Email }
+
+// MessageStatus is where one planned message stands.
+type MessageStatus string
+
+// Message statuses. A message starts scheduled (or is dropped at plan time as
+// expired or skipped); the worker moves it to sending and then to sent or
+// failed. Delivery receipts move sent to delivered or failed.
+const (
+	StatusScheduled  MessageStatus = "scheduled"
+	StatusSending    MessageStatus = "sending"
+	StatusSent       MessageStatus = "sent"
+	StatusDelivered  MessageStatus = "delivered"
+	StatusFailed     MessageStatus = "failed"
+	StatusExpired    MessageStatus = "expired"
+	StatusSkipped    MessageStatus = "skipped"
+	StatusSuppressed MessageStatus = "suppressed"
+	StatusCancelled  MessageStatus = "cancelled"
+)
+
+// Final reports whether nothing more will happen to a message in status s.
+func (s MessageStatus) Final() bool {
+	return s != StatusScheduled && s != StatusSending
+}
+
+// Message is one planned send of one step on one channel, with its state.
+type Message struct {
+	Step       string        `json:"step"`
+	Channel    Channel       `json:"channel"`
+	SendAt     time.Time     `json:"send_at"`
+	Deadline   time.Time     `json:"deadline"`
+	Status     MessageStatus `json:"status"`
+	ProviderID string        `json:"provider_id"`
+	Error      string        `json:"error"`
+}
+
+// Ref names m as the message of version of booking id.
+func (m Message) Ref(id string, version int) MessageRef {
+	return MessageRef{BookingID: id, Version: version, Step: m.Step, Channel: m.Channel}
+}
+
+// BookingStatus is where a booking as a whole stands.
+type BookingStatus string
+
+// Booking statuses. A booking is completed once none of its messages can
+// change any more.
+const (
+	BookingScheduled BookingStatus = "scheduled"
+	BookingCancelled BookingStatus = "cancelled"
+	BookingCompleted BookingStatus = "completed"
+)
+
+// Timeline is a booking's plan and the state of each message: what the API
+// returns for a booking. It holds no patient data.
+type Timeline struct {
+	ID       string        `json:"id"`
+	Version  int           `json:"version"`
+	Status   BookingStatus `json:"status"`
+	Messages []Message     `json:"messages"`
+}
+
+// Record is everything stored for a booking: the booking itself (with the
+// patient's contact details), the fingerprint of the request that created it,
+// and its timeline.
+type Record struct {
+	Booking     Booking
+	Fingerprint string
+	CreatedAt   time.Time
+	Timeline
+}
+
+// Message returns the planned message for step on channel, if any.
+func (r *Record) Message(step string, ch Channel) (Message, bool) {
+	for _, m := range r.Messages {
+		if m.Step == step && m.Channel == ch {
+			return m, true
+		}
+	}
+	return Message{}, false
+}
+
+// Outgoing is a rendered message ready for a Sender. ID is stable across
+// retries of the same message (the task id), so providers and mail clients
+// can recognise a repeat.
+type Outgoing struct {
+	ID      string
+	Channel Channel
+	To      string
+	Subject string
+	Text    string
+	HTML    string
+}

@@ -1,0 +1,91 @@
+package aftercare
+
+import "time"
+
+// Protocol is the message timeline of one treatment. Protocols are data,
+// loaded from files at start-up (see the protocol package), so a clinic can
+// add a treatment or change an offset without a new build.
+type Protocol struct {
+	Treatment string `yaml:"treatment"`
+	// Title names the treatment in emails ("anti-wrinkle injections").
+	Title string `yaml:"title"`
+	// Vars are values templates may use, such as how long to stay upright.
+	Vars  map[string]string `yaml:"vars"`
+	Steps []Step            `yaml:"steps"`
+}
+
+// Step is one message of a protocol, sent on each listed channel the
+// patient opted into.
+type Step struct {
+	Name     string    `yaml:"step"`
+	Channels []Channel `yaml:"channels"`
+	// When the message is due.
+	When TimeRule `yaml:"when"`
+	// Deadline is the send-by time: past it the message is expired, not sent.
+	// Its anchor may be "send", the time the step was due.
+	Deadline TimeRule `yaml:"deadline"`
+	// Quiet says what to do when the message falls due inside quiet hours.
+	Quiet QuietPolicy `yaml:"quiet_hours"`
+	// IfLate says what to do when the booking arrives after the step's time
+	// but before its deadline: send now ("send") or leave it out ("skip").
+	IfLate LatePolicy `yaml:"if_late"`
+}
+
+// TimeRule places a moment relative to an anchor, in the patient's zone:
+// take the anchor, move Days calendar days, set the wall clock to At if
+// given, then add Offset.
+type TimeRule struct {
+	Anchor Anchor        `yaml:"anchor"`
+	Days   int           `yaml:"days"`
+	At     string        `yaml:"at"`
+	Offset time.Duration `yaml:"offset"`
+}
+
+// Anchor is a moment of a booking that times are measured from.
+type Anchor string
+
+// Anchors.
+const (
+	AnchorBooked       Anchor = "booked"        // when aftercare received the booking
+	AnchorAppointment  Anchor = "appointment"   // appointment start
+	AnchorTreatmentEnd Anchor = "treatment_end" // start plus duration
+	AnchorSend         Anchor = "send"          // the step's own due time (deadlines only)
+)
+
+// QuietPolicy is what a step does when it falls due inside quiet hours.
+type QuietPolicy string
+
+// Quiet-hour policies.
+const (
+	QuietDefer  QuietPolicy = "defer"  // send when quiet hours end, if before the deadline
+	QuietSkip   QuietPolicy = "skip"   // do not send
+	QuietIgnore QuietPolicy = "ignore" // send anyway: clinical safety messages
+)
+
+// LatePolicy is what a step does when the booking arrives after its time.
+type LatePolicy string
+
+// Late policies.
+const (
+	LateSend LatePolicy = "send"
+	LateSkip LatePolicy = "skip"
+)
+
+// Clinic is the profile of the clinic that sends the messages.
+type Clinic struct {
+	Name       string     `yaml:"name"`
+	Phone      string     `yaml:"phone"`
+	Address    string     `yaml:"address"`
+	Website    string     `yaml:"website"`
+	Timezone   string     `yaml:"timezone"`
+	SenderName string     `yaml:"sender_name"`
+	QuietHours QuietHours `yaml:"quiet_hours"`
+}
+
+// QuietHours is a daily window, in the patient's local time, in which
+// non-clinical messages are not sent. Start after End means it spans
+// midnight (21:00 to 08:00).
+type QuietHours struct {
+	Start string `yaml:"start"`
+	End   string `yaml:"end"`
+}

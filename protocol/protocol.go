@@ -1,0 +1,176 @@
+// Package protocol loads treatment protocols (the message timeline of each
+// treatment) from YAML files: the built-in ones embedded in the binary and
+// any a clinic adds in a directory of its own.
+package protocol
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"slices"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/aftercare/aftercare"
+)
+
+//go:embed builtin/*.yaml
+var builtin embed.FS
+
+// Builtin returns the protocols shipped with aftercare, keyed by treatment.
+func Builtin() (map[string]aftercare.Protocol, error) {
+	sub, _ := fs.Sub(builtin, "builtin") // cannot fail: the directory is embedded
+	return Load(sub)
+}
+
+// Load reads every *.yaml file at the root of fsys as a protocol, keyed by
+// treatment. Any file that does not parse or validate fails the whole load,
+// with the file name (and line, for syntax errors) in the error.
+func Load(fsys fs.FS) (map[string]aftercare.Protocol, error) {
+	names, err := fs.Glob(fsys, "*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, errors.New("no protocol files (*.yaml) found")
+	}
+	set := make(map[string]aftercare.Protocol, len(names))
+	for _, name := range names {
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		p, err := Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("protocol file %s: %w", name, err)
+		}
+		if _, dup := set[p.Treatment]; dup {
+			return nil, fmt.Errorf("protocol file %s: treatment %q is defined twice", name, p.Treatment)
+		}
+		if want := p.Treatment + ".yaml"; path.Base(name) != want {
+			return nil, fmt.Errorf("protocol file %s: treatment %q must live in a file named %s", name, p.Treatment, want)
+		}
+		set[p.Treatment] = p
+	}
+	return set, nil
+}
+
+// Merge returns base with every protocol of over added, replacing those of
+// the same treatment.
+func Merge(base, over map[string]aftercare.Protocol) map[string]aftercare.Protocol {
+	out := make(map[string]aftercare.Protocol, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+// Parse decodes and validates one protocol file. Unknown keys are errors, so
+// a misspelt "deadlin:" fails at start-up instead of silently dropping the
+// deadline.
+func Parse(data []byte) (aftercare.Protocol, error) {
+	var p aftercare.Protocol
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&p); err != nil {
+		return p, err
+	}
+	return p, Validate(&p)
+}
+
+var name = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+
+// Validate checks a protocol and fills in the default policies (quiet hours
+// "defer", if_late "send").
+func Validate(p *aftercare.Protocol) error {
+	if !name.MatchString(p.Treatment) {
+		return fmt.Errorf("treatment %q must be lower-case letters, digits and '_', starting with a letter", p.Treatment)
+	}
+	if len(p.Steps) == 0 {
+		return errors.New("steps: a protocol needs at least one step")
+	}
+	seen := map[string]bool{}
+	for i := range p.Steps {
+		s := &p.Steps[i]
+		if err := validateStep(s); err != nil {
+			return fmt.Errorf("steps[%d] (%s): %w", i, s.Name, err)
+		}
+		if seen[s.Name] {
+			return fmt.Errorf("steps[%d]: step %q appears twice", i, s.Name)
+		}
+		seen[s.Name] = true
+	}
+	return nil
+}
+
+func validateStep(s *aftercare.Step) error {
+	if !name.MatchString(s.Name) {
+		return fmt.Errorf("step: name %q must be lower-case letters, digits and '_'", s.Name)
+	}
+	if len(s.Channels) == 0 {
+		return errors.New("channels: list at least one of sms, email")
+	}
+	for i, ch := range s.Channels {
+		if !ch.Valid() {
+			return fmt.Errorf("channels: unknown channel %q; use sms or email", ch)
+		}
+		if slices.Contains(s.Channels[:i], ch) {
+			return fmt.Errorf("channels: %s is listed twice", ch)
+		}
+	}
+	if err := validateRule(s.When, false); err != nil {
+		return fmt.Errorf("when: %w", err)
+	}
+	if err := validateRule(s.Deadline, true); err != nil {
+		return fmt.Errorf("deadline: %w", err)
+	}
+	if s.Deadline.Anchor == aftercare.AnchorSend && s.Deadline.Days == 0 && s.Deadline.At == "" && s.Deadline.Offset <= 0 {
+		return errors.New("deadline: a deadline anchored on send needs a positive offset")
+	}
+	switch s.Quiet {
+	case "":
+		s.Quiet = aftercare.QuietDefer
+	case aftercare.QuietDefer, aftercare.QuietSkip, aftercare.QuietIgnore:
+	default:
+		return fmt.Errorf("quiet_hours: %q is not one of defer, skip, ignore", s.Quiet)
+	}
+	switch s.IfLate {
+	case "":
+		s.IfLate = aftercare.LateSend
+	case aftercare.LateSend, aftercare.LateSkip:
+	default:
+		return fmt.Errorf("if_late: %q is not one of send, skip", s.IfLate)
+	}
+	return nil
+}
+
+func validateRule(r aftercare.TimeRule, deadline bool) error {
+	switch r.Anchor {
+	case aftercare.AnchorBooked, aftercare.AnchorAppointment, aftercare.AnchorTreatmentEnd:
+	case aftercare.AnchorSend:
+		if !deadline {
+			return errors.New("anchor: send can only anchor a deadline")
+		}
+	case "":
+		return errors.New("anchor: required; one of booked, appointment, treatment_end (or send, for deadlines)")
+	default:
+		return fmt.Errorf("anchor: unknown anchor %q", r.Anchor)
+	}
+	if r.Days < 0 || r.Days > 366 {
+		return fmt.Errorf("days: %d is out of range 0..366", r.Days)
+	}
+	if r.At != "" {
+		if _, err := time.Parse("15:04", r.At); err != nil {
+			return fmt.Errorf("at: %q is not a 24-hour clock time such as 10:00", r.At)
+		}
+	}
+	return nil
+}

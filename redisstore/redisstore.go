@@ -1,0 +1,198 @@
+// Package redisstore keeps booking records in Redis, one hash per booking,
+// and changes message states with Lua scripts so that a check and the change
+// it guards happen in one round trip.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Store is a Redis-backed booking store.
+//
+// A booking lives in one hash, aftercare:booking:{ID} (the braces keep it in
+// one Redis Cluster slot), with these fields:
+//
+//	booking   JSON of the booking, with the patient's contact details
+//	fp        fingerprint of the request that created it
+//	created   when it was created (RFC 3339)
+//	version   booking version, starting at 1
+//	status    scheduled | cancelled
+//	plan      JSON list of planned messages: step, channel, send_at, deadline
+//	m:STEP:CH status of one message
+//	p:STEP:CH provider id of one message
+//	e:STEP:CH last error of one message
+//
+// The hash expires a retention period after the booking's last deadline.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Key is the Redis key of booking id.
+func Key(id string) string { return "aftercare:booking:{" + id + "}" }
+
+type planned struct {
+	Step     string            `json:"step"`
+	Channel  aftercare.Channel `json:"channel"`
+	SendAt   time.Time         `json:"send_at"`
+	Deadline time.Time         `json:"deadline"`
+}
+
+var createScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+`)
+
+// Create stores rec unless booking rec.ID exists; then it returns the stored
+// record and false.
+func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error) {
+	booking, err := json.Marshal(rec.Booking)
+	if err != nil {
+		return nil, false, err
+	}
+	plan := make([]planned, len(rec.Messages))
+	for i, m := range rec.Messages {
+		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline}
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return nil, false, err
+	}
+	args := []any{
+		expireAt.UnixMilli(),
+		"booking", booking,
+		"fp", rec.Fingerprint,
+		"created", rec.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"version", rec.Version,
+		"status", string(rec.Status),
+		"plan", planJSON,
+	}
+	for _, m := range rec.Messages {
+		args = append(args, "m:"+field(m), string(m.Status))
+	}
+	n, err := createScript.Run(ctx, s.rdb, []string{Key(rec.ID)}, args...).Int()
+	if err != nil {
+		return nil, false, fmt.Errorf("create booking record: %w", err)
+	}
+	if n == 1 {
+		return rec, true, nil
+	}
+	stored, err := s.Get(ctx, rec.ID)
+	return stored, false, err
+}
+
+// Get returns the record of booking id, or an ENOTFOUND error.
+func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
+	h, err := s.rdb.HGetAll(ctx, Key(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read booking record: %w", err)
+	}
+	if len(h) == 0 {
+		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+	}
+	rec, err := decode(id, h)
+	if err != nil {
+		return nil, fmt.Errorf("booking record %s is damaged: %w", id, err)
+	}
+	return rec, nil
+}
+
+func decode(id string, h map[string]string) (*aftercare.Record, error) {
+	rec := &aftercare.Record{Fingerprint: h["fp"]}
+	rec.ID = id
+	rec.Status = aftercare.BookingStatus(h["status"])
+	var err error
+	if rec.Version, err = strconv.Atoi(h["version"]); err != nil {
+		return nil, fmt.Errorf("version: %w", err)
+	}
+	if rec.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created"]); err != nil {
+		return nil, fmt.Errorf("created: %w", err)
+	}
+	if err := json.Unmarshal([]byte(h["booking"]), &rec.Booking); err != nil {
+		return nil, fmt.Errorf("booking: %w", err)
+	}
+	var plan []planned
+	if err := json.Unmarshal([]byte(h["plan"]), &plan); err != nil {
+		return nil, fmt.Errorf("plan: %w", err)
+	}
+	loc := rec.Booking.Location()
+	rec.Messages = make([]aftercare.Message, len(plan))
+	for i, p := range plan {
+		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc)}
+		f := field(m)
+		m.Status = aftercare.MessageStatus(h["m:"+f])
+		m.ProviderID = h["p:"+f]
+		m.Error = h["e:"+f]
+		rec.Messages[i] = m
+	}
+	return rec, nil
+}
+
+// claimScript: KEYS[1] booking; ARGV version, message field. It returns the
+// message's status before the call, "cancelled" if the booking is cancelled
+// or at another version, or nil if there is no such message; a scheduled
+// message becomes sending.
+var claimScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'version', 'status', 'm:' .. ARGV[2])
+if not h[1] or not h[3] then return false end
+if h[1] ~= ARGV[1] or h[2] == 'cancelled' then return 'cancelled' end
+if h[3] == 'scheduled' then redis.call('HSET', KEYS[1], 'm:' .. ARGV[2], 'sending') end
+return h[3]
+`)
+
+// Claim moves the message ref names from scheduled to sending, in the same
+// round trip that checks the booking is still at ref's version and not
+// cancelled. It returns the status the message had: StatusScheduled means
+// the caller now owns the send. A cancelled or superseded booking reports
+// StatusCancelled. A missing record or message is an ENOTFOUND error.
+func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error) {
+	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field()).Text()
+	if errors.Is(err, redis.Nil) {
+		return "", aftercare.Errorf(aftercare.ENOTFOUND, "no message %s", ref.TaskID())
+	}
+	if err != nil {
+		return "", fmt.Errorf("claim %s: %w", ref.TaskID(), err)
+	}
+	return aftercare.MessageStatus(st), nil
+}
+
+// transitionScript: KEYS[1] booking; ARGV field, from, to, provider id,
+// error, version. A change from scheduled also needs the booking to be at
+// the version given; a change from sending was earned by a claim and is
+// always recorded.
+var transitionScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1])
+if h[2] ~= ARGV[2] then return 0 end
+if ARGV[2] == 'scheduled' and h[1] ~= ARGV[6] then return 0 end
+redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], ARGV[3], 'e:' .. ARGV[1], ARGV[5])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[4]) end
+return 1
+`)
+
+// Transition moves the message ref names from status from to status to,
+// storing the provider id (if not empty) and the error text (cleared when
+// empty). It reports false, changing nothing, if the message is not in
+// status from.
+func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error) {
+	n, err := transitionScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)},
+		ref.Field(), string(from), string(to), providerID, errText, ref.Version).Int()
+	if err != nil {
+		return false, fmt.Errorf("record %s %s: %w", ref.TaskID(), to, err)
+	}
+	return n == 1, nil
+}
+
+func field(m aftercare.Message) string { return m.Ref("", 0).Field() }

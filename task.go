@@ -1,0 +1,72 @@
+package aftercare
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// The task contract. Task type names, queue names and payload field names are
+// stored in Redis and outlive a deploy: a worker of the next release must
+// read what this one enqueued. Change them only with a migration note in the
+// README.
+const (
+	TypeSendSMS   = "aftercare:send:sms"
+	TypeSendEmail = "aftercare:send:email"
+
+	QueueSMS   = "sms"
+	QueueEmail = "email"
+)
+
+// MessageRef is the payload of a send task: a reference to one planned
+// message of one version of a booking. It never carries patient data; the
+// worker loads the booking record to find out whom to send to.
+type MessageRef struct {
+	BookingID string  `json:"booking_id"`
+	Version   int     `json:"version"`
+	Step      string  `json:"step"`
+	Channel   Channel `json:"channel"`
+}
+
+// TaskID is the deterministic asynq task id of the message: enqueueing the
+// same message twice is refused by Redis rather than sent twice.
+func (r MessageRef) TaskID() string {
+	return fmt.Sprintf("%s:v%d:%s:%s", r.BookingID, r.Version, r.Step, r.Channel)
+}
+
+// Field names the message inside its booking record.
+func (r MessageRef) Field() string { return r.Step + ":" + string(r.Channel) }
+
+// TaskType is the asynq task type that sends on the ref's channel.
+func (r MessageRef) TaskType() string {
+	if r.Channel == Email {
+		return TypeSendEmail
+	}
+	return TypeSendSMS
+}
+
+// Queue is the asynq queue for the ref's channel; each channel has its own so
+// a slow mail server never holds up a text.
+func (r MessageRef) Queue() string {
+	if r.Channel == Email {
+		return QueueEmail
+	}
+	return QueueSMS
+}
+
+// Payload encodes the ref as a task payload.
+func (r MessageRef) Payload() []byte {
+	b, _ := json.Marshal(r) // cannot fail: strings and an int
+	return b
+}
+
+// ParseMessageRef decodes a task payload.
+func ParseMessageRef(payload []byte) (MessageRef, error) {
+	var r MessageRef
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return r, fmt.Errorf("decode task payload: %w", err)
+	}
+	if !ValidID(r.BookingID) || r.Version < 1 || r.Step == "" || !r.Channel.Valid() {
+		return r, fmt.Errorf("task payload %s is incomplete", payload)
+	}
+	return r, nil
+}

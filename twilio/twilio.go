@@ -1,0 +1,155 @@
+// Package twilio sends SMS through Twilio's Messages API with twilio-go, and
+// decides once, here, which Twilio failures are permanent, transient or rate
+// limits.
+package twilio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	twiliogo "github.com/twilio/twilio-go"
+	"github.com/twilio/twilio-go/client"
+	api "github.com/twilio/twilio-go/rest/api/v2010"
+
+	"github.com/aftercare/aftercare"
+)
+
+// DefaultBaseURL is Twilio's REST API.
+const DefaultBaseURL = "https://api.twilio.com"
+
+// Config configures a Sender.
+type Config struct {
+	AccountSID string
+	AuthToken  string
+	// From is the sender number; MessagingServiceSID is used instead if set.
+	From                string
+	MessagingServiceSID string
+	// BaseURL points the client at a Twilio-compatible API. Default
+	// DefaultBaseURL.
+	BaseURL string
+	// StatusCallback is the URL Twilio posts delivery receipts to; empty for
+	// none.
+	StatusCallback string
+	// Timeout bounds one API call. Default 10 seconds.
+	Timeout time.Duration
+}
+
+// Sender sends SMS with Twilio.
+type Sender struct {
+	rest *twiliogo.RestClient
+	cfg  Config
+}
+
+// New returns a Sender. twilio-go has no base-URL setting, so a BaseURL
+// other than Twilio's own is applied by the HTTP transport, which rewrites
+// each request's scheme, host and path prefix.
+func New(cfg Config) (*Sender, error) {
+	if cfg.AccountSID == "" || cfg.AuthToken == "" {
+		return nil, errors.New("twilio: account SID and auth token are required")
+	}
+	if cfg.From == "" && cfg.MessagingServiceSID == "" {
+		return nil, errors.New("twilio: set a From number or a Messaging Service SID")
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	base, err := url.Parse(strings.TrimSuffix(cfg.BaseURL, "/"))
+	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("twilio: base URL %q must be an http(s) URL", cfg.BaseURL)
+	}
+	httpClient := &http.Client{
+		Timeout:   cfg.Timeout,
+		Transport: rebase{base: base, next: http.DefaultTransport},
+		// Like twilio-go's own client: a redirect is an answer, not a hop.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c := &client.Client{Credentials: client.NewCredentials(cfg.AccountSID, cfg.AuthToken), HTTPClient: httpClient}
+	c.SetAccountSid(cfg.AccountSID)
+	return &Sender{rest: twiliogo.NewRestClientWithParams(twiliogo.ClientParams{Client: c}), cfg: cfg}, nil
+}
+
+// Send creates one Twilio message and returns its SID. Every error is a
+// *aftercare.SendError.
+func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, error) {
+	if err := ctx.Err(); err != nil {
+		return "", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:canceled", Err: err}
+	}
+	params := (&api.CreateMessageParams{}).SetTo(msg.To).SetBody(msg.Text)
+	if s.cfg.MessagingServiceSID != "" {
+		params.SetMessagingServiceSid(s.cfg.MessagingServiceSID)
+	} else {
+		params.SetFrom(s.cfg.From)
+	}
+	if s.cfg.StatusCallback != "" {
+		params.SetStatusCallback(s.cfg.StatusCallback)
+	}
+	resp, err := s.rest.Api.CreateMessage(params)
+	if err != nil {
+		return "", Classify(err)
+	}
+	if resp.Sid == nil || *resp.Sid == "" {
+		return "", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:no-sid", Err: errors.New("Twilio accepted the message but returned no SID")}
+	}
+	return *resp.Sid, nil
+}
+
+// permanent lists Twilio error codes that no retry can fix.
+var permanent = map[int]string{
+	21211: "invalid To number",
+	21214: "To number cannot be reached",
+	21217: "To number is not a valid phone number",
+	21408: "sending to this region is not enabled",
+	21610: "recipient replied STOP",
+	21612: "To number cannot be reached from this sender",
+	21614: "To number is not a mobile number",
+	21617: "message body too long",
+	21635: "To number cannot receive SMS",
+}
+
+// Classify wraps a twilio-go error in a *aftercare.SendError of the right
+// class: listed codes and other 4xx answers are permanent, except 401/403
+// (a credentials problem an operator can fix, so worth retrying) and 429 or
+// code 20429 (rate limited); 5xx answers, unreadable answers, timeouts and
+// connection errors are transient.
+func Classify(err error) error {
+	var rest *client.TwilioRestError
+	if !errors.As(err, &rest) {
+		return &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:network", Err: err}
+	}
+	code := fmt.Sprintf("twilio:%d", rest.Code)
+	class := aftercare.ErrTransient
+	switch {
+	case rest.Code == 20429 || rest.Status == http.StatusTooManyRequests:
+		class = aftercare.ErrRateLimited
+	case permanent[rest.Code] != "":
+		class = aftercare.ErrPermanent
+	case rest.Status == http.StatusUnauthorized || rest.Status == http.StatusForbidden:
+		class = aftercare.ErrTransient
+	case rest.Status >= 400 && rest.Status < 500:
+		class = aftercare.ErrPermanent
+	}
+	return &aftercare.SendError{Class: class, Code: code, Err: fmt.Errorf("twilio %d: %s", rest.Code, rest.Message)}
+}
+
+// rebase sends each request to base instead of the host twilio-go chose.
+type rebase struct {
+	base *url.URL
+	next http.RoundTripper
+}
+
+func (t rebase) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.URL.Scheme = t.base.Scheme
+	r.URL.Host = t.base.Host
+	r.URL.Path = t.base.Path + req.URL.Path
+	r.Host = t.base.Host
+	return t.next.RoundTrip(r)
+}

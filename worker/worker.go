@@ -1,0 +1,286 @@
+// Package worker sends planned messages: it is the asynq handler that turns
+// a send task back into a rendered message, claims it, hands it to the
+// channel's Sender and records what happened.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Store is the booking state the worker reads and changes. The redisstore
+// package implements it.
+type Store interface {
+	Get(ctx context.Context, id string) (*aftercare.Record, error)
+	// Claim moves a scheduled message to sending and returns the status it
+	// had; StatusCancelled if the booking is cancelled or at another version.
+	Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error)
+	// Transition moves a message from one status to another, reporting
+	// false if it was not in status from.
+	Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error)
+}
+
+// Sender delivers a rendered message and returns the provider's id for it.
+// Errors should be *aftercare.SendError; any other error counts as
+// transient.
+type Sender interface {
+	Send(ctx context.Context, msg aftercare.Outgoing) (providerID string, err error)
+}
+
+// Renderer renders one step of a booking for one channel.
+type Renderer interface {
+	Render(b *aftercare.Booking, step string, ch aftercare.Channel) (aftercare.Outgoing, error)
+}
+
+// Config holds a Worker's dependencies.
+type Config struct {
+	Store    Store
+	Renderer Renderer
+	SMS      Sender
+	Email    Sender
+	Logger   *slog.Logger
+	// Now returns the current time. Default time.Now.
+	Now func() time.Time
+}
+
+// Worker handles send tasks. It is safe for concurrent use.
+type Worker struct {
+	store   Store
+	render  Renderer
+	senders map[aftercare.Channel]Sender
+	log     *slog.Logger
+	now     func() time.Time
+}
+
+// New returns a Worker.
+func New(cfg Config) *Worker {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{
+		store:   cfg.Store,
+		render:  cfg.Renderer,
+		senders: map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
+		log:     cfg.Logger,
+		now:     cfg.Now,
+	}
+}
+
+// Mux returns an asynq handler that routes both send task types to w.
+func (w *Worker) Mux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.Handle(aftercare.TypeSendSMS, w)
+	mux.Handle(aftercare.TypeSendEmail, w)
+	return mux
+}
+
+// Outcomes of one task, as logged.
+const (
+	outcomeSent      = "sent"
+	outcomeFailed    = "failed"
+	outcomeRetry     = "retry"
+	outcomeExpired   = "expired"
+	outcomeDropped   = "dropped"
+	outcomeUncertain = "uncertain"
+)
+
+// ProcessTask sends the message the task refers to, at most once:
+//
+//  1. load the booking; drop the task if the record is gone, the booking was
+//     cancelled or rescheduled (another version), or the message is final;
+//  2. past the send-by deadline, record expired and stop;
+//  3. wait out the last moments if asynq surfaced the task early (it keeps
+//     due times in whole seconds);
+//  4. claim the message (scheduled -> sending) in one Redis round trip that
+//     re-checks the version, so a cancel racing this task wins or loses
+//     cleanly;
+//  5. render, send, and record sent with the provider id, failed (permanent
+//     errors, not retried) or scheduled again with the error (retried).
+func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	ref, err := aftercare.ParseMessageRef(t.Payload())
+	if err != nil || ref.TaskType() != t.Type() {
+		return fmt.Errorf("%w: task %s: bad payload: %v", asynq.SkipRetry, t.Type(), err)
+	}
+	start := w.now()
+	log := w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel)
+	if n, ok := asynq.GetRetryCount(ctx); ok {
+		log = log.With("attempt", n+1)
+	}
+	done := func(outcome string, attrs ...any) {
+		log.Info("send attempt", append([]any{"outcome", outcome, "duration", w.now().Sub(start)}, attrs...)...)
+	}
+
+	rec, err := w.store.Get(ctx, ref.BookingID)
+	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+		done(outcomeDropped, "reason", "booking record gone")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	msg, ok := rec.Message(ref.Step, ref.Channel)
+	switch {
+	case rec.Version != ref.Version || rec.Status == aftercare.BookingCancelled:
+		done(outcomeDropped, "reason", "booking cancelled or changed")
+		return nil
+	case !ok || msg.Status.Final():
+		done(outcomeDropped, "reason", "message already "+string(msg.Status))
+		return nil
+	}
+
+	if !w.now().Before(msg.Deadline) {
+		if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "send-by deadline passed"); err != nil {
+			return err
+		}
+		done(outcomeExpired, "deadline", msg.Deadline)
+		return nil
+	}
+	if err := sleepUntil(ctx, msg.SendAt, w.now); err != nil {
+		return err
+	}
+
+	prev, err := w.store.Claim(ctx, ref)
+	switch {
+	case aftercare.ErrorCode(err) == aftercare.ENOTFOUND:
+		done(outcomeDropped, "reason", "booking record gone")
+		return nil
+	case err != nil:
+		return err
+	case prev == aftercare.StatusSending && ref.Channel == aftercare.SMS:
+		// An earlier attempt stopped between claiming and recording: the
+		// text may or may not have gone out. A second text is worse than a
+		// missing one, so it is not sent again.
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
+			"outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate text")
+		done(outcomeUncertain)
+		return nil
+	case prev == aftercare.StatusSending:
+		// Email: resend. It carries the same Message-ID as the lost attempt,
+		// so a duplicate is recognisable.
+	case prev != aftercare.StatusScheduled:
+		done(outcomeDropped, "reason", "message "+string(prev))
+		return nil
+	}
+
+	out, err := w.render.Render(&rec.Booking, ref.Step, ref.Channel)
+	if err != nil {
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", err.Error())
+		done(outcomeFailed, "error", err)
+		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
+	}
+	out.ID = ref.TaskID()
+
+	sender := w.senders[ref.Channel]
+	providerID, err := sender.Send(ctx, out)
+	if err == nil {
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "")
+		done(outcomeSent, "provider_id", providerID, "late", w.now().Sub(msg.SendAt))
+		return nil
+	}
+
+	reason := errorText(err)
+	if errors.Is(err, aftercare.ErrPermanent) {
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", reason)
+		done(outcomeFailed, "error", reason)
+		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
+	}
+	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusScheduled, "", reason)
+	done(outcomeRetry, "error", reason)
+	return err
+}
+
+// record writes a status change even if ctx was cancelled (a shutdown in the
+// middle of a send): losing the record of a send is how duplicates happen.
+func (w *Worker) record(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	var err error
+	for try := range 3 {
+		if _, err = w.store.Transition(ctx, ref, from, to, providerID, errText); err == nil {
+			return
+		}
+		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+	}
+	log.Error("could not record message status", "status", to, "error", err)
+}
+
+// errorText is what is stored on the message: the provider code and cause.
+func errorText(err error) string {
+	if se, ok := errors.AsType[*aftercare.SendError](err); ok {
+		return se.Code + ": " + se.Err.Error()
+	}
+	return aftercare.Redact(err.Error())
+}
+
+// sleepUntil waits until t (by now) or ctx ends.
+func sleepUntil(ctx context.Context, t time.Time, now func() time.Time) error {
+	d := t.Sub(now())
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// IsFailure tells asynq which errors count against a task's retries: being
+// rate limited does not.
+func IsFailure(err error) bool { return !errors.Is(err, aftercare.ErrRateLimited) }
+
+// RetryDelay is the asynq retry delay: exponential from 5 seconds, capped at
+// 10 minutes, with ±20% jitter so retries of many messages spread out.
+// Rate-limited sends come back after about a second. Retries past a
+// message's deadline end as expired when they run.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	d := 10 * time.Minute
+	switch {
+	case errors.Is(err, aftercare.ErrRateLimited):
+		d = time.Second
+	case n < 7:
+		d = 5 * time.Second << n
+	}
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// ServerConfig is the asynq server configuration for a worker process.
+// concurrency is the number of sends in flight at once.
+func ServerConfig(concurrency int, shutdownTimeout time.Duration, logger *slog.Logger) asynq.Config {
+	return asynq.Config{
+		Concurrency: concurrency,
+		Queues:      map[string]int{aftercare.QueueSMS: 2, aftercare.QueueEmail: 1},
+		// asynq moves due tasks to their queue on this interval; keep it
+		// short so a message goes out within about a second of its time.
+		DelayedTaskCheckInterval: 500 * time.Millisecond,
+		TaskCheckInterval:        200 * time.Millisecond,
+		RetryDelayFunc:           RetryDelay,
+		IsFailure:                IsFailure,
+		ShutdownTimeout:          shutdownTimeout,
+		Logger:                   asynqLogger{logger.With("component", "asynq")},
+		LogLevel:                 asynq.WarnLevel,
+	}
+}
+
+// asynqLogger adapts slog to asynq's logger interface.
+type asynqLogger struct{ l *slog.Logger }
+
+func (a asynqLogger) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a asynqLogger) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a asynqLogger) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a asynqLogger) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a asynqLogger) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }
