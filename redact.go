@@ -26,6 +26,6 @@ func Redact(s string) string {
 		if strings.HasPrefix(num, "+") {
 			keep = 5
 		}
-		return num[:keep] + strings.Repeat("•", max(len(num)-keep-2, 3)) + num[len(num)-2:]
+		return num[:keep] + "•••••" + num[len(num)-2:]
 	})
 }

@@ -1,0 +1,130 @@
+// Package redistest gives tests and benchmarks a Redis of their own: a
+// private redis-server process on a free port, so a test can flush, kill and
+// restart it without touching anyone else's data.
+package redistest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a redis-server process started by StartServer.
+type Server struct {
+	Addr string
+	cmd  *exec.Cmd
+	dir  string
+}
+
+// StartServer starts redis-server (found on PATH) on a free loopback port
+// with its working directory in dir, persistence off unless extra arguments
+// turn it on, and waits until it answers PING.
+func StartServer(dir string, extra ...string) (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for range 5 { // a free port can be taken between probing and binding
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		args := append([]string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--daemonize", "no", "--loglevel", "warning",
+		}, extra...)
+		cmd := exec.Command(bin, args...)
+		if err := cmd.Start(); err != nil {
+			return nil, err
+		}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
+		if lastErr = s.waitReady(5 * time.Second); lastErr == nil {
+			return s, nil
+		}
+		s.Stop()
+	}
+	return nil, fmt.Errorf("redis-server did not start: %w", lastErr)
+}
+
+func (s *Server) waitReady(timeout time.Duration) error {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+		_ = s.cmd.Wait()
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Addr returns the address of an empty Redis for the test, in order of
+// preference: a private redis-server stopped at the end of the test; the
+// server at REDIS_ADDR, flushed first (point it at a scratch Redis); an
+// embedded miniredis. It logs which one it uses.
+func Addr(tb testing.TB) string {
+	tb.Helper()
+	s, err := StartServer(tb.TempDir())
+	if err == nil {
+		tb.Cleanup(s.Stop)
+		return s.Addr
+	}
+	if addr := os.Getenv("REDIS_ADDR"); addr != "" {
+		tb.Logf("redistest: no private redis-server (%v); using REDIS_ADDR=%s, flushed", err, addr)
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		defer c.Close()
+		if ferr := c.FlushDB(context.Background()).Err(); ferr != nil {
+			tb.Fatalf("redistest: flush REDIS_ADDR: %v", ferr)
+		}
+		return addr
+	}
+	if errors.Is(err, exec.ErrNotFound) {
+		tb.Logf("redistest: redis-server is not installed and REDIS_ADDR is not set; using the embedded miniredis")
+	} else {
+		tb.Logf("redistest: redis-server failed (%v); using the embedded miniredis", err)
+	}
+	return miniredis.RunT(tb).Addr()
+}
+
+// Client returns a client of an empty Redis from Addr, closed at the end of
+// the test.
+func Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: Addr(tb)})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
