@@ -4,11 +4,15 @@
 package twilio
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -45,9 +49,16 @@ type Sender struct {
 	cfg  Config
 }
 
+// credential is what twilio-go accepts as an account SID or auth token; it
+// refuses anything else on every call, so New refuses it once, at start-up.
+var credential = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
+
 // New returns a Sender. twilio-go has no base-URL setting, so a BaseURL
 // other than Twilio's own is applied by the HTTP transport, which rewrites
 // each request's scheme, host and path prefix.
+//
+// twilio-go builds its requests without a context: a send in flight is
+// bounded by Timeout, not by the caller's context.
 func New(cfg Config) (*Sender, error) {
 	if cfg.AccountSID == "" || cfg.AuthToken == "" {
 		return nil, errors.New("twilio: account SID and auth token are required")
@@ -65,9 +76,16 @@ func New(cfg Config) (*Sender, error) {
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
 		return nil, fmt.Errorf("twilio: base URL %q must be an http(s) URL", cfg.BaseURL)
 	}
+	if !credential.MatchString(cfg.AccountSID) || !credential.MatchString(cfg.AuthToken) {
+		return nil, errors.New("twilio: account SID and auth token must be letters and digits only; copy them again from the Twilio console")
+	}
+	var rt http.RoundTripper = errorBodies{next: http.DefaultTransport}
+	if cfg.BaseURL != DefaultBaseURL {
+		rt = rebase{base: base, next: rt}
+	}
 	httpClient := &http.Client{
 		Timeout:   cfg.Timeout,
-		Transport: rebase{base: base, next: http.DefaultTransport},
+		Transport: rt,
 		// Like twilio-go's own client: a redirect is an answer, not a hop.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
@@ -115,20 +133,25 @@ var permanent = map[int]string{
 }
 
 // Classify wraps a twilio-go error in a *aftercare.SendError of the right
-// class: listed codes and other 4xx answers are permanent, except 401/403
-// (a credentials problem an operator can fix, so worth retrying) and 429 or
-// code 20429 (rate limited); 5xx answers, unreadable answers, timeouts and
-// connection errors are transient.
+// class: 429 or code 20429 is rate limited; listed codes and Twilio's other
+// 4xx answers are permanent, except 401/403 (a credentials problem an
+// operator can fix, so worth retrying); 5xx answers, answers that are not
+// Twilio's JSON, timeouts and connection errors are transient.
 func Classify(err error) error {
 	var rest *client.TwilioRestError
 	if !errors.As(err, &rest) {
 		return &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:network", Err: err}
 	}
 	code := fmt.Sprintf("twilio:%d", rest.Code)
+	if rest.Code == 0 {
+		// Not Twilio's own answer (see errorBodies): a proxy or gateway.
+		code = fmt.Sprintf("twilio:http-%d", rest.Status)
+	}
 	class := aftercare.ErrTransient
 	switch {
 	case rest.Code == 20429 || rest.Status == http.StatusTooManyRequests:
 		class = aftercare.ErrRateLimited
+	case rest.Code == 0:
 	case permanent[rest.Code] != "":
 		class = aftercare.ErrPermanent
 	case rest.Status == http.StatusUnauthorized || rest.Status == http.StatusForbidden:
@@ -136,7 +159,8 @@ func Classify(err error) error {
 	case rest.Status >= 400 && rest.Status < 500:
 		class = aftercare.ErrPermanent
 	}
-	return &aftercare.SendError{Class: class, Code: code, Err: fmt.Errorf("twilio %d: %s", rest.Code, rest.Message)}
+	// Twilio's messages can quote the recipient's number.
+	return &aftercare.SendError{Class: class, Code: code, Err: fmt.Errorf("twilio %d: %s", rest.Code, aftercare.Redact(rest.Message))}
 }
 
 // rebase sends each request to base instead of the host twilio-go chose.
@@ -152,4 +176,34 @@ func (t rebase) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.URL.Path = t.base.Path + req.URL.Path
 	r.Host = t.base.Host
 	return t.next.RoundTrip(r)
+}
+
+// errorBodies makes error answers safe for twilio-go, which decodes an error
+// body but never closes it, and which loses the HTTP status of a body that
+// is not JSON. It reads the body of every 4xx/5xx answer into memory
+// (releasing the connection), and replaces a non-JSON body with a Twilio
+// error document that carries the HTTP status, so Classify can tell a
+// proxy's 429 or 502 apart.
+type errorBodies struct{ next http.RoundTripper }
+
+func (t errorBodies) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil || resp.StatusCode < 400 {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(body) {
+		body, _ = json.Marshal(client.TwilioRestError{
+			Status:  resp.StatusCode,
+			Message: fmt.Sprintf("HTTP %d with a non-JSON body", resp.StatusCode),
+		})
+		resp.Header.Set("Content-Type", "application/json")
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	return resp, nil
 }

@@ -1,0 +1,237 @@
+package api_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare/api"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
+)
+
+const token = "s3cret-token"
+
+type testBundle struct {
+	url string
+	rdb *redis.Client
+}
+
+// setup serves the API over a real scheduler and store on a private Redis.
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	rdb := redistest.Client(t)
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic, err := config.LoadClinic("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic.QuietHours.Start, clinic.QuietHours.End = "", ""
+	tasks := asynq.NewClientFromRedisClient(rdb)
+	sched := scheduler.New(redisstore.New(rdb), tasks, scheduler.Config{Protocols: protocols, Clinic: clinic})
+	srv := httptest.NewServer(api.New(api.Config{Bookings: sched, Tokens: []string{token}}))
+	t.Cleanup(srv.Close)
+	return &testBundle{url: srv.URL, rdb: rdb}
+}
+
+func validBody() map[string]any {
+	return map[string]any{
+		"id":               "bk_1001",
+		"treatment":        "botox",
+		"appointment_at":   time.Now().Add(72 * time.Hour).Format(time.RFC3339),
+		"duration_minutes": 30,
+		"patient": map[string]any{
+			"first_name": "Ana", "phone": "+15555550123", "email": "ana@example.com",
+			"timezone": "America/New_York", "locale": "en", "sms_opt_in": true, "email_opt_in": true,
+		},
+	}
+}
+
+func encode(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+type problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+func (tb *testBundle) do(t *testing.T, method, path, contentType, auth, body string) (int, []byte, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, tb.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, resp.Header
+}
+
+// TestBadRequests sends one bad request per case and checks the status, the
+// problem document, the field named, and that Redis holds nothing at all
+// afterwards: no booking record and no task.
+func TestBadRequests(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	with := func(change func(b map[string]any)) string {
+		b := validBody()
+		change(b)
+		return encode(t, b)
+	}
+	patient := func(key string, v any) string {
+		return with(func(b map[string]any) { b["patient"].(map[string]any)[key] = v })
+	}
+	bearer := "Bearer " + token
+	tests := []struct {
+		name        string
+		contentType string
+		auth        string
+		body        string
+		status      int
+		field       string
+	}{
+		{"no token", "application/json", "", encode(t, validBody()), 401, ""},
+		{"wrong token", "application/json", "Bearer nope", encode(t, validBody()), 401, ""},
+		{"basic auth", "application/json", "Basic " + token, encode(t, validBody()), 401, ""},
+		{"form body", "application/x-www-form-urlencoded", bearer, "id=bk_1", 415, ""},
+		{"malformed JSON", "application/json", bearer, `{"id": "bk_1",`, 400, ""},
+		{"not an object", "application/json", bearer, `[1,2]`, 422, "(body)"},
+		{"empty body", "application/json", bearer, ``, 400, ""},
+		{"two objects", "application/json", bearer, encode(t, validBody()) + `{}`, 400, ""},
+		{"too large", "application/json", bearer, `{"id":"` + strings.Repeat("x", api.MaxBody) + `"}`, 413, ""},
+		{"unknown field", "application/json", bearer, with(func(b map[string]any) { b["nickname"] = "A" }), 422, "nickname"},
+		{"wrong type", "application/json", bearer, with(func(b map[string]any) { b["duration_minutes"] = "thirty" }), 422, "duration_minutes"},
+		{"bad time", "application/json", bearer, with(func(b map[string]any) { b["appointment_at"] = "tomorrow 3pm" }), 422, "appointment_at"},
+		{"no time", "application/json", bearer, with(func(b map[string]any) { delete(b, "appointment_at") }), 422, "appointment_at"},
+		{"bad id", "application/json", bearer, with(func(b map[string]any) { b["id"] = "bk/1" }), 422, "id"},
+		{"unknown treatment", "application/json", bearer, with(func(b map[string]any) { b["treatment"] = "laser" }), 422, "treatment"},
+		{"bad phone", "application/json", bearer, patient("phone", "555-0123"), 422, "patient.phone"},
+		{"bad email", "application/json", bearer, patient("email", "ana.example.com"), 422, "patient.email"},
+		{"bad zone", "application/json", bearer, patient("timezone", "EST5"), 422, "patient.timezone"},
+		{"bad locale", "application/json", bearer, patient("locale", "de"), 422, "patient.locale"},
+		{"opt-in not a bool", "application/json", bearer, patient("sms_opt_in", "yes"), 422, "patient.sms_opt_in"},
+		{"no channel", "application/json", bearer, with(func(b map[string]any) {
+			p := b["patient"].(map[string]any)
+			p["sms_opt_in"], p["email_opt_in"] = false, false
+		}), 422, "patient"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, header := tb.do(t, "POST", "/v1/bookings", tt.contentType, tt.auth, tt.body)
+			if status != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", status, tt.status, body)
+			}
+			if ct := header.Get("Content-Type"); ct != "application/problem+json" {
+				t.Errorf("Content-Type = %q", ct)
+			}
+			var p problem
+			if err := json.Unmarshal(body, &p); err != nil || p.Status != status || p.Title == "" || p.Detail == "" || p.Type == "" {
+				t.Fatalf("problem document = %s (%v)", body, err)
+			}
+			if tt.field != "" {
+				if len(p.Errors) == 0 || p.Errors[0].Field != tt.field || p.Errors[0].Message == "" {
+					t.Errorf("errors = %+v, want field %q first", p.Errors, tt.field)
+				}
+			}
+		})
+	}
+	if n := tb.rdb.DBSize(t.Context()).Val(); n != 0 {
+		keys := tb.rdb.Keys(t.Context(), "*").Val()
+		t.Errorf("Redis holds %d keys after bad requests only: %v", n, keys)
+	}
+}
+
+func TestCreateGetRepeat(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	bearer := "Bearer " + token
+	body := encode(t, validBody())
+
+	status, data, header := tb.do(t, "POST", "/v1/bookings", "application/json", bearer, body)
+	if status != 201 || header.Get("Location") != "/v1/bookings/bk_1001" {
+		t.Fatalf("create = %d %s", status, data)
+	}
+	var tl struct {
+		ID       string `json:"id"`
+		Version  int    `json:"version"`
+		Status   string `json:"status"`
+		Messages []struct {
+			Step, Channel, Status string
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal(data, &tl); err != nil || tl.ID != "bk_1001" || tl.Version != 1 || tl.Status != "scheduled" || len(tl.Messages) != 11 {
+		t.Fatalf("timeline = %s", data)
+	}
+	if bytes.Contains(data, []byte("5555550123")) || bytes.Contains(data, []byte("ana@")) {
+		t.Error("timeline shows patient contact details")
+	}
+	keys := tb.rdb.DBSize(t.Context()).Val()
+
+	status, again, _ := tb.do(t, "POST", "/v1/bookings", "application/json", bearer, body)
+	if status != 200 || !bytes.Equal(again, data) {
+		t.Errorf("identical re-POST = %d %s, want 200 and the same timeline", status, again)
+	}
+	if n := tb.rdb.DBSize(t.Context()).Val(); n != keys {
+		t.Errorf("identical re-POST changed Redis: %d keys, was %d", n, keys)
+	}
+
+	changed := validBody()
+	changed["duration_minutes"] = 45
+	status, data, _ = tb.do(t, "POST", "/v1/bookings", "application/json", bearer, encode(t, changed))
+	var p problem
+	_ = json.Unmarshal(data, &p)
+	if status != 409 || !strings.Contains(p.Detail, "PUT") {
+		t.Errorf("conflicting re-POST = %d %s, want 409 saying to use PUT", status, data)
+	}
+
+	if status, data, _ = tb.do(t, "GET", "/v1/bookings/bk_1001", "", bearer, ""); status != 200 {
+		t.Errorf("GET = %d %s", status, data)
+	}
+	if status, data, _ = tb.do(t, "GET", "/v1/bookings/bk_404", "", bearer, ""); status != 404 {
+		t.Errorf("GET unknown = %d %s", status, data)
+	}
+	if status, _, _ = tb.do(t, "GET", "/v1/bookings/bk_1001", "", "", ""); status != 401 {
+		t.Errorf("GET without token = %d", status)
+	}
+	if status, _, _ = tb.do(t, "GET", "/healthz", "", "", ""); status != 200 {
+		t.Errorf("healthz = %d", status)
+	}
+	if status, _, _ = tb.do(t, "DELETE", "/nowhere", "", bearer, ""); status != 404 {
+		t.Errorf("unknown route = %d", status)
+	}
+}

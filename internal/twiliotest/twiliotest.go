@@ -1,0 +1,301 @@
+// Package twiliotest is an in-process fake of Twilio's Messages API for tests
+// and benchmarks: it checks each create-message request as strictly as Twilio
+// does, records the messages it accepts, and can be told to fail or stall.
+package twiliotest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"sync"
+	"time"
+)
+
+var (
+	messagesPath = regexp.MustCompile(`^/2010-04-01/Accounts/([^/]+)/Messages\.json$`)
+	e164         = regexp.MustCompile(`^\+[1-9]\d{6,14}$`)
+)
+
+// Message is one accepted message.
+type Message struct {
+	SID, To, From, MessagingServiceSID, Body, StatusCallback string
+	Received                                                 time.Time
+}
+
+// Server is a fake Twilio. It is safe for concurrent use.
+type Server struct {
+	accountSID, authToken string
+	ts                    *httptest.Server
+	closed                chan struct{}
+	closeOnce             sync.Once
+
+	mu       sync.Mutex
+	messages []Message
+	added    chan struct{} // closed and replaced whenever a message is accepted
+	requests int
+	failures []failure
+	delay    time.Duration
+}
+
+// failure is one batch of answers queued by Fail.
+type failure struct {
+	times, status, code int
+	message             string
+}
+
+// New starts a fake Twilio on a loopback port that accepts accountSID and
+// authToken.
+func New(accountSID, authToken string) *Server {
+	s := &Server{
+		accountSID: accountSID,
+		authToken:  authToken,
+		closed:     make(chan struct{}),
+		added:      make(chan struct{}),
+	}
+	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
+	return s
+}
+
+// URL returns the base URL to give a client in place of
+// https://api.twilio.com, e.g. http://127.0.0.1:port.
+func (s *Server) URL() string { return s.ts.URL }
+
+// Close ends any delayed answers and stops the server. It may be called more
+// than once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		close(s.closed)
+		s.ts.Close()
+	})
+}
+
+// Messages returns a copy of the accepted messages, in the order received.
+func (s *Server) Messages() []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Message(nil), s.messages...)
+}
+
+// Wait blocks until at least n messages were accepted or timeout passes. It
+// returns the messages accepted so far and whether there were n.
+func (s *Server) Wait(n int, timeout time.Duration) ([]Message, bool) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		msgs, added := append([]Message(nil), s.messages...), s.added
+		s.mu.Unlock()
+		if len(msgs) >= n {
+			return msgs, true
+		}
+		select {
+		case <-added:
+		case <-timer.C:
+			msgs := s.Messages()
+			return msgs, len(msgs) >= n
+		}
+	}
+}
+
+// Fail makes the next times requests fail with HTTP status. If code is not
+// 0 the body is a Twilio JSON error with that code and message; with code 0
+// it is the plain text "upstream error", as a proxy might answer. Calls
+// queue up: a second Fail takes effect once the first is used up.
+func (s *Server) Fail(times, status, code int, message string) {
+	if times <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failures = append(s.failures, failure{times: times, status: status, code: code, message: message})
+}
+
+// SetDelay makes every request wait d before it is answered; 0 for none. A
+// client that gives up first gets no answer.
+func (s *Server) SetDelay(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.delay = d
+}
+
+// Requests returns how many requests arrived, accepted or not. The server
+// serves only the create-message endpoint, so every request counts as an
+// attempt to create a message.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// arrive counts a request and takes the failure queued for it, if any.
+func (s *Server) arrive() (delay time.Duration, f failure, fail bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if len(s.failures) > 0 {
+		f, fail = s.failures[0], true
+		if s.failures[0].times--; s.failures[0].times == 0 {
+			s.failures = s.failures[1:]
+		}
+	}
+	return s.delay, f, fail
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	delay, f, fail := s.arrive()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			return
+		case <-s.closed:
+			return
+		}
+	}
+	if fail {
+		if f.code == 0 {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(f.status)
+			fmt.Fprint(w, "upstream error")
+			return
+		}
+		writeError(w, f.status, f.code, f.message)
+		return
+	}
+
+	m := messagesPath.FindStringSubmatch(r.URL.Path)
+	if r.Method != http.MethodPost || m == nil {
+		writeError(w, http.StatusNotFound, 20404, fmt.Sprintf("The requested resource %s was not found", r.URL.Path))
+		return
+	}
+	user, pass, ok := r.BasicAuth()
+	if !ok || user != s.accountSID || pass != s.authToken || m[1] != s.accountSID {
+		writeError(w, http.StatusUnauthorized, 20003, "Authenticate")
+		return
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
+		writeError(w, http.StatusBadRequest, 20001, fmt.Sprintf("Content-Type must be application/x-www-form-urlencoded, not %q", r.Header.Get("Content-Type")))
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, 20001, "The request body is not a valid form: "+err.Error())
+		return
+	}
+	msg := Message{
+		To:                  r.PostForm.Get("To"),
+		From:                r.PostForm.Get("From"),
+		MessagingServiceSID: r.PostForm.Get("MessagingServiceSid"),
+		Body:                r.PostForm.Get("Body"),
+		StatusCallback:      r.PostForm.Get("StatusCallback"),
+	}
+	switch {
+	case msg.To == "":
+		writeError(w, http.StatusBadRequest, 21604, "A 'To' phone number is required.")
+	case !e164.MatchString(msg.To):
+		writeError(w, http.StatusBadRequest, 21211, fmt.Sprintf("Invalid 'To' Phone Number: %s", msg.To))
+	case msg.From == "" && msg.MessagingServiceSID == "":
+		writeError(w, http.StatusBadRequest, 21603, "A 'From' phone number or a 'MessagingServiceSid' is required.")
+	case msg.From != "" && msg.MessagingServiceSID != "":
+		writeError(w, http.StatusBadRequest, 21606, "Set either 'From' or 'MessagingServiceSid', not both.")
+	case msg.Body == "":
+		writeError(w, http.StatusBadRequest, 21602, "Message body is required.")
+	default:
+		s.accept(w, msg)
+	}
+}
+
+// accept records msg and answers with its message resource.
+func (s *Server) accept(w http.ResponseWriter, msg Message) {
+	msg.SID = newSID()
+	msg.Received = time.Now()
+	s.mu.Lock()
+	s.messages = append(s.messages, msg)
+	close(s.added)
+	s.added = make(chan struct{})
+	s.mu.Unlock()
+
+	uri := fmt.Sprintf("/2010-04-01/Accounts/%s/Messages/%s", s.accountSID, msg.SID)
+	date := msg.Received.UTC().Format(time.RFC1123Z)
+	writeJSON(w, http.StatusCreated, resource{
+		SID:                 msg.SID,
+		AccountSID:          s.accountSID,
+		To:                  msg.To,
+		From:                orNull(msg.From),
+		MessagingServiceSID: orNull(msg.MessagingServiceSID),
+		Body:                msg.Body,
+		Status:              "queued",
+		NumSegments:         "1",
+		NumMedia:            "0",
+		Direction:           "outbound-api",
+		APIVersion:          "2010-04-01",
+		PriceUnit:           "USD",
+		DateCreated:         date,
+		DateUpdated:         date,
+		URI:                 uri + ".json",
+		SubresourceURIs: map[string]string{
+			"media":    uri + "/Media.json",
+			"feedback": uri + "/Feedback.json",
+		},
+	})
+}
+
+// resource is Twilio's message resource as it stands right after creation.
+type resource struct {
+	SID                 string            `json:"sid"`
+	AccountSID          string            `json:"account_sid"`
+	To                  string            `json:"to"`
+	From                *string           `json:"from"`
+	MessagingServiceSID *string           `json:"messaging_service_sid"`
+	Body                string            `json:"body"`
+	Status              string            `json:"status"`
+	NumSegments         string            `json:"num_segments"`
+	NumMedia            string            `json:"num_media"`
+	Direction           string            `json:"direction"`
+	APIVersion          string            `json:"api_version"`
+	Price               *string           `json:"price"`
+	PriceUnit           string            `json:"price_unit"`
+	ErrorCode           *int              `json:"error_code"`
+	ErrorMessage        *string           `json:"error_message"`
+	DateCreated         string            `json:"date_created"`
+	DateUpdated         string            `json:"date_updated"`
+	DateSent            *string           `json:"date_sent"`
+	URI                 string            `json:"uri"`
+	SubresourceURIs     map[string]string `json:"subresource_uris"`
+}
+
+func orNull(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// newSID returns a message SID: "SM" and 32 lowercase hex digits.
+func newSID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return "SM" + hex.EncodeToString(b)
+}
+
+// writeError answers with Twilio's JSON error body.
+func writeError(w http.ResponseWriter, status, code int, message string) {
+	writeJSON(w, status, map[string]any{
+		"code":      code,
+		"message":   message,
+		"more_info": fmt.Sprintf("https://www.twilio.com/docs/errors/%d", code),
+		"status":    status,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
