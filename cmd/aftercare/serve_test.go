@@ -234,7 +234,12 @@ func TestBookingDelivered(t *testing.T) {
 		t.Errorf("upright SMS arrived %s after treatment end, want within [0, 2s]", late)
 	}
 
-	// The timeline shows what was sent, with the provider ids.
+	// The timeline shows what was sent, with the provider ids. The fake
+	// answers before the worker records the answer: allow it a moment.
+	waitFor(t, 2*time.Second, func() bool {
+		st, _ := tb.timeline(t, "bk_e2e").status("upright", "sms")
+		return st == "sent"
+	})
 	tl := tb.timeline(t, "bk_e2e")
 	for _, want := range []struct{ step, channel, status, id string }{
 		{"consent", "sms", "sent", sms[0].SID},

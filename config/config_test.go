@@ -1,0 +1,85 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aftercare/aftercare/config"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8080" || c.SMSRateLimit != 10 || c.EmailRateLimit != 5 || c.Env != config.Development {
+		t.Errorf("defaults = %+v", c)
+	}
+	if !c.DevToken || len(c.APITokens) != 1 || c.APITokens[0] != config.DevToken {
+		t.Errorf("development without tokens should accept the dev token: %v", c.APITokens)
+	}
+	if c.TwilioEnabled() || c.SMTPEnabled() || c.Clinic.Name == "" || c.LogFormat != "text" {
+		t.Errorf("defaults = %+v", c)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	t.Parallel()
+	c, err := config.Load(env(map[string]string{"AFTERCARE_API_TOKENS": " a, b ,,"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(c.APITokens, "|") != "a|b" || c.DevToken {
+		t.Errorf("tokens = %q, dev %v", c.APITokens, c.DevToken)
+	}
+}
+
+func TestClinicFile(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, src, want string }{
+		{"valid", "name: C\nphone: \"1\"\ntimezone: Europe/Madrid\nquiet_hours: {start: \"22:00\", end: \"07:30\"}\n", ""},
+		{"unknown key", "name: C\nphone: \"1\"\ntimezone: UTC\ncolour: red\n", "colour"},
+		{"no phone", "name: C\ntimezone: UTC\n", "phone is required"},
+		{"bad zone", "name: C\nphone: \"1\"\ntimezone: Nowhere/Else\n", "timezone"},
+		{"bad quiet", "name: C\nphone: \"1\"\ntimezone: UTC\nquiet_hours: {start: \"9pm\", end: \"08:00\"}\n", "9pm"},
+		{"half quiet", "name: C\nphone: \"1\"\ntimezone: UTC\nquiet_hours: {start: \"21:00\"}\n", "both"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "clinic.yaml")
+			if err := os.WriteFile(path, []byte(tt.src), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c, err := config.Load(env(map[string]string{"AFTERCARE_CLINIC_FILE": path}))
+			if tt.want == "" {
+				if err != nil || c.Clinic.SenderName != "C" || c.Clinic.QuietHours.End != "07:30" {
+					t.Fatalf("Load = %+v, %v", c, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "AFTERCARE_CLINIC_FILE") {
+				t.Fatalf("Load error = %v, want one naming AFTERCARE_CLINIC_FILE and %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestEveryProblemAtOnce(t *testing.T) {
+	t.Parallel()
+	_, err := config.Load(env(map[string]string{
+		"HTTP_ADDR": ":8080", "WORKER_CONCURRENCY": "0", "AFTERCARE_RETENTION": "forever", "TWILIO_API_BASE_URL": "api.twilio.com",
+	}))
+	for _, name := range []string{"WORKER_CONCURRENCY", "AFTERCARE_RETENTION", "TWILIO_API_BASE_URL"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package protocol_test
+
+import (
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/protocol"
+)
+
+func TestBuiltin(t *testing.T) {
+	t.Parallel()
+	set, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := set["botox"]
+	if !ok {
+		t.Fatal("no botox protocol")
+	}
+	var names []string
+	for _, s := range p.Steps {
+		names = append(names, s.Name)
+	}
+	if got := strings.Join(names, ","); got != "consent,reminder,upright,lie_down,day1,day3,day14" {
+		t.Errorf("steps = %s", got)
+	}
+	if p.Steps[2].Quiet != aftercare.QuietIgnore || p.Steps[3].Quiet != aftercare.QuietSkip || p.Steps[4].Quiet != aftercare.QuietDefer {
+		t.Error("quiet-hour policies differ from the product timeline")
+	}
+}
+
+const valid = `treatment: filler
+title: dermal filler
+steps:
+  - step: check_in
+    channels: [sms]
+    when: {anchor: treatment_end, days: 2, at: "10:00"}
+    deadline: {anchor: send, offset: 12h}
+`
+
+func TestLoadErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, file, src, want string
+	}{
+		{"valid", "filler.yaml", valid, ""},
+		{"syntax", "filler.yaml", "treatment: [filler", "filler.yaml"},
+		{"unknown key", "filler.yaml", strings.Replace(valid, "deadline:", "deadlin:", 1), "deadlin"},
+		{"file name", "other.yaml", valid, "must live in a file named filler.yaml"},
+		{"bad treatment", "Filler.yaml", strings.Replace(valid, "treatment: filler", "treatment: Filler", 1), "treatment"},
+		{"no steps", "filler.yaml", "treatment: filler\nsteps: []\n", "at least one step"},
+		{"bad channel", "filler.yaml", strings.Replace(valid, "[sms]", "[fax]", 1), `unknown channel "fax"`},
+		{"send anchors when", "filler.yaml", strings.Replace(valid, "anchor: treatment_end", "anchor: send", 1), "send can only anchor a deadline"},
+		{"bad clock", "filler.yaml", strings.Replace(valid, `"10:00"`, `"25:00"`, 1), "24-hour clock"},
+		{"no deadline", "filler.yaml", strings.Replace(valid, "    deadline: {anchor: send, offset: 12h}\n", "", 1), "deadline: anchor: required"},
+		{"zero deadline", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: 0s", 1), "positive offset"},
+		{"bad offset", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: twelve", 1), "filler.yaml"},
+		{"bad policy", "filler.yaml", valid + "    quiet_hours: maybe\n", "quiet_hours"},
+		{"duplicate step", "filler.yaml", valid + strings.SplitAfterN(valid, "steps:\n", 2)[1], "appears twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			set, err := protocol.Load(fstest.MapFS{tt.file: {Data: []byte(tt.src)}})
+			if tt.want == "" {
+				if err != nil || set["filler"].Steps[0].Quiet != aftercare.QuietDefer {
+					t.Fatalf("Load = %v, %v; want the protocol with default policies", set, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load error = %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,297 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/worker"
+)
+
+// fakeSender records what it is asked to send and answers with err.
+type fakeSender struct {
+	mu   sync.Mutex
+	sent []sent
+	err  error
+}
+
+type sent struct {
+	msg aftercare.Outgoing
+	at  time.Time
+}
+
+func (f *fakeSender) Send(_ context.Context, msg aftercare.Outgoing) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return "", f.err
+	}
+	f.sent = append(f.sent, sent{msg, time.Now()})
+	return "P" + msg.ID, nil
+}
+
+func (f *fakeSender) calls() []sent {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]sent(nil), f.sent...)
+}
+
+var _ worker.Sender = (*fakeSender)(nil)
+
+type testBundle struct {
+	rdb    *redis.Client
+	store  *redisstore.Store
+	sms    *fakeSender
+	email  *fakeSender
+	worker *worker.Worker
+}
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	rdb := redistest.Client(t)
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic, err := config.LoadClinic("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renderer, err := messages.New(clinic, protocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testBundle{rdb: rdb, store: redisstore.New(rdb), sms: &fakeSender{}, email: &fakeSender{}}
+	tb.worker = worker.New(worker.Config{Store: tb.store, Renderer: renderer, SMS: tb.sms, Email: tb.email})
+	return tb
+}
+
+// book stores a booking whose consent messages are due at sendAt with the
+// given deadline, and returns the ref of its consent SMS.
+func (tb *testBundle) book(t *testing.T, sendAt, deadline time.Time) aftercare.MessageRef {
+	t.Helper()
+	b := aftercare.Booking{ID: "bk_w", Treatment: "botox", AppointmentAt: deadline, DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
+			Timezone: "Europe/Madrid", Locale: "en", SMSOptIn: true, EmailOptIn: true}}
+	rec := &aftercare.Record{Booking: b, Fingerprint: "fp", CreatedAt: time.Now(), Timeline: aftercare.Timeline{
+		ID: b.ID, Version: 1, Status: aftercare.BookingScheduled, Messages: []aftercare.Message{
+			{Step: "consent", Channel: aftercare.SMS, SendAt: sendAt, Deadline: deadline, Status: aftercare.StatusScheduled},
+			{Step: "consent", Channel: aftercare.Email, SendAt: sendAt, Deadline: deadline, Status: aftercare.StatusScheduled},
+		}}}
+	if _, _, err := tb.store.Create(context.Background(), rec, deadline.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	return aftercare.MessageRef{BookingID: b.ID, Version: 1, Step: "consent", Channel: aftercare.SMS}
+}
+
+func (tb *testBundle) process(ref aftercare.MessageRef) error {
+	return tb.worker.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload()))
+}
+
+func (tb *testBundle) message(t *testing.T, ref aftercare.MessageRef) aftercare.Message {
+	t.Helper()
+	rec, err := tb.store.Get(context.Background(), ref.BookingID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := rec.Message(ref.Step, ref.Channel)
+	return m
+}
+
+func TestSendOnce(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+
+	for range 3 { // asynq may run a task more than once
+		if err := tb.process(ref); err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := tb.sms.calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d sends, want 1", len(calls))
+	}
+	if c := calls[0].msg; c.ID != "bk_w:v1:consent:sms" || c.To != "+15555550123" || !strings.Contains(c.Text, "Ana") {
+		t.Errorf("sent %+v", c)
+	}
+	if m := tb.message(t, ref); m.Status != aftercare.StatusSent || m.ProviderID != "Pbk_w:v1:consent:sms" {
+		t.Errorf("message = %+v", m)
+	}
+}
+
+func TestNotSent(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		before func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef)
+		want   aftercare.MessageStatus
+	}{
+		{"past deadline", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.Del(context.Background(), redisstore.Key(ref.BookingID))
+			*ref = tb.book(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Minute))
+		}, aftercare.StatusExpired},
+		{"booking cancelled", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "status", "cancelled")
+		}, aftercare.StatusScheduled},
+		{"task of an older version", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "version", 2)
+		}, aftercare.StatusScheduled},
+		{"earlier attempt died while sending an SMS", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
+		}, aftercare.StatusFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+			tt.before(t, tb, &ref)
+			if err := tb.process(ref); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(tb.sms.calls()); n != 0 {
+				t.Fatalf("%d sends, want none", n)
+			}
+			if m := tb.message(t, ref); m.Status != tt.want {
+				t.Errorf("status = %s, want %s", m.Status, tt.want)
+			}
+		})
+	}
+}
+
+func TestRecordGone(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ref := aftercare.MessageRef{BookingID: "bk_gone", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	if err := tb.process(ref); err != nil || len(tb.sms.calls()) != 0 {
+		t.Fatalf("process = %v, sends %d; want nil and none", err, len(tb.sms.calls()))
+	}
+}
+
+// TestEmailResentAfterCrash: an email whose earlier attempt died mid-send is
+// sent again, with the same id (hence the same Message-ID).
+func TestEmailResentAfterCrash(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+	ref.Channel = aftercare.Email
+	tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:email", "sending")
+	if err := tb.process(ref); err != nil {
+		t.Fatal(err)
+	}
+	calls := tb.email.calls()
+	if len(calls) != 1 || calls[0].msg.ID != "bk_w:v1:consent:email" || calls[0].msg.Subject == "" {
+		t.Fatalf("email sends = %+v", calls)
+	}
+	if m := tb.message(t, ref); m.Status != aftercare.StatusSent {
+		t.Errorf("status = %s", m.Status)
+	}
+}
+
+func TestSendErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		err       error
+		status    aftercare.MessageStatus
+		skipRetry bool
+		failure   bool
+	}{
+		{"permanent", &aftercare.SendError{Class: aftercare.ErrPermanent, Code: "twilio:21211", Err: errors.New("invalid To")},
+			aftercare.StatusFailed, true, true},
+		{"transient", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal")},
+			aftercare.StatusScheduled, false, true},
+		{"rate limited", &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "twilio:20429", Err: errors.New("slow down")},
+			aftercare.StatusScheduled, false, false},
+		{"unclassified", errors.New("boom"), aftercare.StatusScheduled, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+			tb.sms.err = tt.err
+			err := tb.process(ref)
+			if err == nil {
+				t.Fatal("no error returned to asynq")
+			}
+			if got := errors.Is(err, asynq.SkipRetry); got != tt.skipRetry {
+				t.Errorf("SkipRetry = %v, want %v (%v)", got, tt.skipRetry, err)
+			}
+			if got := worker.IsFailure(err); got != tt.failure {
+				t.Errorf("IsFailure = %v, want %v", got, tt.failure)
+			}
+			m := tb.message(t, ref)
+			if m.Status != tt.status || m.Error == "" {
+				t.Errorf("message = %+v, want status %s with the error recorded", m, tt.status)
+			}
+
+			// A transient failure is retried, and the retry sends.
+			if !tt.skipRetry {
+				tb.sms.err = nil
+				if err := tb.process(ref); err != nil {
+					t.Fatal(err)
+				}
+				if m := tb.message(t, ref); m.Status != aftercare.StatusSent || m.Error != "" {
+					t.Errorf("after retry: %+v", m)
+				}
+			}
+		})
+	}
+}
+
+// TestHoldsEarlyTask: asynq keeps due times in whole seconds and may hand a
+// task over early; the worker waits for the exact time.
+func TestHoldsEarlyTask(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	due := time.Now().Add(400 * time.Millisecond)
+	ref := tb.book(t, due, time.Now().Add(time.Hour))
+	if err := tb.process(ref); err != nil {
+		t.Fatal(err)
+	}
+	calls := tb.sms.calls()
+	if len(calls) != 1 {
+		t.Fatalf("%d sends", len(calls))
+	}
+	// Stored times have millisecond precision or better.
+	if early := due.Sub(calls[0].at); early > time.Millisecond {
+		t.Errorf("sent %s early", early)
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	transient := &aftercare.SendError{Class: aftercare.ErrTransient, Err: errors.New("x")}
+	limited := &aftercare.SendError{Class: aftercare.ErrRateLimited, Err: errors.New("x")}
+	tests := []struct {
+		n        int
+		err      error
+		min, max time.Duration
+	}{
+		{0, transient, 4 * time.Second, 6 * time.Second},
+		{3, transient, 32 * time.Second, 48 * time.Second},
+		{20, transient, 8 * time.Minute, 12 * time.Minute},
+		{5, limited, 800 * time.Millisecond, 1200 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		for range 50 {
+			if d := worker.RetryDelay(tt.n, tt.err, nil); d < tt.min || d > tt.max {
+				t.Fatalf("RetryDelay(%d, %v) = %s, want in [%s, %s]", tt.n, tt.err, d, tt.min, tt.max)
+			}
+		}
+	}
+}
