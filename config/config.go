@@ -38,7 +38,6 @@ type Config struct {
 	HTTPAddr  string
 	RedisURL  string // empty: embedded in-memory Redis
 	APITokens []string
-	PublicURL string
 
 	TwilioAccountSID          string
 	TwilioAuthToken           string
@@ -48,9 +47,6 @@ type Config struct {
 
 	SMTPURL  string // empty: emails go to the console outbox
 	MailFrom string
-
-	SMSRateLimit   float64
-	EmailRateLimit float64
 
 	ClinicFile   string
 	ProtocolsDir string
@@ -84,8 +80,6 @@ var settings = []setting{
 		func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
-	{"AFTERCARE_PUBLIC_URL", "", "external base URL, for Twilio callbacks",
-		func(c *Config, v string) error { return httpURL(&c.PublicURL, v) }},
 	{"TWILIO_ACCOUNT_SID", "", "Twilio account SID; unset: SMS go to the console outbox",
 		func(c *Config, v string) error { c.TwilioAccountSID = v; return nil }},
 	{"TWILIO_AUTH_TOKEN", "", "Twilio auth token",
@@ -100,10 +94,6 @@ var settings = []setting{
 		func(c *Config, v string) error { c.SMTPURL = v; return nil }},
 	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
 		func(c *Config, v string) error { c.MailFrom = v; return nil }},
-	{"SMS_RATE_LIMIT", "10", "SMS per second per sender, shared by all workers; 0 = no limit",
-		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
-	{"EMAIL_RATE_LIMIT", "5", "emails per second per SMTP account, shared by all workers; 0 = no limit",
-		func(c *Config, v string) error { return rate(&c.EmailRateLimit, v) }},
 	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours); unset: built-in example clinic",
 		func(c *Config, v string) error { c.ClinicFile = v; return nil }},
 	{"AFTERCARE_PROTOCOLS_DIR", "", "directory of extra or replacement protocol files (TREATMENT.yaml)",
@@ -191,9 +181,6 @@ func (c *Config) check() error {
 		}
 		if !c.SMTPEnabled() {
 			errs = append(errs, "SMTP_URL is required in production (console emails reach nobody)")
-		}
-		if c.PublicURL == "" {
-			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production")
 		}
 	}
 	if len(errs) > 0 {
@@ -292,15 +279,6 @@ func httpURL(dst *string, v string) error {
 		return fmt.Errorf("%q is not an http(s) URL", v)
 	}
 	*dst = strings.TrimSuffix(v, "/")
-	return nil
-}
-
-func rate(dst *float64, v string) error {
-	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f < 0 {
-		return fmt.Errorf("%q is not a rate: use messages per second, such as 10, or 0 for no limit", v)
-	}
-	*dst = f
 	return nil
 }
 

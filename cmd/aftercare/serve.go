@@ -132,17 +132,12 @@ func senders(cfg *config.Config, stdout io.Writer) (sms, email worker.Sender, er
 	outbox := console.New(stdout, cfg.OutboxFile)
 	sms, email = outbox, outbox
 	if cfg.TwilioEnabled() {
-		callback := ""
-		if cfg.PublicURL != "" {
-			callback = cfg.PublicURL + "/webhooks/twilio/status"
-		}
 		if sms, err = twilio.New(twilio.Config{
 			AccountSID:          cfg.TwilioAccountSID,
 			AuthToken:           cfg.TwilioAuthToken,
 			From:                cfg.TwilioFromNumber,
 			MessagingServiceSID: cfg.TwilioMessagingServiceSID,
 			BaseURL:             cfg.TwilioAPIBaseURL,
-			StatusCallback:      callback,
 		}); err != nil {
 			return nil, nil, err
 		}

@@ -320,7 +320,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"serve", "REDIS_URL", "HTTP_ADDR", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID",
-		"TWILIO_API_BASE_URL", "SMTP_URL", "MAIL_FROM", "SMS_RATE_LIMIT", "AFTERCARE_CLINIC_FILE", "AFTERCARE_ENV"} {
+		"TWILIO_API_BASE_URL", "SMTP_URL", "MAIL_FROM", "WORKER_CONCURRENCY", "AFTERCARE_CLINIC_FILE", "AFTERCARE_ENV"} {
 		if !strings.Contains(out.String(), name) {
 			t.Errorf("--help does not mention %s", name)
 		}
@@ -333,11 +333,11 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		env  map[string]string
 		want []string
 	}{
-		{map[string]string{"SMS_RATE_LIMIT": "fast"}, []string{"SMS_RATE_LIMIT"}},
+		{map[string]string{"WORKER_CONCURRENCY": "many"}, []string{"WORKER_CONCURRENCY"}},
 		{map[string]string{"AFTERCARE_ENV": "staging"}, []string{"AFTERCARE_ENV"}},
 		{map[string]string{"TWILIO_ACCOUNT_SID": "AC1"}, []string{"TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"}},
 		{map[string]string{"SMTP_URL": "smtp://mail.example:587"}, []string{"MAIL_FROM"}},
-		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL", "AFTERCARE_PUBLIC_URL"}},
+		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL"}},
 		{map[string]string{"AFTERCARE_CLINIC_FILE": "/nonexistent/clinic.yaml"}, []string{"AFTERCARE_CLINIC_FILE"}},
 	}
 	for _, tt := range tests {
