@@ -44,8 +44,8 @@ type Config struct {
 
 // Sender sends SMS with Twilio.
 type Sender struct {
-	api  *api.ApiService
-	cfg  Config
+	api *api.ApiService
+	cfg Config
 }
 
 // credential is what twilio-go accepts as an account SID or auth token; it
