@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -119,12 +120,28 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, err)
 		return
 	}
+	s.log.Info("booking scheduled", "booking", tl.ID, "version", tl.Version, "created", created, "next", next(tl))
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 		w.Header().Set("Location", "/v1/bookings/"+tl.ID)
 	}
 	writeJSON(w, status, tl)
+}
+
+// next describes the timeline's next message for the log: "consent/sms at
+// 2026-12-01T08:00:00-05:00".
+func next(tl *aftercare.Timeline) string {
+	var first *aftercare.Message
+	for i, m := range tl.Messages {
+		if m.Status == aftercare.StatusScheduled && (first == nil || m.SendAt.Before(first.SendAt)) {
+			first = &tl.Messages[i]
+		}
+	}
+	if first == nil {
+		return "none"
+	}
+	return fmt.Sprintf("%s/%s at %s", first.Step, first.Channel, first.SendAt.Format(time.RFC3339))
 }
 
 func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {

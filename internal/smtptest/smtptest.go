@@ -15,6 +15,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/aftercare/aftercare/internal/inbox"
 )
 
 // Server is an SMTP server on the loopback interface. It is safe for
@@ -24,9 +26,9 @@ type Server struct {
 	l    net.Listener
 	done chan struct{}
 
+	inbox inbox.Inbox[Message]
+
 	mu       sync.Mutex
-	msgs     []Message
-	added    chan struct{} // closed and replaced when a message is accepted
 	delay    time.Duration
 	rejects  int
 	stage    string
@@ -57,7 +59,7 @@ func New() (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtptest: %w", err)
 	}
-	s := &Server{l: l, done: make(chan struct{}), added: make(chan struct{})}
+	s := &Server{l: l, done: make(chan struct{})}
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
 		return &session{s: s}, nil
 	}))
@@ -95,30 +97,12 @@ func (s *Server) Close() error {
 }
 
 // Messages returns the messages accepted so far, oldest first.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Message(nil), s.msgs...)
-}
+func (s *Server) Messages() []Message { return s.inbox.All() }
 
 // Wait blocks until at least n messages have been accepted or timeout has
 // passed, and returns the messages and whether there were n.
 func (s *Server) Wait(n int, timeout time.Duration) ([]Message, bool) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		msgs, added := append([]Message(nil), s.msgs...), s.added
-		s.mu.Unlock()
-		if len(msgs) >= n {
-			return msgs, true
-		}
-		select {
-		case <-added:
-		case <-timer.C:
-			return msgs, false
-		}
-	}
+	return s.inbox.Wait(n, timeout)
 }
 
 // Reject makes the next times transactions fail at stage ("MAIL", "RCPT" or
@@ -153,13 +137,7 @@ func (s *Server) reject(stage string) error {
 	return s.rejectAs
 }
 
-func (s *Server) accept(m Message) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.msgs = append(s.msgs, m)
-	close(s.added)
-	s.added = make(chan struct{})
-}
+func (s *Server) accept(m Message) { s.inbox.Add(m) }
 
 // enhancedCode splits "5.1.1 text" into the code and the text.
 func enhancedCode(message string) (smtp.EnhancedCode, string, bool) {

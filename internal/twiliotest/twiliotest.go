@@ -14,6 +14,8 @@ import (
 	"regexp"
 	"sync"
 	"time"
+
+	"github.com/aftercare/aftercare/internal/inbox"
 )
 
 var (
@@ -34,9 +36,9 @@ type Server struct {
 	closed                chan struct{}
 	closeOnce             sync.Once
 
+	inbox inbox.Inbox[Message]
+
 	mu       sync.Mutex
-	messages []Message
-	added    chan struct{} // closed and replaced whenever a message is accepted
 	requests int
 	failures []failure
 	delay    time.Duration
@@ -55,7 +57,6 @@ func New(accountSID, authToken string) *Server {
 		accountSID: accountSID,
 		authToken:  authToken,
 		closed:     make(chan struct{}),
-		added:      make(chan struct{}),
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
@@ -75,31 +76,12 @@ func (s *Server) Close() {
 }
 
 // Messages returns a copy of the accepted messages, in the order received.
-func (s *Server) Messages() []Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]Message(nil), s.messages...)
-}
+func (s *Server) Messages() []Message { return s.inbox.All() }
 
 // Wait blocks until at least n messages were accepted or timeout passes. It
 // returns the messages accepted so far and whether there were n.
 func (s *Server) Wait(n int, timeout time.Duration) ([]Message, bool) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		msgs, added := append([]Message(nil), s.messages...), s.added
-		s.mu.Unlock()
-		if len(msgs) >= n {
-			return msgs, true
-		}
-		select {
-		case <-added:
-		case <-timer.C:
-			msgs := s.Messages()
-			return msgs, len(msgs) >= n
-		}
-	}
+	return s.inbox.Wait(n, timeout)
 }
 
 // Fail makes the next times requests fail with HTTP status. If code is not
@@ -215,11 +197,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 func (s *Server) accept(w http.ResponseWriter, msg Message) {
 	msg.SID = newSID()
 	msg.Received = time.Now()
-	s.mu.Lock()
-	s.messages = append(s.messages, msg)
-	close(s.added)
-	s.added = make(chan struct{})
-	s.mu.Unlock()
+	s.inbox.Add(msg)
 
 	uri := fmt.Sprintf("/2010-04-01/Accounts/%s/Messages/%s", s.accountSID, msg.SID)
 	date := msg.Received.UTC().Format(time.RFC1123Z)

@@ -1,0 +1,61 @@
+// Package inbox is the list of messages a fake provider has accepted, which
+// tests read and wait on.
+package inbox
+
+import (
+	"sync"
+	"time"
+)
+
+// Inbox collects items in the order added. The zero value is ready to use
+// and safe for concurrent use.
+type Inbox[T any] struct {
+	mu    sync.Mutex
+	items []T
+	added chan struct{} // closed and replaced on every Add
+}
+
+// Add appends v and wakes every Wait.
+func (b *Inbox[T]) Add(v T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.items = append(b.items, v)
+	if b.added != nil {
+		close(b.added)
+	}
+	b.added = make(chan struct{})
+}
+
+// All returns a copy of the items, oldest first.
+func (b *Inbox[T]) All() []T {
+	items, _ := b.snapshot()
+	return items
+}
+
+func (b *Inbox[T]) snapshot() ([]T, chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.added == nil {
+		b.added = make(chan struct{})
+	}
+	return append([]T(nil), b.items...), b.added
+}
+
+// Wait blocks until there are at least n items or timeout has passed, and
+// returns the items and whether there were n.
+func (b *Inbox[T]) Wait(n int, timeout time.Duration) ([]T, bool) {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		items, added := b.snapshot()
+		if len(items) >= n {
+			return items, true
+		}
+		select {
+		case <-added:
+		case <-timer.C:
+			items := b.All()
+			return items, len(items) >= n
+		}
+	}
+}

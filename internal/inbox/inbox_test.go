@@ -1,0 +1,30 @@
+package inbox_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/aftercare/aftercare/internal/inbox"
+)
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	var b inbox.Inbox[int]
+	if items, ok := b.Wait(1, 20*time.Millisecond); ok || len(items) != 0 {
+		t.Fatalf("Wait on an empty inbox = %v, %v", items, ok)
+	}
+	go func() {
+		for i := range 3 {
+			time.Sleep(5 * time.Millisecond)
+			b.Add(i)
+		}
+	}()
+	items, ok := b.Wait(3, 5*time.Second)
+	if !ok || len(items) != 3 || items[2] != 2 {
+		t.Fatalf("Wait = %v, %v", items, ok)
+	}
+	items[0] = 99
+	if b.All()[0] != 0 {
+		t.Error("All shares memory with the caller's copy")
+	}
+}
