@@ -17,6 +17,9 @@ type Booking struct {
 	AppointmentAt   time.Time `json:"appointment_at"`
 	DurationMinutes int       `json:"duration_minutes"`
 	Patient         Patient   `json:"patient"`
+	// TreatedAt is when the treatment actually ended, as the clinic
+	// reported it; nil until then.
+	TreatedAt *time.Time `json:"treated_at,omitempty"`
 }
 
 // Patient holds the contact details of the person treated. It is the only
@@ -63,8 +66,12 @@ func (b *Booking) Location() *time.Location {
 	return loc
 }
 
-// End is when the treatment is planned to finish.
+// End is when the treatment ended (TreatedAt), or else when it is planned
+// to end.
 func (b *Booking) End() time.Time {
+	if b.TreatedAt != nil {
+		return *b.TreatedAt
+	}
 	return b.AppointmentAt.Add(time.Duration(b.DurationMinutes) * time.Minute)
 }
 

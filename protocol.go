@@ -29,7 +29,15 @@ type Step struct {
 	// IfLate says what to do when the booking arrives after the step's time
 	// but before its deadline: send now ("send") or leave it out ("skip").
 	IfLate LatePolicy `yaml:"if_late"`
+	// RepeatOnReschedule sends the step again after a reschedule even if the
+	// earlier version was sent, because what it says depends on the
+	// appointment time (a reminder). Other steps are sent once per booking.
+	RepeatOnReschedule bool `yaml:"repeat_on_reschedule"`
 }
+
+// StepCancellation is the built-in step that tells a patient their booking
+// was cancelled, when the clinic asks for it. It is part of no protocol.
+const StepCancellation = "cancellation"
 
 // TimeRule places a moment relative to an anchor, in the patient's zone:
 // take the anchor, move Days calendar days, set the wall clock to At if

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare/api"
@@ -41,8 +40,7 @@ func setup(t *testing.T) *testBundle {
 		t.Fatal(err)
 	}
 	clinic.QuietHours.Start, clinic.QuietHours.End = "", ""
-	tasks := asynq.NewClientFromRedisClient(rdb)
-	sched := scheduler.New(redisstore.New(rdb), tasks, scheduler.Config{Protocols: protocols, Clinic: clinic})
+	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 	srv := httptest.NewServer(api.New(api.Config{Bookings: sched, Tokens: []string{token}}))
 	t.Cleanup(srv.Close)
 	return &testBundle{url: srv.URL, rdb: rdb}

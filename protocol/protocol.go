@@ -115,6 +115,9 @@ func validateStep(s *aftercare.Step) error {
 	if !name.MatchString(s.Name) {
 		return fmt.Errorf("step: name %q must be lower-case letters, digits and '_'", s.Name)
 	}
+	if s.Name == aftercare.StepCancellation {
+		return fmt.Errorf("step: %q is reserved for the cancellation notice", s.Name)
+	}
 	if len(s.Channels) == 0 {
 		return errors.New("channels: list at least one of sms, email")
 	}

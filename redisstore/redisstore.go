@@ -49,6 +49,8 @@ type planned struct {
 	Deadline time.Time         `json:"deadline"`
 }
 
+// createScript: KEYS[1] booking; ARGV expiry (Unix ms), then field, value
+// pairs.
 var createScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
@@ -59,31 +61,11 @@ return 1
 // Create stores rec unless booking rec.ID exists; then it returns the stored
 // record and false.
 func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error) {
-	booking, err := json.Marshal(rec.Booking)
+	fields, err := encode(rec)
 	if err != nil {
 		return nil, false, err
 	}
-	plan := make([]planned, len(rec.Messages))
-	for i, m := range rec.Messages {
-		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline}
-	}
-	planJSON, err := json.Marshal(plan)
-	if err != nil {
-		return nil, false, err
-	}
-	args := []any{
-		expireAt.UnixMilli(),
-		"booking", booking,
-		"fp", rec.Fingerprint,
-		"created", rec.CreatedAt.UTC().Format(time.RFC3339Nano),
-		"version", rec.Version,
-		"status", string(rec.Status),
-		"plan", planJSON,
-	}
-	for _, m := range rec.Messages {
-		args = append(args, "m:"+field(m), string(m.Status))
-	}
-	n, err := createScript.Run(ctx, s.rdb, []string{Key(rec.ID)}, args...).Int()
+	n, err := createScript.Run(ctx, s.rdb, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...)...).Int()
 	if err != nil {
 		return nil, false, fmt.Errorf("create booking record: %w", err)
 	}
@@ -92,6 +74,93 @@ func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time
 	}
 	stored, err := s.Get(ctx, rec.ID)
 	return stored, false, err
+}
+
+// maxUpdateTries bounds how often Update starts over because a worker
+// changed the record under it.
+const maxUpdateTries = 20
+
+// Update reads booking id, lets change edit it, and writes the result back
+// atomically: if anything touched the record in between (a worker claiming
+// or recording a message), it starts over with the fresh record, so change
+// always decides on the current state. change returns when the record should
+// expire; an error from change aborts the update and is returned as is.
+func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercare.Record) (time.Time, error)) (*aftercare.Record, error) {
+	key := Key(id)
+	var rec *aftercare.Record
+	txf := func(tx *redis.Tx) error {
+		h, err := tx.HGetAll(ctx, key).Result()
+		if err != nil {
+			return err
+		}
+		if len(h) == 0 {
+			return aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+		}
+		if rec, err = decode(id, h); err != nil {
+			return fmt.Errorf("booking record %s is damaged: %w", id, err)
+		}
+		expireAt, err := change(rec)
+		if err != nil {
+			return err
+		}
+		fields, err := encode(rec)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.Del(ctx, key)
+			p.HSet(ctx, key, fields...)
+			p.PExpireAt(ctx, key, expireAt)
+			return nil
+		})
+		return err
+	}
+	for range maxUpdateTries {
+		err := s.rdb.Watch(ctx, txf, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return rec, nil
+	}
+	return nil, fmt.Errorf("update booking %s: the record kept changing; try again", id)
+}
+
+// encode lays rec out as hash fields (without the expiry).
+func encode(rec *aftercare.Record) ([]any, error) {
+	booking, err := json.Marshal(rec.Booking)
+	if err != nil {
+		return nil, err
+	}
+	plan := make([]planned, len(rec.Messages))
+	for i, m := range rec.Messages {
+		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline}
+	}
+	planJSON, err := json.Marshal(plan)
+	if err != nil {
+		return nil, err
+	}
+	fields := []any{
+		"booking", booking,
+		"fp", rec.Fingerprint,
+		"created", rec.CreatedAt.UTC().Format(time.RFC3339Nano),
+		"version", rec.Version,
+		"status", string(rec.Status),
+		"plan", planJSON,
+	}
+	for _, m := range rec.Messages {
+		f := field(m)
+		fields = append(fields, "m:"+f, string(m.Status))
+		if m.ProviderID != "" {
+			fields = append(fields, "p:"+f, m.ProviderID)
+		}
+		if m.Error != "" {
+			fields = append(fields, "e:"+f, m.Error)
+		}
+	}
+	return fields, nil
 }
 
 // Get returns the record of booking id, or an ENOTFOUND error.
@@ -141,14 +210,15 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 	return rec, nil
 }
 
-// claimScript: KEYS[1] booking; ARGV version, message field. It returns the
-// message's status before the call, "cancelled" if the booking is cancelled
-// or at another version, or nil if there is no such message; a scheduled
-// message becomes sending.
+// claimScript: KEYS[1] booking; ARGV version, message field, "1" if the
+// message may go out on a cancelled booking (the cancellation notice). It
+// returns the message's status before the call, "cancelled" if the booking
+// is cancelled or at another version, or nil if there is no such message; a
+// scheduled message becomes sending.
 var claimScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'version', 'status', 'm:' .. ARGV[2])
 if not h[1] or not h[3] then return false end
-if h[1] ~= ARGV[1] or h[2] == 'cancelled' then return 'cancelled' end
+if h[1] ~= ARGV[1] or (h[2] == 'cancelled' and ARGV[3] ~= '1') then return 'cancelled' end
 if h[3] == 'scheduled' then redis.call('HSET', KEYS[1], 'm:' .. ARGV[2], 'sending') end
 return h[3]
 `)
@@ -159,7 +229,11 @@ return h[3]
 // the caller now owns the send. A cancelled or superseded booking reports
 // StatusCancelled. A missing record or message is an ENOTFOUND error.
 func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error) {
-	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field()).Text()
+	notice := "0"
+	if ref.Step == aftercare.StepCancellation {
+		notice = "1"
+	}
+	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field(), notice).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", aftercare.Errorf(aftercare.ENOTFOUND, "no message %s", ref.TaskID())
 	}
@@ -172,12 +246,22 @@ func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.
 // transitionScript: KEYS[1] booking; ARGV field, from, to, provider id,
 // error, version. A change from scheduled also needs the booking to be at
 // the version given; a change from sending was earned by a claim and is
-// always recorded.
+// always recorded. A send handed back for a retry (sending -> scheduled)
+// after the booking was cancelled or changed has no task left to retry it:
+// it ends cancelled or failed instead.
 var transitionScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1])
+local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status')
 if h[2] ~= ARGV[2] then return 0 end
 if ARGV[2] == 'scheduled' and h[1] ~= ARGV[6] then return 0 end
-redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], ARGV[3], 'e:' .. ARGV[1], ARGV[5])
+local to, err = ARGV[3], ARGV[5]
+if ARGV[2] == 'sending' and to == 'scheduled' then
+  if h[3] == 'cancelled' and string.find(ARGV[1], 'cancellation:', 1, true) ~= 1 then
+    to = 'cancelled'
+  elseif h[1] ~= ARGV[6] then
+    to, err = 'failed', err .. '; not retried because the booking changed meanwhile'
+  end
+end
+redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], err)
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[4]) end
 return 1
 `)

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
@@ -26,7 +25,7 @@ func ExampleClient_Book() {
 
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("") // the built-in example clinic
-	client := scheduler.New(redisstore.New(rdb), asynq.NewClientFromRedisClient(rdb), scheduler.Config{
+	client := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{
 		Protocols: protocols,
 		Clinic:    clinic,
 		Now:       func() time.Time { return time.Date(2026, 11, 24, 17, 0, 0, 0, time.UTC) },

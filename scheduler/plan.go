@@ -10,8 +10,9 @@ import (
 // Plan turns a validated booking into its messages under protocol p: one per
 // step and channel the patient opted into, each with its send time and
 // send-by deadline in the patient's time zone, in the order of the protocol's
-// steps. It is a pure function of its arguments; now is when the booking was
-// received.
+// steps. It is a pure function of its arguments: booked is when aftercare
+// first received the booking (the "booked" anchor), now is the time of
+// planning.
 //
 // Rules, in order:
 //   - a step whose time has already passed is sent now, or skipped if the
@@ -19,11 +20,11 @@ import (
 //   - a step whose deadline has passed is expired;
 //   - a step due inside quiet hours is deferred to their end (expired if that
 //     is past the deadline), skipped, or sent anyway, as the step says.
-func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours, now time.Time) []aftercare.Message {
+func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours, booked, now time.Time) []aftercare.Message {
 	loc := b.Location()
 	now = now.In(loc).Truncate(time.Second)
 	anchors := map[aftercare.Anchor]time.Time{
-		aftercare.AnchorBooked:       now,
+		aftercare.AnchorBooked:       booked.In(loc).Truncate(time.Second),
 		aftercare.AnchorAppointment:  b.AppointmentAt.In(loc),
 		aftercare.AnchorTreatmentEnd: b.End().In(loc),
 	}

@@ -182,7 +182,8 @@ func TestPlan(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := booking(t, tt.tz, tt.appointment, tt.sms, tt.email)
-			msgs := scheduler.Plan(b, p, defaultQuiet, mustTime(t, tt.now))
+			now := mustTime(t, tt.now)
+			msgs := scheduler.Plan(b, p, defaultQuiet, now, now)
 			var got []string
 			for _, m := range msgs {
 				got = append(got, line(m))
@@ -234,6 +235,6 @@ func BenchmarkPlan(b *testing.B) {
 	now := mustTime(b, "2026-11-24T12:00:00-05:00")
 	b.ReportAllocs()
 	for b.Loop() {
-		scheduler.Plan(bk, p, defaultQuiet, now)
+		scheduler.Plan(bk, p, defaultQuiet, now, now)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
 )
@@ -25,14 +26,36 @@ type Store interface {
 	Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error)
 	// Get returns the record of a booking, or an ENOTFOUND error.
 	Get(ctx context.Context, id string) (*aftercare.Record, error)
+	// Update applies change to the current record atomically, calling it
+	// again if a worker changed the record meanwhile; change returns when
+	// the record should expire.
+	Update(ctx context.Context, id string, change func(rec *aftercare.Record) (time.Time, error)) (*aftercare.Record, error)
 }
 
-// Enqueuer puts tasks into Redis; *asynq.Client implements it.
-type Enqueuer interface {
+// Tasks puts send tasks into Redis and takes them out again.
+type Tasks interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
 }
 
-// Config holds what the Client needs besides its Store and Enqueuer.
+// AsynqTasks is Tasks on rdb: an asynq client to enqueue and an inspector to
+// delete.
+func AsynqTasks(rdb redis.UniversalClient) Tasks {
+	return asynqTasks{asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)}
+}
+
+type asynqTasks struct {
+	client    *asynq.Client
+	inspector *asynq.Inspector
+}
+
+func (t asynqTasks) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
+	return t.client.EnqueueContext(ctx, task, opts...)
+}
+
+func (t asynqTasks) DeleteTask(queue, id string) error { return t.inspector.DeleteTask(queue, id) }
+
+// Config holds what the Client needs besides its Store and Tasks.
 type Config struct {
 	// Protocols by treatment.
 	Protocols map[string]aftercare.Protocol
@@ -51,13 +74,12 @@ type Config struct {
 // Client schedules bookings. It is safe for concurrent use.
 type Client struct {
 	store Store
-	tasks Enqueuer
+	tasks Tasks
 	cfg   Config
 }
 
-// New returns a Client that stores records in store and enqueues tasks with
-// tasks.
-func New(store Store, tasks Enqueuer, cfg Config) *Client {
+// New returns a Client that keeps records in store and tasks in tasks.
+func New(store Store, tasks Tasks, cfg Config) *Client {
 	if cfg.Retention == 0 {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
@@ -81,9 +103,9 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	if err := b.Normalize(); err != nil {
 		return nil, false, err
 	}
-	p, ok := c.cfg.Protocols[b.Treatment]
-	if !ok {
-		return nil, false, (&aftercare.Fields{{Field: "treatment", Message: fmt.Sprintf("unknown treatment %q; known: %s", b.Treatment, c.treatments())}}).Err("the booking is not valid")
+	p, err := c.protocol(b.Treatment)
+	if err != nil {
+		return nil, false, err
 	}
 
 	now := c.cfg.Now()
@@ -95,7 +117,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 			ID:       b.ID,
 			Version:  1,
 			Status:   aftercare.BookingScheduled,
-			Messages: Plan(&b, p, c.cfg.Clinic.QuietHours, now),
+			Messages: Plan(&b, p, c.cfg.Clinic.QuietHours, now, now),
 		},
 	}
 
@@ -113,7 +135,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	// Enqueue also for a repeat: if an earlier call stored the record but
 	// failed before all its tasks were in Redis, this fills the gap. Tasks
 	// that exist already are refused by their ids.
-	if err := c.enqueue(ctx, rec); err != nil {
+	if err := c.sync(ctx, nil, rec); err != nil {
 		return nil, false, err
 	}
 	return timeline(rec), created, nil
@@ -131,8 +153,30 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 	return timeline(rec), nil
 }
 
-// enqueue adds a task for every scheduled message of rec.
-func (c *Client) enqueue(ctx context.Context, rec *aftercare.Record) error {
+// sync brings the tasks in Redis in line with rec, which was old before a
+// change (old is nil for a new booking): it deletes the task of every
+// message that was scheduled in old and is no longer scheduled under the
+// same version, and enqueues one for every scheduled message of rec. A task
+// that exists already is refused by its id, so sync can run again safely.
+func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
+	if old != nil {
+		for _, m := range old.Messages {
+			if m.Status != aftercare.StatusScheduled {
+				continue
+			}
+			if now, ok := rec.Message(m.Step, m.Channel); ok && rec.Version == old.Version && now.Status == aftercare.StatusScheduled {
+				continue
+			}
+			ref := m.Ref(old.ID, old.Version)
+			err := c.tasks.DeleteTask(ref.Queue(), ref.TaskID())
+			// A task that is gone has run or was never there. One that is
+			// running (asynq says "active state" and has no error value for
+			// it) will find its message no longer scheduled and stop.
+			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !strings.Contains(err.Error(), "active state") {
+				return fmt.Errorf("delete task %s: %w", ref.TaskID(), err)
+			}
+		}
+	}
 	for _, m := range rec.Messages {
 		if m.Status != aftercare.StatusScheduled {
 			continue
@@ -153,8 +197,16 @@ func (c *Client) enqueue(ctx context.Context, rec *aftercare.Record) error {
 	return nil
 }
 
+func (c *Client) protocol(treatment string) (aftercare.Protocol, error) {
+	p, ok := c.cfg.Protocols[treatment]
+	if !ok {
+		return p, (aftercare.Fields{{Field: "treatment", Message: fmt.Sprintf("unknown treatment %q; known: %s", treatment, c.treatments())}}).Err("the booking is not valid")
+	}
+	return p, nil
+}
+
 // expiry is when the record may go: a retention period after its last
-// deadline.
+// deadline, or after now if that is later.
 func (c *Client) expiry(rec *aftercare.Record, now time.Time) time.Time {
 	last := now
 	for _, m := range rec.Messages {

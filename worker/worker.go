@@ -131,7 +131,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	msg, ok := rec.Message(ref.Step, ref.Channel)
 	switch {
-	case rec.Version != ref.Version || rec.Status == aftercare.BookingCancelled:
+	case rec.Version != ref.Version || (rec.Status == aftercare.BookingCancelled && ref.Step != aftercare.StepCancellation):
 		done(outcomeDropped, "reason", "booking cancelled or changed")
 		return nil
 	case !ok || msg.Status.Final():

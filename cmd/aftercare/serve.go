@@ -35,7 +35,6 @@ type app struct {
 	log      *slog.Logger
 	rdb      redis.UniversalClient
 	embedded *miniredis.Miniredis // nil with REDIS_URL
-	tasks    *asynq.Client
 	worker   *asynq.Server
 	handler  *worker.Worker
 	http     *http.Server
@@ -88,10 +87,9 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	}
 
 	store := redisstore.New(a.rdb)
-	a.tasks = asynq.NewClientFromRedisClient(a.rdb)
 	a.handler = worker.New(worker.Config{Store: store, Renderer: renderer, SMS: sms, Email: email, Logger: log})
 	a.worker = asynq.NewServerFromRedisClient(a.rdb, worker.ServerConfig(cfg.Concurrency, cfg.ShutdownTimeout, log))
-	sched := scheduler.New(store, a.tasks, scheduler.Config{
+	sched := scheduler.New(store, scheduler.AsynqTasks(a.rdb), scheduler.Config{
 		Protocols: protocols,
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
@@ -229,9 +227,6 @@ func (a *app) announce(addr string) {
 }
 
 func (a *app) close() {
-	if a.tasks != nil {
-		a.tasks.Close()
-	}
 	if a.rdb != nil {
 		a.rdb.Close()
 	}
