@@ -19,6 +19,9 @@ import (
 // Bookings is what the API needs from the scheduler.
 type Bookings interface {
 	Book(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error)
+	Reschedule(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error)
+	Cancel(ctx context.Context, id string, notify bool) (*aftercare.Timeline, error)
+	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
 }
 
@@ -52,17 +55,52 @@ func New(cfg Config) *Server {
 	for _, t := range cfg.Tokens {
 		s.tokens = append(s.tokens, []byte(t))
 	}
-	s.mux.Handle("POST /v1/bookings", s.auth(s.createBooking))
-	s.mux.Handle("GET /v1/bookings/{id}", s.auth(s.getBooking))
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.HandleFunc("GET /readyz", s.readyz)
+	for _, rt := range s.routes() {
+		h := http.Handler(rt.handler)
+		if rt.auth {
+			h = s.auth(rt.handler)
+		}
+		s.mux.Handle(rt.method+" "+rt.path, h)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &httpError{status: http.StatusNotFound, title: "Not found",
 			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings"})
 	})
 	return s
+}
+
+// route is one operation of the API, with every status it can answer; the
+// OpenAPI description is checked against this table.
+type route struct {
+	method, path string
+	auth         bool
+	statuses     []int
+	handler      http.HandlerFunc
+}
+
+// Statuses every call to a /v1/ route can answer besides its own.
+var common = []int{http.StatusUnauthorized, http.StatusInternalServerError}
+
+func (s *Server) routes() []route {
+	withBody := []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}
+	return []route{
+		{"POST", "/v1/bookings", true, join([]int{200, 201, 409}, withBody, common), s.createBooking},
+		{"GET", "/v1/bookings/{id}", true, join([]int{200, 404}, common), s.getBooking},
+		{"PUT", "/v1/bookings/{id}", true, join([]int{200, 404, 409}, withBody, common), s.replaceBooking},
+		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404}, common), s.cancelBooking},
+		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
+		{"GET", "/healthz", false, []int{200}, s.healthz},
+		{"GET", "/readyz", false, []int{200, 503}, s.readyz},
+		{"GET", "/openapi.yaml", false, []int{200}, serveOpenAPI},
+	}
+}
+
+func join(lists ...[]int) []int {
+	var out []int
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
 }
 
 // Handle mounts h at pattern (http.ServeMux syntax).
@@ -116,8 +154,7 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 	}
 	tl, created, err := s.cfg.Bookings.Book(r.Context(), b)
 	if err != nil {
-		s.logError(r, err)
-		writeProblem(w, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("booking scheduled", "booking", tl.ID, "version", tl.Version, "created", created, "next", next(tl))
@@ -127,6 +164,88 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Location", "/v1/bookings/"+tl.ID)
 	}
 	writeJSON(w, status, tl)
+}
+
+func (s *Server) replaceBooking(w http.ResponseWriter, r *http.Request) {
+	b, err := decodeBooking(w, r)
+	if err != nil {
+		writeProblem(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	switch b.ID {
+	case "":
+		b.ID = id
+	case id:
+	default:
+		writeProblem(w, (aftercare.Fields{{Field: "id", Message: fmt.Sprintf("is %q but the URL names %q; they must match", b.ID, id)}}).Err("the booking is not valid"))
+		return
+	}
+	tl, changed, err := s.cfg.Bookings.Reschedule(r.Context(), b)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("booking rescheduled", "booking", tl.ID, "version", tl.Version, "changed", changed, "next", next(tl))
+	writeJSON(w, http.StatusOK, tl)
+}
+
+func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) {
+	notify := false
+	switch v := r.URL.Query().Get("notify"); v {
+	case "", "false":
+	case "true":
+		notify = true
+	default:
+		writeProblem(w, &httpError{status: http.StatusBadRequest, title: "Bad query",
+			detail: fmt.Sprintf("notify=%s: use notify=true to tell the patient, or leave it out", v)})
+		return
+	}
+	tl, err := s.cfg.Bookings.Cancel(r.Context(), r.PathValue("id"), notify)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("booking cancelled", "booking", tl.ID, "notify", notify)
+	writeJSON(w, http.StatusOK, tl)
+}
+
+// treatedRequest is the body of POST /v1/bookings/{id}/treated.
+type treatedRequest struct {
+	TreatedAt string `json:"treated_at"`
+}
+
+func (s *Server) treated(w http.ResponseWriter, r *http.Request) {
+	var req treatedRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeProblem(w, err)
+		return
+	}
+	at, err := parseTime("treated_at", req.TreatedAt, "the report is not valid")
+	if err != nil {
+		writeProblem(w, err)
+		return
+	}
+	tl, err := s.cfg.Bookings.Treated(r.Context(), r.PathValue("id"), at)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("treatment reported", "booking", tl.ID, "version", tl.Version, "next", next(tl))
+	writeJSON(w, http.StatusOK, tl)
+}
+
+func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {
+	tl, err := s.cfg.Bookings.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, tl)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 // next describes the timeline's next message for the log: "consent/sms at
@@ -144,16 +263,6 @@ func next(tl *aftercare.Timeline) string {
 	return fmt.Sprintf("%s/%s at %s", first.Step, first.Channel, first.SendAt.Format(time.RFC3339))
 }
 
-func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {
-	tl, err := s.cfg.Bookings.Get(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.logError(r, err)
-		writeProblem(w, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, tl)
-}
-
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.Ready != nil {
 		if err := s.cfg.Ready(r.Context()); err != nil {
@@ -164,10 +273,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-func (s *Server) logError(r *http.Request, err error) {
+// fail answers with err as a problem, logging it if it is ours, not the
+// caller's.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if aftercare.ErrorCode(err) == aftercare.EINTERNAL {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", aftercare.Redact(err.Error()))
 	}
+	writeProblem(w, err)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -233,3 +233,66 @@ func TestCreateGetRepeat(t *testing.T) {
 		t.Errorf("unknown route = %d", status)
 	}
 }
+
+// TestLifecycleErrors covers the 4xx answers of PUT, DELETE and treated.
+func TestLifecycleErrors(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	bearer := "Bearer " + token
+	if status, data, _ := tb.do(t, "POST", "/v1/bookings", "application/json", bearer, encode(t, validBody())); status != 201 {
+		t.Fatalf("create = %d %s", status, data)
+	}
+	other := validBody()
+	other["id"] = "bk_other"
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		field                    string
+	}{
+		{"PUT id differs from URL", "PUT", "/v1/bookings/bk_1001", encode(t, other), 422, "id"},
+		{"PUT unknown booking", "PUT", "/v1/bookings/bk_other", encode(t, other), 404, ""},
+		{"PUT bad body", "PUT", "/v1/bookings/bk_1001", `{"id":`, 400, ""},
+		{"DELETE bad notify", "DELETE", "/v1/bookings/bk_1001?notify=yes", "", 400, ""},
+		{"DELETE unknown", "DELETE", "/v1/bookings/bk_nobody", "", 404, ""},
+		{"treated without time", "POST", "/v1/bookings/bk_1001/treated", `{}`, 422, "treated_at"},
+		{"treated bad time", "POST", "/v1/bookings/bk_1001/treated", `{"treated_at":"3pm"}`, 422, "treated_at"},
+		{"treated in the future", "POST", "/v1/bookings/bk_1001/treated", encode(t, map[string]string{"treated_at": time.Now().Add(time.Hour).Format(time.RFC3339)}), 422, "treated_at"},
+		{"treated unknown field", "POST", "/v1/bookings/bk_1001/treated", `{"treated":"x"}`, 422, "treated"},
+		{"treated unknown booking", "POST", "/v1/bookings/bk_nobody/treated", `{"treated_at":"2026-12-01T15:00:00Z"}`, 404, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, _ := tb.do(t, tt.method, tt.path, "application/json", bearer, tt.body)
+			if status != tt.status {
+				t.Fatalf("status = %d, want %d; body %s", status, tt.status, body)
+			}
+			var p problem
+			if err := json.Unmarshal(body, &p); err != nil || p.Status != status || p.Detail == "" {
+				t.Fatalf("problem document = %s", body)
+			}
+			if tt.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tt.field) {
+				t.Errorf("errors = %+v, want field %q", p.Errors, tt.field)
+			}
+		})
+	}
+
+	// A cancelled booking can be neither rescheduled nor treated.
+	if status, body, _ := tb.do(t, "DELETE", "/v1/bookings/bk_1001", "", bearer, ""); status != 200 || !bytes.Contains(body, []byte(`"status": "cancelled"`)) {
+		t.Fatalf("DELETE = %d %s", status, body)
+	}
+	if status, _, _ := tb.do(t, "DELETE", "/v1/bookings/bk_1001", "", bearer, ""); status != 200 {
+		t.Errorf("second DELETE = %d, want 200", status)
+	}
+	changed := validBody()
+	changed["duration_minutes"] = 45
+	if status, body, _ := tb.do(t, "PUT", "/v1/bookings/bk_1001", "application/json", bearer, encode(t, changed)); status != 409 {
+		t.Errorf("PUT of a cancelled booking = %d %s", status, body)
+	}
+	now := encode(t, map[string]string{"treated_at": time.Now().Format(time.RFC3339)})
+	if status, body, _ := tb.do(t, "POST", "/v1/bookings/bk_1001/treated", "application/json", bearer, now); status != 409 {
+		t.Errorf("treated on a cancelled booking = %d %s", status, body)
+	}
+	if status, body, header := tb.do(t, "GET", "/openapi.yaml", "", "", ""); status != 200 || !bytes.HasPrefix(body, []byte("openapi: 3.1")) || header.Get("Content-Type") != "application/yaml" {
+		t.Errorf("GET /openapi.yaml = %d %q", status, header.Get("Content-Type"))
+	}
+}

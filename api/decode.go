@@ -45,14 +45,26 @@ func (req *bookingRequest) booking() (aftercare.Booking, error) {
 		Patient:         req.Patient,
 	}
 	if req.AppointmentAt != "" {
-		t, err := time.Parse(time.RFC3339, req.AppointmentAt)
+		t, err := parseTime("appointment_at", req.AppointmentAt, "the booking is not valid")
 		if err != nil {
-			return b, (aftercare.Fields{{Field: "appointment_at",
-				Message: fmt.Sprintf("%q is not an RFC 3339 time; write it like 2026-12-01T15:00:00-05:00", req.AppointmentAt)}}).Err("the booking is not valid")
+			return b, err
 		}
 		b.AppointmentAt = t
 	}
 	return b, nil
+}
+
+// parseTime parses an RFC 3339 time, or names field in the error.
+func parseTime(field, value, what string) (time.Time, error) {
+	if value == "" {
+		return time.Time{}, (aftercare.Fields{{Field: field, Message: "is required, as an RFC 3339 time such as 2026-12-01T15:00:00-05:00"}}).Err(what)
+	}
+	t, err := time.Parse(time.RFC3339, value)
+	if err != nil {
+		return t, (aftercare.Fields{{Field: field,
+			Message: fmt.Sprintf("%q is not an RFC 3339 time; write it like 2026-12-01T15:00:00-05:00", value)}}).Err(what)
+	}
+	return t, nil
 }
 
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {

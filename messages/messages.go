@@ -8,6 +8,7 @@ import (
 	htmltemplate "html/template"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -100,13 +101,16 @@ func (r *Renderer) load(fsys fs.FS) error {
 	return nil
 }
 
-// check renders every step of every protocol on each of its channels in
-// every loaded locale.
+// check renders every step of every protocol on each of its channels, and
+// the cancellation notice on both, in every loaded locale.
 func (r *Renderer) check() error {
 	var errs []error
 	for _, p := range r.protocols {
 		b := sampleBooking(p.Treatment)
-		for _, step := range p.Steps {
+		steps := append(slices.Clone(p.Steps), aftercare.Step{
+			Name: aftercare.StepCancellation, Channels: []aftercare.Channel{aftercare.SMS, aftercare.Email},
+		})
+		for _, step := range steps {
 			for _, ch := range step.Channels {
 				for locale := range r.locales {
 					b.Patient.Locale = locale

@@ -50,7 +50,10 @@ func sample() aftercare.Booking {
 func TestGolden(t *testing.T) {
 	r, protocols, _ := setup(t)
 	b := sample()
-	for _, step := range protocols["botox"].Steps {
+	steps := append(protocols["botox"].Steps, aftercare.Step{
+		Name: aftercare.StepCancellation, Channels: []aftercare.Channel{aftercare.SMS, aftercare.Email},
+	})
+	for _, step := range steps {
 		for _, ch := range step.Channels {
 			name := step.Name + "." + string(ch)
 			t.Run(name, func(t *testing.T) {
