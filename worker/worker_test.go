@@ -17,6 +17,7 @@ import (
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/worker"
 )
 
@@ -25,6 +26,8 @@ type fakeSender struct {
 	mu   sync.Mutex
 	sent []sent
 	err  error
+	// during, if set, runs in the middle of each send.
+	during func()
 }
 
 type sent struct {
@@ -33,6 +36,9 @@ type sent struct {
 }
 
 func (f *fakeSender) Send(_ context.Context, msg aftercare.Outgoing) (string, error) {
+	if f.during != nil {
+		f.during()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.err != nil {
@@ -51,11 +57,12 @@ func (f *fakeSender) calls() []sent {
 var _ worker.Sender = (*fakeSender)(nil)
 
 type testBundle struct {
-	rdb    *redis.Client
-	store  *redisstore.Store
-	sms    *fakeSender
-	email  *fakeSender
-	worker *worker.Worker
+	renderer *messages.Renderer
+	rdb      *redis.Client
+	store    *redisstore.Store
+	sms      *fakeSender
+	email    *fakeSender
+	worker   *worker.Worker
 }
 
 func setup(t *testing.T) *testBundle {
@@ -73,7 +80,7 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &testBundle{rdb: rdb, store: redisstore.New(rdb), sms: &fakeSender{}, email: &fakeSender{}}
+	tb := &testBundle{renderer: renderer, rdb: rdb, store: redisstore.New(rdb), sms: &fakeSender{}, email: &fakeSender{}}
 	tb.worker = worker.New(worker.Config{Store: tb.store, Renderer: renderer, SMS: tb.sms, Email: tb.email})
 	return tb
 }
@@ -293,5 +300,76 @@ func TestRetryDelay(t *testing.T) {
 				t.Fatalf("RetryDelay(%d, %v) = %s, want in [%s, %s]", tt.n, tt.err, d, tt.min, tt.max)
 			}
 		}
+	}
+}
+
+// racingStore runs a function right after the worker has read the booking
+// and before it claims the message: the window in which a cancel races a
+// send.
+type racingStore struct {
+	*redisstore.Store
+	afterGet func()
+}
+
+func (s racingStore) Get(ctx context.Context, id string) (*aftercare.Record, error) {
+	rec, err := s.Store.Get(ctx, id)
+	s.afterGet()
+	return rec, err
+}
+
+// TestCancelRacesSend interleaves a cancel with a running send on a real
+// Redis: a cancel that lands before the claim wins and nothing is sent; a
+// cancel that lands after the claim cannot unsend, and the message is
+// recorded as sent.
+func TestCancelRacesSend(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name     string
+		duringGo bool // cancel during the provider call instead of before the claim
+		sends    int
+		status   aftercare.MessageStatus
+	}{
+		{"cancel before the claim", false, 0, aftercare.StatusCancelled},
+		{"cancel while sending", true, 1, aftercare.StatusSent},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			protocols, _ := protocol.Builtin()
+			sched := scheduler.New(tb.store, scheduler.AsynqTasks(tb.rdb), scheduler.Config{Protocols: protocols})
+			b := aftercare.Booking{ID: "bk_race", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour),
+				Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "UTC", SMSOptIn: true}}
+			if _, _, err := sched.Book(context.Background(), b); err != nil {
+				t.Fatal(err)
+			}
+			cancel := func() {
+				if _, err := sched.Cancel(context.Background(), "bk_race", false); err != nil {
+					t.Error(err)
+				}
+			}
+			store := racingStore{Store: tb.store, afterGet: func() {}}
+			if tt.duringGo {
+				tb.sms.during = cancel
+			} else {
+				store.afterGet = cancel
+			}
+			w := worker.New(worker.Config{Store: store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email})
+
+			ref := aftercare.MessageRef{BookingID: "bk_race", Version: 1, Step: "consent", Channel: aftercare.SMS}
+			if err := w.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload())); err != nil {
+				t.Fatal(err)
+			}
+			if n := len(tb.sms.calls()); n != tt.sends {
+				t.Errorf("%d sends, want %d", n, tt.sends)
+			}
+			tl, err := sched.Get(context.Background(), "bk_race")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", aftercare.SMS)
+			if tl.Status != aftercare.BookingCancelled || m.Status != tt.status {
+				t.Errorf("booking %s, consent %s; want cancelled, %s", tl.Status, m.Status, tt.status)
+			}
+		})
 	}
 }

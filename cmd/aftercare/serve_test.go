@@ -50,10 +50,11 @@ func (b *lockedBuffer) String() string {
 }
 
 type testBundle struct {
-	url    string
-	twilio *twiliotest.Server
-	smtp   *smtptest.Server
-	logs   *lockedBuffer
+	url       string
+	redisAddr string
+	twilio    *twiliotest.Server
+	smtp      *smtptest.Server
+	logs      *lockedBuffer
 }
 
 // setup runs the whole service, wired by newApp exactly as serve does, on a
@@ -75,8 +76,9 @@ func setup(t *testing.T) *testBundle {
 	if err := os.WriteFile(clinicFile, []byte(clinic), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	redisAddr := redistest.Addr(t)
 	env := map[string]string{
-		"REDIS_URL":             "redis://" + redistest.Addr(t),
+		"REDIS_URL":             "redis://" + redisAddr,
 		"AFTERCARE_API_TOKENS":  testToken,
 		"TWILIO_ACCOUNT_SID":    accountSID,
 		"TWILIO_AUTH_TOKEN":     authToken,
@@ -110,7 +112,7 @@ func setup(t *testing.T) *testBundle {
 			t.Errorf("run: %v", err)
 		}
 	})
-	return &testBundle{url: "http://" + ln.Addr().String(), twilio: tw, smtp: mail, logs: logs}
+	return &testBundle{url: "http://" + ln.Addr().String(), redisAddr: redisAddr, twilio: tw, smtp: mail, logs: logs}
 }
 
 func (tb *testBundle) request(t *testing.T, method, path string, body any) (int, []byte) {
@@ -136,6 +138,7 @@ func (tb *testBundle) request(t *testing.T, method, path string, body any) (int,
 }
 
 type timeline struct {
+	Version  int    `json:"version"`
 	Status   string `json:"status"`
 	Messages []struct {
 		Step       string    `json:"step"`
