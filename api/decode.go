@@ -67,6 +67,16 @@ func parseTime(field, value, what string) (time.Time, error) {
 	return t, nil
 }
 
+// ParseBooking reads a booking in the API's JSON form, as strictly as the
+// API does: the CLI and the fuzz test use it. Its errors are the API's.
+func ParseBooking(r io.Reader) (aftercare.Booking, error) {
+	var req bookingRequest
+	if err := decodeStrict(r, &req); err != nil {
+		return aftercare.Booking{}, err
+	}
+	return req.booking()
+}
+
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
@@ -75,7 +85,13 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 				detail: fmt.Sprintf("the body must be JSON sent with Content-Type: application/json, not %q (with curl, use --json)", ct)}
 		}
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	return decodeStrict(http.MaxBytesReader(w, r.Body, MaxBody), v)
+}
+
+// decodeStrict decodes exactly one JSON object into v, refusing unknown
+// fields, and turns each kind of failure into its own error.
+func decodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
 	if err == nil {

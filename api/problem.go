@@ -39,7 +39,13 @@ type httpError struct {
 	fields []aftercare.FieldError
 }
 
-func (e *httpError) Error() string { return e.detail }
+func (e *httpError) Error() string {
+	msg := e.detail
+	for _, f := range e.fields {
+		msg += "; " + f.Field + ": " + f.Message
+	}
+	return msg
+}
 
 func writeProblem(w http.ResponseWriter, err error) {
 	var p problem

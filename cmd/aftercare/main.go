@@ -34,8 +34,11 @@ const usage = `aftercare sends consent, reminder and aftercare messages for clin
 by SMS (Twilio) and email (SMTP), each at the right local time.
 
 Usage:
-  aftercare serve     run the clinic API and the message worker
-  aftercare help      show this help
+  aftercare serve                  run the clinic API and the message worker
+  aftercare booking ACTION ...     create, update, cancel, treated or get a booking
+                                   through a running aftercare (aftercare booking -h)
+  aftercare preview FILE           print the timeline and messages a booking would get
+  aftercare help                   show this help
 
 With no settings, serve runs on an embedded in-memory Redis and prints every
 SMS and email to a console outbox. Settings are environment variables:
@@ -70,6 +73,10 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 			return fmt.Errorf("configuration:\n%w", err)
 		}
 		return serve(ctx, cfg, stdout, stderr)
+	case "booking":
+		return bookingCmd(ctx, args[1:], lookup, stdout, stderr)
+	case "preview":
+		return previewCmd(args[1:], lookup, stdout, stderr)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/config"
+)
+
+const bookingUsage = `Usage:
+  aftercare booking create FILE        book the appointment in FILE (JSON, - for stdin)
+  aftercare booking update FILE        replace (reschedule) the booking in FILE
+  aftercare booking cancel ID          cancel; --notify tells the patient
+  aftercare booking treated ID         report the end of treatment (--at, default now)
+  aftercare booking get ID             show the timeline
+
+Flags (before the arguments):
+`
+
+// bookingCmd talks to a running aftercare's API.
+func bookingCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("booking", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	base := fs.String("url", envOr(lookup, "AFTERCARE_URL", "http://localhost:8080"), "aftercare API base URL (env AFTERCARE_URL)")
+	token := fs.String("token", envOr(lookup, "AFTERCARE_TOKEN", config.DevToken), "API token (env AFTERCARE_TOKEN)")
+	notify := fs.Bool("notify", false, "cancel: send the patient a cancellation message")
+	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
+	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of a table")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, bookingUsage)
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 {
+		fs.Usage()
+		return errors.New("booking: no action given")
+	}
+	action := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return fmt.Errorf("booking %s: expected one argument, got %d", action, fs.NArg())
+	}
+	arg := fs.Arg(0)
+
+	var (
+		method, path string
+		body         []byte
+		err          error
+	)
+	switch action {
+	case "create", "update":
+		if body, err = readFile(arg); err != nil {
+			return err
+		}
+		method, path = "POST", "/v1/bookings"
+		if action == "update" {
+			var b struct{ ID string }
+			if err := json.Unmarshal(body, &b); err != nil || b.ID == "" {
+				return fmt.Errorf("booking update: %s has no \"id\"", arg)
+			}
+			method, path = "PUT", "/v1/bookings/"+url.PathEscape(b.ID)
+		}
+	case "cancel":
+		method, path = "DELETE", "/v1/bookings/"+url.PathEscape(arg)
+		if *notify {
+			path += "?notify=true"
+		}
+	case "treated":
+		when := time.Now().Format(time.RFC3339)
+		if *at != "" {
+			when = *at
+		}
+		body, _ = json.Marshal(map[string]string{"treated_at": when})
+		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/treated"
+	case "get":
+		method, path = "GET", "/v1/bookings/"+url.PathEscape(arg)
+	default:
+		fs.Usage()
+		return fmt.Errorf("booking: unknown action %q", action)
+	}
+
+	status, data, err := call(ctx, method, strings.TrimSuffix(*base, "/")+path, *token, body)
+	if err != nil {
+		return err
+	}
+	if status >= 400 {
+		return problemError(status, data)
+	}
+	if *asJSON {
+		_, err := stdout.Write(data)
+		return err
+	}
+	var tl aftercare.Timeline
+	if err := json.Unmarshal(data, &tl); err != nil {
+		return fmt.Errorf("unexpected answer (%d): %s", status, data)
+	}
+	printTimeline(stdout, &tl)
+	return nil
+}
+
+func envOr(lookup func(string) (string, bool), key, def string) string {
+	if v, ok := lookup(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+func readFile(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(os.Stdin)
+	}
+	return os.ReadFile(name)
+}
+
+func call(ctx context.Context, method, target, token string, body []byte) (int, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, fmt.Errorf("cannot reach the aftercare API (is it running? set --url or AFTERCARE_URL): %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	return resp.StatusCode, data, err
+}
+
+// problemError turns an RFC 9457 answer into an error that lists each field.
+func problemError(status int, data []byte) error {
+	var p struct {
+		Title  string                 `json:"title"`
+		Detail string                 `json:"detail"`
+		Errors []aftercare.FieldError `json:"errors"`
+	}
+	if json.Unmarshal(data, &p) != nil || p.Title == "" {
+		return fmt.Errorf("HTTP %d: %s", status, bytes.TrimSpace(data))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (HTTP %d): %s", p.Title, status, p.Detail)
+	for _, f := range p.Errors {
+		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Message)
+	}
+	return errors.New(b.String())
+}
+
+// printTimeline prints a timeline as a table in the patient's time.
+func printTimeline(w io.Writer, tl *aftercare.Timeline) {
+	fmt.Fprintf(w, "%s  version %d  %s\n\n", tl.ID, tl.Version, tl.Status)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tCHANNEL\tSEND AT\tDEADLINE\tSTATUS\tDETAIL")
+	for _, m := range tl.Messages {
+		detail := m.ProviderID
+		if m.Error != "" {
+			detail = m.Error
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Step, m.Channel,
+			m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Deadline.Format("Mon Jan 2 15:04 MST"), m.Status, detail)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeBooking(t *testing.T, body map[string]any) string {
+	t.Helper()
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "booking.json")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestBookingCommands drives a running service through the CLI.
+func TestBookingCommands(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	cli := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		args = append([]string{"booking", args[0], "--url", tb.url, "--token", testToken}, args[1:]...)
+		err := run(context.Background(), args, func(string) (string, bool) { return "", false }, &out, io.Discard)
+		return out.String(), err
+	}
+	appt := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	file := writeBooking(t, bookingBody("bk_cli", appt))
+
+	out, err := cli("create", file)
+	if err != nil || !strings.Contains(out, "bk_cli  version 1  scheduled") || !strings.Contains(out, "day14") {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	moved := bookingBody("bk_cli", appt.Add(24*time.Hour))
+	if out, err = cli("update", writeBooking(t, moved)); err != nil || !strings.Contains(out, "version 2") {
+		t.Fatalf("update: %v\n%s", err, out)
+	}
+	if out, err = cli("get", "bk_cli"); err != nil || !strings.Contains(out, "version 2") {
+		t.Fatalf("get: %v\n%s", err, out)
+	}
+	if out, err = cli("cancel", "--notify", "bk_cli"); err != nil || !strings.Contains(out, "cancelled") || !strings.Contains(out, "cancellation") {
+		t.Fatalf("cancel: %v\n%s", err, out)
+	}
+	_, err = cli("get", "bk_missing")
+	if err == nil || !strings.Contains(err.Error(), "Not found (HTTP 404)") {
+		t.Errorf("get of a missing booking: %v", err)
+	}
+	bad := bookingBody("bk_bad", appt)
+	bad["patient"].(map[string]any)["phone"] = "555"
+	_, err = cli("create", writeBooking(t, bad))
+	if err == nil || !strings.Contains(err.Error(), "patient.phone:") {
+		t.Errorf("create of a bad booking: %v", err)
+	}
+}
+
+func TestPreview(t *testing.T) {
+	t.Parallel()
+	file := writeBooking(t, map[string]any{
+		"id": "bk_p", "treatment": "botox", "appointment_at": "2026-12-01T15:00:00-05:00", "duration_minutes": 30,
+		"patient": map[string]any{"first_name": "Ana", "phone": patientTel, "timezone": "America/New_York", "sms_opt_in": true},
+	})
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"preview", "--now", "2026-11-30T22:00:00-05:00", file},
+		func(string) (string, bool) { return "", false }, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(strings.Fields(out.String()), " ") // columns, not spacing
+	for _, want := range []string{
+		"consent sms Tue Dec 1 08:00 EST", // booked in quiet hours: deferred to 08:00
+		"reminder sms Mon Nov 30 15:00 EST Tue Dec 1 13:00 EST skipped",
+		"── upright / sms ──",
+		"For the next 4 hours please stay upright",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("preview lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	bad := writeBooking(t, map[string]any{"id": "bk_p", "treatment": "botox", "appointment_at": "soon"})
+	err = run(context.Background(), []string{"preview", bad}, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "appointment_at") {
+		t.Errorf("preview of a bad booking: %v", err)
+	}
+}
