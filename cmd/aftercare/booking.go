@@ -26,7 +26,7 @@ const bookingUsage = `Usage:
   aftercare booking treated ID         report the end of treatment (--at, default now)
   aftercare booking get ID             show the timeline
 
-Flags (before the arguments):
+Flags (before the ID or FILE):
 `
 
 // bookingCmd talks to a running aftercare's API.
@@ -42,12 +42,16 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		fmt.Fprint(stderr, bookingUsage)
 		fs.PrintDefaults()
 	}
-	if len(args) == 0 {
+	// Flags may come before the action or between it and its argument.
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
 		fs.Usage()
 		return errors.New("booking: no action given")
 	}
-	action := args[0]
-	if err := fs.Parse(args[1:]); err != nil {
+	action := fs.Arg(0)
+	if err := fs.Parse(fs.Args()[1:]); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {

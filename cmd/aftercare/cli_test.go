@@ -31,7 +31,7 @@ func TestBookingCommands(t *testing.T) {
 	tb := setup(t)
 	cli := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		args = append([]string{"booking", args[0], "--url", tb.url, "--token", testToken}, args[1:]...)
+		args = append([]string{"booking", "--url", tb.url, args[0], "--token", testToken}, args[1:]...)
 		err := run(context.Background(), args, func(string) (string, bool) { return "", false }, &out, io.Discard)
 		return out.String(), err
 	}
