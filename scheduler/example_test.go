@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -16,13 +17,11 @@ import (
 	"github.com/aftercare/aftercare/scheduler"
 )
 
-// A Go backend books an appointment directly, without the HTTP API.
-func ExampleClient_Book() {
+// newExampleClient returns a Client on an in-memory Redis whose clock reads
+// 24 November 2026, noon in New York, and a function to stop it.
+func newExampleClient() (*scheduler.Client, func()) {
 	mr, _ := miniredis.Run() // any Redis will do
-	defer mr.Close()
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
-
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("") // the built-in example clinic
 	client := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{
@@ -30,34 +29,121 @@ func ExampleClient_Book() {
 		Clinic:    clinic,
 		Now:       func() time.Time { return time.Date(2026, 11, 24, 17, 0, 0, 0, time.UTC) },
 	})
+	return client, func() { rdb.Close(); mr.Close() }
+}
 
-	ny, _ := time.LoadLocation("America/New_York")
-	tl, created, err := client.Book(context.Background(), aftercare.Booking{
+func exampleBooking(start string) aftercare.Booking {
+	at, _ := time.Parse(time.RFC3339, start)
+	return aftercare.Booking{
 		ID:              "bk_1001",
 		Treatment:       "botox",
-		AppointmentAt:   time.Date(2026, 12, 1, 15, 0, 0, 0, ny),
+		AppointmentAt:   at,
 		DurationMinutes: 30,
 		Patient: aftercare.Patient{
 			FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", SMSOptIn: true,
 		},
-	})
+	}
+}
+
+func printMessages(tl *aftercare.Timeline, steps ...string) {
+	for _, m := range tl.Messages {
+		if len(steps) == 0 || slices.Contains(steps, m.Step) {
+			fmt.Printf("%-12s %-5s %s %s\n", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
+		}
+	}
+}
+
+// A Go backend books an appointment directly, without the HTTP API.
+func ExampleClient_Book() {
+	client, stop := newExampleClient()
+	defer stop()
+
+	tl, created, err := client.Book(context.Background(), exampleBooking("2026-12-01T15:00:00-05:00"))
 	if err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(tl.ID, tl.Status, "created:", created)
-	for _, m := range tl.Messages {
-		fmt.Printf("%-8s %-5s %s %s\n", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
-	}
+	printMessages(tl)
 	// Output:
 	// bk_1001 scheduled created: true
-	// consent  sms   Tue Nov 24 12:00 EST scheduled
-	// reminder sms   Mon Nov 30 15:00 EST scheduled
-	// upright  sms   Tue Dec 1 15:30 EST scheduled
-	// lie_down sms   Tue Dec 1 19:30 EST scheduled
-	// day1     sms   Wed Dec 2 10:00 EST scheduled
-	// day3     sms   Fri Dec 4 10:00 EST scheduled
-	// day14    sms   Tue Dec 15 10:00 EST scheduled
+	// consent      sms   Tue Nov 24 12:00 EST scheduled
+	// reminder     sms   Mon Nov 30 15:00 EST scheduled
+	// upright      sms   Tue Dec 1 15:30 EST scheduled
+	// lie_down     sms   Tue Dec 1 19:30 EST scheduled
+	// day1         sms   Wed Dec 2 10:00 EST scheduled
+	// day3         sms   Fri Dec 4 10:00 EST scheduled
+	// day14        sms   Tue Dec 15 10:00 EST scheduled
+}
+
+// Moving an appointment plans the unsent messages again under a new version.
+func ExampleClient_Reschedule() {
+	client, stop := newExampleClient()
+	defer stop()
+	ctx := context.Background()
+	if _, _, err := client.Book(ctx, exampleBooking("2026-12-01T15:00:00-05:00")); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	tl, changed, err := client.Reschedule(ctx, exampleBooking("2026-12-03T11:00:00-05:00"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("version", tl.Version, "changed:", changed)
+	printMessages(tl, "reminder", "upright")
+	// Output:
+	// version 2 changed: true
+	// reminder     sms   Wed Dec 2 11:00 EST scheduled
+	// upright      sms   Thu Dec 3 11:30 EST scheduled
+}
+
+// The clinic reports when the treatment really ended; aftercare moves with it.
+func ExampleClient_Treated() {
+	client, stop := newExampleClient()
+	defer stop()
+	ctx := context.Background()
+	// Booked at noon for 11:30 the same day, 30 minutes: it ran late.
+	if _, _, err := client.Book(ctx, exampleBooking("2026-11-24T11:30:00-05:00")); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	ended, _ := time.Parse(time.RFC3339, "2026-11-24T11:55:00-05:00")
+	tl, err := client.Treated(ctx, "bk_1001", ended)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	printMessages(tl, "upright", "lie_down")
+	// Output:
+	// upright      sms   Tue Nov 24 12:00 EST scheduled
+	// lie_down     sms   Tue Nov 24 15:55 EST scheduled
+}
+
+// Cancelling stops every unsent message; notify tells the patient once.
+func ExampleClient_Cancel() {
+	client, stop := newExampleClient()
+	defer stop()
+	ctx := context.Background()
+	if _, _, err := client.Book(ctx, exampleBooking("2026-12-01T15:00:00-05:00")); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	tl, err := client.Cancel(ctx, "bk_1001", true)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(tl.Status)
+	printMessages(tl, "consent", "day14", aftercare.StepCancellation)
+	// Output:
+	// cancelled
+	// consent      sms   Tue Nov 24 12:00 EST cancelled
+	// day14        sms   Tue Dec 15 10:00 EST cancelled
+	// cancellation sms   Tue Nov 24 12:00 EST scheduled
 }
 
 // Validation errors name each field and say how to fix it.
