@@ -46,6 +46,8 @@ type Message struct {
 	Status     MessageStatus `json:"status"`
 	ProviderID string        `json:"provider_id"`
 	Error      string        `json:"error"`
+	// Note says why the message was moved or dropped when planned.
+	Note string `json:"note,omitempty"`
 }
 
 // Ref names m as the message of version of booking id.

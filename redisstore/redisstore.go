@@ -47,6 +47,7 @@ type planned struct {
 	Channel  aftercare.Channel `json:"channel"`
 	SendAt   time.Time         `json:"send_at"`
 	Deadline time.Time         `json:"deadline"`
+	Note     string            `json:"note,omitempty"`
 }
 
 // createScript: KEYS[1] booking; ARGV expiry (Unix ms), then field, value
@@ -136,7 +137,7 @@ func encode(rec *aftercare.Record) ([]any, error) {
 	}
 	plan := make([]planned, len(rec.Messages))
 	for i, m := range rec.Messages {
-		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline}
+		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline, Note: m.Note}
 	}
 	planJSON, err := json.Marshal(plan)
 	if err != nil {
@@ -200,7 +201,7 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 	loc := rec.Booking.Location()
 	rec.Messages = make([]aftercare.Message, len(plan))
 	for i, p := range plan {
-		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc)}
+		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc), Note: p.Note}
 		f := field(m)
 		m.Status = aftercare.MessageStatus(h["m:"+f])
 		m.ProviderID = h["p:"+f]

@@ -119,10 +119,10 @@ func (c *Client) notices(b *aftercare.Booking, now time.Time) []aftercare.Messag
 		deadline = now.Add(time.Hour)
 	}
 	step := aftercare.Step{Name: aftercare.StepCancellation, Quiet: aftercare.QuietDefer, IfLate: aftercare.LateSend}
-	sendAt, status := schedule(step, now, deadline, c.cfg.Clinic.QuietHours, now, loc)
+	sendAt, status, note := schedule(step, now, deadline, c.cfg.Clinic.QuietHours, now, loc)
 	var msgs []aftercare.Message
 	for _, ch := range b.Channels() {
-		msgs = append(msgs, aftercare.Message{Step: step.Name, Channel: ch, SendAt: sendAt, Deadline: deadline, Status: status})
+		msgs = append(msgs, aftercare.Message{Step: step.Name, Channel: ch, SendAt: sendAt, Deadline: deadline, Status: status, Note: note})
 	}
 	return msgs
 }

@@ -35,7 +35,7 @@ func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours
 		due := resolve(step.When, anchors[step.When.Anchor], loc)
 		anchors[aftercare.AnchorSend] = due
 		deadline := resolve(step.Deadline, anchors[step.Deadline.Anchor], loc)
-		sendAt, status := schedule(step, due, deadline, quiet, now, loc)
+		sendAt, status, note := schedule(step, due, deadline, quiet, now, loc)
 		for _, ch := range step.Channels {
 			if !slices.Contains(channels, ch) {
 				continue
@@ -46,37 +46,49 @@ func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours
 				SendAt:   sendAt,
 				Deadline: deadline,
 				Status:   status,
+				Note:     note,
 			})
 		}
 	}
 	return msgs
 }
 
-// schedule applies the late, deadline and quiet-hour rules to one step.
-func schedule(step aftercare.Step, due, deadline time.Time, quiet aftercare.QuietHours, now time.Time, loc *time.Location) (time.Time, aftercare.MessageStatus) {
-	sendAt := due
+// Notes say why a message is not simply sent at its step's time.
+const (
+	noteLateSkipped   = "booked after its time; this step is left out when booked late"
+	noteLateNow       = "booked after its time; sent at once"
+	noteDeadline      = "its send-by deadline had passed"
+	noteQuietDeferred = "moved to the end of quiet hours"
+	noteQuietExpired  = "fell in quiet hours, which end after its send-by deadline"
+	noteQuietSkipped  = "fell in quiet hours; this step is skipped then"
+	noteQuietIgnored  = "sent in quiet hours: a clinical safety message"
+)
+
+// schedule applies the late, deadline and quiet-hour rules to one step, and
+// says which moved or dropped it.
+func schedule(step aftercare.Step, due, deadline time.Time, quiet aftercare.QuietHours, now time.Time, loc *time.Location) (time.Time, aftercare.MessageStatus, string) {
+	sendAt, note := due, ""
 	if sendAt.Before(now) {
 		if step.IfLate == aftercare.LateSkip {
-			return sendAt, aftercare.StatusSkipped
+			return sendAt, aftercare.StatusSkipped, noteLateSkipped
 		}
-		sendAt = now
+		sendAt, note = now, noteLateNow
 	}
 	if !sendAt.Before(deadline) {
-		return sendAt, aftercare.StatusExpired
+		return sendAt, aftercare.StatusExpired, noteDeadline
 	}
-	if step.Quiet == aftercare.QuietIgnore {
-		return sendAt, aftercare.StatusScheduled
-	}
-	end, inside := QuietUntil(sendAt, quiet, loc)
+	end, inside := quiet.Until(sendAt, loc)
 	switch {
 	case !inside:
-		return sendAt, aftercare.StatusScheduled
+		return sendAt, aftercare.StatusScheduled, note
+	case step.Quiet == aftercare.QuietIgnore:
+		return sendAt, aftercare.StatusScheduled, noteQuietIgnored
 	case step.Quiet == aftercare.QuietSkip:
-		return sendAt, aftercare.StatusSkipped
+		return sendAt, aftercare.StatusSkipped, noteQuietSkipped
 	case !end.Before(deadline):
-		return end, aftercare.StatusExpired
+		return end, aftercare.StatusExpired, noteQuietExpired
 	default:
-		return end, aftercare.StatusScheduled
+		return end, aftercare.StatusScheduled, noteQuietDeferred
 	}
 }
 
@@ -90,7 +102,7 @@ func resolve(r aftercare.TimeRule, base time.Time, loc *time.Location) time.Time
 		h, mi, s := t.Clock()
 		ns := t.Nanosecond()
 		if r.At != "" {
-			h, mi = clock(r.At)
+			h, mi = aftercare.Clock(r.At)
 			s, ns = 0, 0
 		}
 		t = time.Date(y, m, d+r.Days, h, mi, s, ns, loc)
@@ -98,36 +110,3 @@ func resolve(r aftercare.TimeRule, base time.Time, loc *time.Location) time.Time
 	return t.Add(r.Offset)
 }
 
-// QuietUntil reports whether t falls inside the quiet hours q, read on the
-// wall clock of loc, and if so when they end.
-func QuietUntil(t time.Time, q aftercare.QuietHours, loc *time.Location) (time.Time, bool) {
-	if q.Start == "" || q.End == "" || q.Start == q.End {
-		return t, false
-	}
-	sh, sm := clock(q.Start)
-	eh, em := clock(q.End)
-	start, end := sh*60+sm, eh*60+em
-
-	local := t.In(loc)
-	y, mo, d := local.Date()
-	now := local.Hour()*60 + local.Minute()
-	var inside bool
-	if start < end {
-		inside = now >= start && now < end
-	} else {
-		inside = now >= start || now < end
-		if now >= start {
-			d++ // quiet hours end tomorrow morning
-		}
-	}
-	if !inside {
-		return t, false
-	}
-	return time.Date(y, mo, d, eh, em, 0, 0, loc), true
-}
-
-// clock parses a validated "15:04" clock time.
-func clock(s string) (hour, minute int) {
-	t, _ := time.Parse("15:04", s)
-	return t.Hour(), t.Minute()
-}

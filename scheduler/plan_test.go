@@ -195,40 +195,6 @@ func TestPlan(t *testing.T) {
 	}
 }
 
-func TestQuietUntil(t *testing.T) {
-	t.Parallel()
-	madrid, _ := time.LoadLocation("Europe/Madrid")
-	tests := []struct {
-		name   string
-		quiet  aftercare.QuietHours
-		at     string
-		inside bool
-		until  string
-	}{
-		{"evening, spans midnight", defaultQuiet, "2026-12-01T22:15:00+01:00", true, "2026-12-02T08:00:00+01:00"},
-		{"small hours", defaultQuiet, "2026-12-02T03:00:00+01:00", true, "2026-12-02T08:00:00+01:00"},
-		{"end is exclusive", defaultQuiet, "2026-12-02T08:00:00+01:00", false, ""},
-		{"start is inclusive", defaultQuiet, "2026-12-01T21:00:00+01:00", true, "2026-12-02T08:00:00+01:00"},
-		{"daytime", defaultQuiet, "2026-12-01T12:00:00+01:00", false, ""},
-		{"same-day window", aftercare.QuietHours{Start: "12:00", End: "14:00"}, "2026-12-01T13:00:00+01:00", true, "2026-12-01T14:00:00+01:00"},
-		{"no quiet hours", aftercare.QuietHours{}, "2026-12-01T23:00:00+01:00", false, ""},
-		{"read in the patient's zone", defaultQuiet, "2026-12-01T21:30:00Z", true, "2026-12-02T08:00:00+01:00"},
-		{"night before DST ends", defaultQuiet, "2026-10-24T23:00:00+02:00", true, "2026-10-25T08:00:00+01:00"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			until, inside := scheduler.QuietUntil(mustTime(t, tt.at), tt.quiet, madrid)
-			if inside != tt.inside {
-				t.Fatalf("inside = %v, want %v", inside, tt.inside)
-			}
-			if inside && !until.Equal(mustTime(t, tt.until)) {
-				t.Errorf("until = %s, want %s", until.Format(time.RFC3339), tt.until)
-			}
-		})
-	}
-}
-
 func BenchmarkPlan(b *testing.B) {
 	p := botox(b)
 	bk := booking(b, "America/New_York", "2026-12-01T15:00:00-05:00", true, true)

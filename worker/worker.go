@@ -46,18 +46,25 @@ type Config struct {
 	Renderer Renderer
 	SMS      Sender
 	Email    Sender
-	Logger   *slog.Logger
+	// Protocols give each step's quiet-hour policy, checked again right
+	// before sending (a retry can drift into quiet hours).
+	Protocols map[string]aftercare.Protocol
+	// Quiet are the clinic's quiet hours, read on the patient's clock.
+	Quiet  aftercare.QuietHours
+	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
 
 // Worker handles send tasks. It is safe for concurrent use.
 type Worker struct {
-	store   Store
-	render  Renderer
-	senders map[aftercare.Channel]Sender
-	log     *slog.Logger
-	now     func() time.Time
+	store     Store
+	render    Renderer
+	senders   map[aftercare.Channel]Sender
+	protocols map[string]aftercare.Protocol
+	quiet     aftercare.QuietHours
+	log       *slog.Logger
+	now       func() time.Time
 }
 
 // New returns a Worker.
@@ -71,9 +78,11 @@ func New(cfg Config) *Worker {
 	return &Worker{
 		store:   cfg.Store,
 		render:  cfg.Renderer,
-		senders: map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
-		log:     cfg.Logger,
-		now:     cfg.Now,
+		senders:   map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
+		protocols: cfg.Protocols,
+		quiet:     cfg.Quiet,
+		log:       cfg.Logger,
+		now:       cfg.Now,
 	}
 }
 
@@ -93,6 +102,8 @@ const (
 	outcomeExpired   = "expired"
 	outcomeDropped   = "dropped"
 	outcomeUncertain = "uncertain"
+	outcomeDeferred  = "deferred"
+	outcomeSkipped   = "skipped"
 )
 
 // ProcessTask sends the message the task refers to, at most once:
@@ -101,7 +112,8 @@ const (
 //     cancelled or rescheduled (another version), or the message is final;
 //  2. past the send-by deadline, record expired and stop;
 //  3. wait out the last moments if asynq surfaced the task early (it keeps
-//     due times in whole seconds);
+//     due times in whole seconds), then apply the step's quiet-hour policy
+//     again: a retry can drift into quiet hours;
 //  4. claim the message (scheduled -> sending) in one Redis round trip that
 //     re-checks the version, so a cancel racing this task wins or loses
 //     cleanly;
@@ -148,6 +160,27 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	if err := sleepUntil(ctx, msg.SendAt, w.now); err != nil {
 		return err
+	}
+	if until, inside := w.quiet.Until(w.now(), rec.Booking.Location()); inside {
+		switch w.quietPolicy(rec.Booking.Treatment, ref.Step) {
+		case aftercare.QuietIgnore:
+		case aftercare.QuietSkip:
+			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then"); err != nil {
+				return err
+			}
+			done(outcomeSkipped, "reason", "quiet hours")
+			return nil
+		default:
+			if !until.Before(msg.Deadline) {
+				if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline"); err != nil {
+					return err
+				}
+				done(outcomeExpired, "reason", "quiet hours")
+				return nil
+			}
+			done(outcomeDeferred, "until", until)
+			return &Deferred{Until: until}
+		}
 	}
 
 	prev, err := w.store.Claim(ctx, ref)
@@ -200,6 +233,25 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
+// quietPolicy is the quiet-hour policy of a step; the cancellation notice,
+// in no protocol, waits for the morning.
+func (w *Worker) quietPolicy(treatment, step string) aftercare.QuietPolicy {
+	for _, s := range w.protocols[treatment].Steps {
+		if s.Name == step {
+			return s.Quiet
+		}
+	}
+	return aftercare.QuietDefer
+}
+
+// Deferred is returned to asynq for a message that fell due inside quiet
+// hours: it is tried again when they end, without counting as a failure.
+type Deferred struct{ Until time.Time }
+
+func (d *Deferred) Error() string {
+	return "quiet hours: deferred until " + d.Until.Format(time.RFC3339)
+}
+
 // record writes a status change even if ctx was cancelled (a shutdown in the
 // middle of a send): losing the record of a send is how duplicates happen.
 func (w *Worker) record(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) {
@@ -240,14 +292,21 @@ func sleepUntil(ctx context.Context, t time.Time, now func() time.Time) error {
 }
 
 // IsFailure tells asynq which errors count against a task's retries: being
-// rate limited does not.
-func IsFailure(err error) bool { return !errors.Is(err, aftercare.ErrRateLimited) }
+// rate limited or deferred by quiet hours does not.
+func IsFailure(err error) bool {
+	_, deferred := errors.AsType[*Deferred](err)
+	return !deferred && !errors.Is(err, aftercare.ErrRateLimited)
+}
 
 // RetryDelay is the asynq retry delay: exponential from 5 seconds, capped at
 // 10 minutes, with ±20% jitter so retries of many messages spread out.
-// Rate-limited sends come back after about a second. Retries past a
-// message's deadline end as expired when they run.
+// Rate-limited sends come back after about a second, deferred ones when
+// quiet hours end. Retries past a message's deadline end as expired when
+// they run.
 func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	if d, ok := errors.AsType[*Deferred](err); ok {
+		return max(time.Until(d.Until), time.Second)
+	}
 	d := 10 * time.Minute
 	switch {
 	case errors.Is(err, aftercare.ErrRateLimited):

@@ -373,3 +373,61 @@ func TestCancelRacesSend(t *testing.T) {
 		})
 	}
 }
+
+// TestQuietHoursAtSendTime: the worker applies each step's quiet-hour
+// policy again when the message is due, on the patient's clock.
+func TestQuietHoursAtSendTime(t *testing.T) {
+	t.Parallel()
+	madrid, _ := time.LoadLocation("Europe/Madrid")
+	night := time.Date(2026, 12, 1, 23, 0, 0, 0, madrid)
+	morning := time.Date(2026, 12, 2, 8, 0, 0, 0, madrid)
+	tests := []struct {
+		step     string
+		deadline time.Duration
+		sends    int
+		status   aftercare.MessageStatus
+		deferred bool
+	}{
+		{"upright", time.Hour, 1, aftercare.StatusSent, false},                           // ignore: clinical
+		{"lie_down", time.Hour, 0, aftercare.StatusSkipped, false},                       // skip
+		{"day1", 12 * time.Hour, 0, aftercare.StatusScheduled, true},                     // defer to 08:00
+		{"day3", time.Hour, 0, aftercare.StatusExpired, false},                           // defer, but 08:00 is too late
+		{aftercare.StepCancellation, 12 * time.Hour, 0, aftercare.StatusScheduled, true}, // in no protocol: defer
+	}
+	for _, tt := range tests {
+		t.Run(tt.step, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			protocols, _ := protocol.Builtin()
+			w := worker.New(worker.Config{Store: tb.store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email,
+				Protocols: protocols, Quiet: aftercare.QuietHours{Start: "21:00", End: "08:00"},
+				Now: func() time.Time { return night }})
+			b := aftercare.Booking{ID: "bk_q", Treatment: "botox", AppointmentAt: night.Add(-time.Hour),
+				Patient: aftercare.Patient{FirstName: "Ana", Phone: "+34612345678", Timezone: "Europe/Madrid", SMSOptIn: true}}
+			rec := &aftercare.Record{Booking: b, Fingerprint: "fp", CreatedAt: night, Timeline: aftercare.Timeline{
+				ID: b.ID, Version: 1, Status: aftercare.BookingScheduled, Messages: []aftercare.Message{
+					{Step: tt.step, Channel: aftercare.SMS, SendAt: night, Deadline: night.Add(tt.deadline), Status: aftercare.StatusScheduled},
+				}}}
+			if _, _, err := tb.store.Create(context.Background(), rec, night.Add(48*time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+			ref := aftercare.MessageRef{BookingID: b.ID, Version: 1, Step: tt.step, Channel: aftercare.SMS}
+			err := w.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload()))
+			d, deferred := errors.AsType[*worker.Deferred](err)
+			if deferred != tt.deferred || (!deferred && err != nil) {
+				t.Fatalf("ProcessTask = %v, want deferred %v", err, tt.deferred)
+			}
+			if deferred {
+				if !d.Until.Equal(morning) || worker.IsFailure(err) {
+					t.Errorf("deferred until %s (failure %v), want %s and no failure", d.Until, worker.IsFailure(err), morning)
+				}
+			}
+			if n := len(tb.sms.calls()); n != tt.sends {
+				t.Errorf("%d sends, want %d", n, tt.sends)
+			}
+			if m := tb.message(t, ref); m.Status != tt.status {
+				t.Errorf("status = %s, want %s", m.Status, tt.status)
+			}
+		})
+	}
+}

@@ -87,7 +87,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	}
 
 	store := redisstore.New(a.rdb)
-	a.handler = worker.New(worker.Config{Store: store, Renderer: renderer, SMS: sms, Email: email, Logger: log})
+	a.handler = worker.New(worker.Config{
+		Store: store, Renderer: renderer, SMS: sms, Email: email,
+		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log,
+	})
 	a.worker = asynq.NewServerFromRedisClient(a.rdb, worker.ServerConfig(cfg.Concurrency, cfg.ShutdownTimeout, log))
 	sched := scheduler.New(store, scheduler.AsynqTasks(a.rdb), scheduler.Config{
 		Protocols: protocols,
