@@ -101,6 +101,8 @@ func (r *Record) Message(step string, ch Channel) (Message, bool) {
 type Outgoing struct {
 	ID      string
 	Channel Channel
+	// Locale is the language the message is written in.
+	Locale  string
 	To      string
 	Subject string
 	Text    string

@@ -88,6 +88,12 @@ type Clinic struct {
 	Timezone   string     `yaml:"timezone"`
 	SenderName string     `yaml:"sender_name"`
 	QuietHours QuietHours `yaml:"quiet_hours"`
+	// TemplatesDir holds template files (LOCALE/NAME.tmpl) that replace the
+	// built-in ones of the same name.
+	TemplatesDir string `yaml:"templates_dir"`
+	// NameTreatmentInSMS lets SMS templates name the treatment. Off by
+	// default: someone else may read the patient's phone.
+	NameTreatmentInSMS bool `yaml:"name_treatment_in_sms"`
 }
 
 // QuietHours is a daily window, in the patient's local time, in which

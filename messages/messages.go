@@ -16,11 +16,13 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// Templates are named STEP.CHANNEL.tmpl and live in one directory per
-// locale ("en/consent.sms.tmpl"). An email template starts with a
-// "Subject: ..." line and a blank line; its body is plain text in which a
-// block of lines that all start with "- " is a list. The HTML part is built
-// from that text with layout.html, so the two parts never drift apart.
+// Templates live in one directory per locale and are named
+// TREATMENT.STEP.CHANNEL.tmpl ("en/botox.consent.sms.tmpl"), or
+// STEP.CHANNEL.tmpl for a message shared by all treatments (the
+// cancellation notice). An email template starts with a "Subject: ..." line
+// and a blank line; its body is plain text in which a block of lines that
+// all start with "- " is a list. The HTML part is built from that text with
+// layout.html, so the two parts never drift apart.
 //
 //go:embed templates
 var builtin embed.FS
@@ -34,8 +36,9 @@ var layout = htmltemplate.Must(htmltemplate.New("layout").Parse(layoutSource))
 type Data struct {
 	FirstName string
 	Clinic    aftercare.Clinic
-	// Treatment is the protocol's title. SMS templates leave it out: someone
-	// else may read the patient's phone.
+	// Treatment is the protocol's title. In SMS it is empty unless the
+	// clinic profile sets name_treatment_in_sms: someone else may read the
+	// patient's phone.
 	Treatment string
 	// Vars are the protocol's vars, such as upright_hours.
 	Vars map[string]string
@@ -45,34 +48,50 @@ type Data struct {
 	HasEmail bool
 }
 
-// appointmentLayout formats the appointment time, per locale.
-var appointmentLayout = map[string]string{
-	"en": "Mon, Jan 2 at 3:04 PM",
+// locale is what differs between languages besides the templates.
+type locale struct {
+	appointment func(t time.Time) string
+	// optOut ends the first SMS a booking sends.
+	optOut string
 }
+
+var locales = map[string]locale{
+	"en": {
+		appointment: func(t time.Time) string { return t.Format("Mon, Jan 2 at 3:04 PM") },
+		optOut:      "Reply STOP to opt out.",
+	},
+	"es": {
+		appointment: func(t time.Time) string {
+			return fmt.Sprintf("%s %d %s, %s", esDays[t.Weekday()], t.Day(), esMonths[t.Month()-1], t.Format("15:04"))
+		},
+		optOut: "Baja: responda STOP.",
+	},
+}
+
+var (
+	esDays   = [...]string{"dom", "lun", "mar", "mié", "jue", "vie", "sáb"}
+	esMonths = [...]string{"ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"}
+)
 
 // Renderer renders messages. It is safe for concurrent use.
 type Renderer struct {
 	clinic    aftercare.Clinic
 	protocols map[string]aftercare.Protocol
-	locales   map[string]*template.Template
+	sets      map[string]*template.Template // by locale
 }
 
 // New loads the built-in templates, then those in each of overrides (same
-// layout: LOCALE/STEP.CHANNEL.tmpl), a later file replacing an earlier one of
-// the same name. It checks that every step and channel of every protocol has
-// an English template and that every template renders with sample data, so a
-// missing template or a misspelt field fails at start-up, not in a patient's
-// text.
+// layout: LOCALE/NAME.tmpl), a later file replacing an earlier one of the
+// same name. It renders every step of every protocol on each of its
+// channels in every locale with sample data, so a missing template or a
+// misspelt field fails at start-up, not in a patient's text.
 func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, overrides ...fs.FS) (*Renderer, error) {
-	r := &Renderer{clinic: clinic, protocols: protocols, locales: map[string]*template.Template{}}
+	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{}}
 	sub, _ := fs.Sub(builtin, "templates") // cannot fail: embedded
 	for _, fsys := range append([]fs.FS{sub}, overrides...) {
 		if err := r.load(fsys); err != nil {
 			return nil, err
 		}
-	}
-	if r.locales[aftercare.Locales[0]] == nil {
-		return nil, fmt.Errorf("messages: no %s templates", aftercare.Locales[0])
 	}
 	return r, r.check()
 }
@@ -87,11 +106,14 @@ func (r *Renderer) load(fsys fs.FS) error {
 		if err != nil {
 			return err
 		}
-		locale := path.Dir(file)
-		set := r.locales[locale]
+		loc := path.Dir(file)
+		if _, ok := locales[loc]; !ok {
+			return fmt.Errorf("template %s: unknown locale directory %q; use one of %s", file, loc, strings.Join(aftercare.Locales, ", "))
+		}
+		set := r.sets[loc]
 		if set == nil {
-			set = template.New(locale).Option("missingkey=error")
-			r.locales[locale] = set
+			set = template.New(loc).Option("missingkey=error")
+			r.sets[loc] = set
 		}
 		name := strings.TrimSuffix(path.Base(file), ".tmpl")
 		if _, err := set.New(name).Parse(string(src)); err != nil {
@@ -102,19 +124,17 @@ func (r *Renderer) load(fsys fs.FS) error {
 }
 
 // check renders every step of every protocol on each of its channels, and
-// the cancellation notice on both, in every loaded locale.
+// the cancellation notice on both, in every locale, as the first SMS (the
+// longest form).
 func (r *Renderer) check() error {
 	var errs []error
 	for _, p := range r.protocols {
 		b := sampleBooking(p.Treatment)
-		steps := append(slices.Clone(p.Steps), aftercare.Step{
-			Name: aftercare.StepCancellation, Channels: []aftercare.Channel{aftercare.SMS, aftercare.Email},
-		})
-		for _, step := range steps {
+		for _, step := range Steps(p) {
 			for _, ch := range step.Channels {
-				for locale := range r.locales {
-					b.Patient.Locale = locale
-					if _, err := r.Render(&b, step.Name, ch); err != nil {
+				for _, loc := range aftercare.Locales {
+					b.Patient.Locale = loc
+					if _, err := r.Render(&b, step.Name, ch, true); err != nil {
 						errs = append(errs, err)
 					}
 				}
@@ -122,6 +142,14 @@ func (r *Renderer) check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Steps lists the steps of p that have messages, with the cancellation
+// notice on both channels.
+func Steps(p aftercare.Protocol) []aftercare.Step {
+	return append(slices.Clone(p.Steps), aftercare.Step{
+		Name: aftercare.StepCancellation, Channels: []aftercare.Channel{aftercare.SMS, aftercare.Email},
+	})
 }
 
 func sampleBooking(treatment string) aftercare.Booking {
@@ -135,34 +163,35 @@ func sampleBooking(treatment string) aftercare.Booking {
 	}
 }
 
-// Render renders step of booking b for channel ch, in the patient's locale
-// (English if the locale has no template for it). The result has no ID; the
-// caller sets it.
-func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channel) (aftercare.Outgoing, error) {
+// Render renders step of booking b for channel ch in the patient's locale,
+// falling back to English where the locale has no template (Outgoing.Locale
+// says which was used). first marks the first SMS of the booking, which ends
+// with how to opt out. The result has no ID; the caller sets it.
+func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
 	out := aftercare.Outgoing{Channel: ch}
 	p, ok := r.protocols[b.Treatment]
 	if !ok {
 		return out, fmt.Errorf("render %s: unknown treatment %q", step, b.Treatment)
 	}
-	locale, tmpl := r.lookup(b.Patient.Locale, step+"."+string(ch))
+	loc, tmpl := r.lookup(b.Patient.Locale, b.Treatment, step, ch)
 	if tmpl == nil {
-		return out, fmt.Errorf("render %s/%s.%s: no template", b.Treatment, step, ch)
+		return out, fmt.Errorf("render %s/%s.%s: no template %s.%s.%s.tmpl or %s.%s.tmpl", loc, step, ch, b.Treatment, step, ch, step, ch)
 	}
-	format := appointmentLayout[locale]
-	if format == "" {
-		format = appointmentLayout["en"]
-	}
+	out.Locale = loc
 	data := Data{
 		FirstName:   b.Patient.FirstName,
 		Clinic:      r.clinic,
 		Treatment:   p.Title,
 		Vars:        p.Vars,
-		Appointment: b.AppointmentAt.In(b.Location()).Format(format),
+		Appointment: locales[loc].appointment(b.AppointmentAt.In(b.Location())),
 		HasEmail:    b.Patient.EmailOptIn && b.Patient.Email != "",
+	}
+	if ch == aftercare.SMS && !r.clinic.NameTreatmentInSMS {
+		data.Treatment = ""
 	}
 	var buf bytes.Buffer
 	if err := tmpl.Execute(&buf, data); err != nil {
-		return out, fmt.Errorf("render %s/%s: %w", locale, tmpl.Name(), err)
+		return out, fmt.Errorf("render %s/%s: %w", loc, tmpl.Name(), err)
 	}
 	text := strings.TrimSpace(buf.String())
 
@@ -170,32 +199,45 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 	case aftercare.SMS:
 		out.To = b.Patient.Phone
 		out.Text = text
+		if first {
+			if !strings.ContainsAny(text[len(text)-1:], ".!?") {
+				out.Text += "."
+			}
+			out.Text += " " + locales[loc].optOut
+		}
 	case aftercare.Email:
 		out.To = b.Patient.Email
 		subject, body, ok := strings.Cut(text, "\n\n")
 		if !ok || !strings.HasPrefix(subject, "Subject: ") {
-			return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", locale, tmpl.Name())
+			return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
 		}
 		out.Subject = strings.TrimPrefix(subject, "Subject: ")
 		out.Text = body
-		html, err := toHTML(locale, out.Subject, r.clinic, body)
+		html, err := toHTML(loc, out.Subject, r.clinic, body)
 		if err != nil {
-			return out, fmt.Errorf("render %s/%s as HTML: %w", locale, tmpl.Name(), err)
+			return out, fmt.Errorf("render %s/%s as HTML: %w", loc, tmpl.Name(), err)
 		}
 		out.HTML = html
 	}
 	return out, nil
 }
 
-// lookup finds template name in locale, falling back to the default locale.
-func (r *Renderer) lookup(locale, name string) (string, *template.Template) {
-	if set := r.locales[locale]; set != nil {
-		if t := set.Lookup(name); t != nil {
-			return locale, t
+// lookup finds the template of a step: the treatment's own, then the shared
+// one, in the locale and then in the default locale.
+func (r *Renderer) lookup(loc, treatment, step string, ch aftercare.Channel) (string, *template.Template) {
+	names := []string{treatment + "." + step + "." + string(ch), step + "." + string(ch)}
+	for _, l := range []string{loc, aftercare.Locales[0]} {
+		set := r.sets[l]
+		if set == nil {
+			continue
+		}
+		for _, name := range names {
+			if t := set.Lookup(name); t != nil {
+				return l, t
+			}
 		}
 	}
-	def := aftercare.Locales[0]
-	return def, r.locales[def].Lookup(name)
+	return aftercare.Locales[0], nil
 }
 
 // block is a paragraph (Lines) or a list (Items) of an email body.

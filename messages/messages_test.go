@@ -2,8 +2,10 @@ package messages_test
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -44,46 +46,142 @@ func sample() aftercare.Booking {
 	return b
 }
 
-// TestGolden renders every step of the default protocol on each of its
-// channels and compares with testdata/STEP.CHANNEL.golden. Run with -update
-// after changing wording.
+// TestGolden renders every step of every built-in protocol on each of its
+// channels in every locale and compares with
+// testdata/LOCALE/TREATMENT.STEP.CHANNEL.golden. The protocol's first SMS is
+// rendered as the first (with the opt-out line). Run with -update after
+// changing wording, and review the diff.
 func TestGolden(t *testing.T) {
 	r, protocols, _ := setup(t)
-	b := sample()
-	steps := append(protocols["botox"].Steps, aftercare.Step{
-		Name: aftercare.StepCancellation, Channels: []aftercare.Channel{aftercare.SMS, aftercare.Email},
-	})
-	for _, step := range steps {
-		for _, ch := range step.Channels {
-			name := step.Name + "." + string(ch)
-			t.Run(name, func(t *testing.T) {
-				out, err := r.Render(&b, step.Name, ch)
+	for treatment, p := range protocols {
+		firstSMS := ""
+		for _, step := range p.Steps {
+			if firstSMS == "" && slices.Contains(step.Channels, aftercare.SMS) {
+				firstSMS = step.Name
+			}
+		}
+		for _, locale := range aftercare.Locales {
+			b := sample()
+			b.Treatment, b.Patient.Locale = treatment, locale
+			for _, step := range messages.Steps(p) {
+				for _, ch := range step.Channels {
+					name := treatment + "." + step.Name + "." + string(ch)
+					t.Run(locale+"/"+name, func(t *testing.T) {
+						out, err := r.Render(&b, step.Name, ch, ch == aftercare.SMS && step.Name == firstSMS)
+						if err != nil {
+							t.Fatal(err)
+						}
+						got := "To: " + out.To + "\nLocale: " + out.Locale + "\n"
+						if ch == aftercare.Email {
+							got += "Subject: " + out.Subject + "\n\n" + out.Text + "\n\n----- HTML -----\n" + out.HTML
+						} else {
+							n, enc := messages.Segments(out.Text)
+							got += fmt.Sprintf("Segments: %d %s\n\n%s\n", n, enc, out.Text)
+						}
+						golden(t, filepath.Join("testdata", locale, name+".golden"), got)
+					})
+				}
+			}
+		}
+	}
+}
+
+func golden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./messages -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("differs from %s:\n%s", path, got)
+	}
+}
+
+// TestSMSBudget renders every SMS of every built-in protocol in every
+// locale with long, realistic names, as the first SMS (the longest form):
+// none may take more than three parts, and English must stay in GSM-7 (a
+// stray curly quote or dash would double the cost).
+func TestSMSBudget(t *testing.T) {
+	t.Parallel()
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Long but real names; a clinic whose are longer sees the cost of each
+	// message in "aftercare preview".
+	clinics := map[string]aftercare.Clinic{
+		"en": {Name: "Serrano Aesthetic Medicine Clinic", Phone: "+1 (555) 555-0100", Address: "1250 Avenue of the Americas, Suite 400, New York", Timezone: "America/New_York"},
+		"es": {Name: "Clínica Estética Peñalver", Phone: "+34 912 345 678", Address: "Calle de Serrano 45, Madrid", Timezone: "Europe/Madrid"},
+	}
+	for locale, clinic := range clinics {
+		r, err := messages.New(clinic, protocols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for treatment, p := range protocols {
+			b := sample()
+			b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, "Maximiliana"
+			b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
+			for _, step := range messages.Steps(p) {
+				if !slices.Contains(step.Channels, aftercare.SMS) {
+					continue
+				}
+				out, err := r.Render(&b, step.Name, aftercare.SMS, true)
 				if err != nil {
 					t.Fatal(err)
 				}
-				got := "To: " + out.To + "\n"
-				if ch == aftercare.Email {
-					got += "Subject: " + out.Subject + "\n\n" + out.Text + "\n\n----- HTML -----\n" + out.HTML
-				} else {
-					got += "\n" + out.Text + "\n"
+				n, enc := messages.Segments(out.Text)
+				if n > 3 {
+					t.Errorf("%s/%s.%s.sms: %d parts (%s, %d characters): %s", locale, treatment, step.Name, n, enc, len([]rune(out.Text)), out.Text)
 				}
-				path := filepath.Join("testdata", "en", name+".golden")
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-						t.Fatal(err)
-					}
+				if locale == "en" && enc != messages.GSM7 {
+					t.Errorf("%s/%s.%s.sms fell into UCS-2: %s", locale, treatment, step.Name, out.Text)
 				}
-				want, err := os.ReadFile(path)
-				if err != nil {
-					t.Fatalf("%v (run go test ./messages -update to create it)", err)
-				}
-				if got != string(want) {
-					t.Errorf("%s differs from %s:\n%s", name, path, got)
-				}
-			})
+			}
+		}
+	}
+}
+
+func TestOptOutOnFirstSMSOnly(t *testing.T) {
+	t.Parallel()
+	r, _, _ := setup(t)
+	b := sample()
+	first, _ := r.Render(&b, "day3", aftercare.SMS, true)
+	later, _ := r.Render(&b, "day3", aftercare.SMS, false)
+	if !strings.HasSuffix(first.Text, "Reply STOP to opt out.") || strings.Contains(later.Text, "STOP") {
+		t.Errorf("first: %q\nlater: %q", first.Text, later.Text)
+	}
+	b.Patient.Locale = "es"
+	es, _ := r.Render(&b, "day3", aftercare.SMS, true)
+	if !strings.HasSuffix(es.Text, "Baja: responda STOP.") || es.Locale != "es" {
+		t.Errorf("es first: %q", es.Text)
+	}
+}
+
+func TestTreatmentNamedInSMSOnlyWhenAllowed(t *testing.T) {
+	t.Parallel()
+	_, protocols, clinic := setup(t)
+	b := sample()
+	for _, allow := range []bool{false, true} {
+		clinic.NameTreatmentInSMS = allow
+		r, err := messages.New(clinic, protocols)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := r.Render(&b, "reminder", aftercare.SMS, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if named := strings.Contains(out.Text, "botulinum"); named != allow {
+			t.Errorf("name_treatment_in_sms %v: %q", allow, out.Text)
 		}
 	}
 }
@@ -93,7 +191,7 @@ func TestHTMLEscapes(t *testing.T) {
 	r, _, _ := setup(t)
 	b := sample()
 	b.Patient.FirstName = `<script>alert("x")</script>`
-	out, err := r.Render(&b, "consent", aftercare.Email)
+	out, err := r.Render(&b, "consent", aftercare.Email, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +209,7 @@ func TestSMSLeavesOutTreatment(t *testing.T) {
 	b := sample()
 	p := protocols["botox"]
 	for _, step := range p.Steps {
-		out, err := r.Render(&b, step.Name, aftercare.SMS)
+		out, err := r.Render(&b, step.Name, aftercare.SMS, true)
 		if err != nil {
 			continue // step has no SMS
 		}
@@ -131,10 +229,11 @@ func TestNewRejectsBadTemplates(t *testing.T) {
 	tests := []struct {
 		name, file, src, want string
 	}{
-		{"syntax", "en/day3.sms.tmpl", "Hi {{.FirstName", "en/day3.sms.tmpl"},
-		{"unknown field", "en/day3.sms.tmpl", "Hi {{.FristName}}", "FristName"},
-		{"unknown var", "en/upright.sms.tmpl", "Stay up {{.Vars.upright_hourz}} hours", "upright_hourz"},
-		{"email without subject", "en/day14.email.tmpl", "Hello {{.FirstName}}", "Subject"},
+		{"syntax", "en/botox.day3.sms.tmpl", "Hi {{.FirstName", "en/botox.day3.sms.tmpl"},
+		{"unknown field", "es/botox.day3.sms.tmpl", "Hola {{.FristName}}", "FristName"},
+		{"unknown var", "en/botox.upright.sms.tmpl", "Stay up {{.Vars.upright_hourz}} hours", "upright_hourz"},
+		{"email without subject", "en/botox.day14.email.tmpl", "Hello {{.FirstName}}", "Subject"},
+		{"unknown locale", "fr/botox.day3.sms.tmpl", "Bonjour", "unknown locale"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,13 +250,13 @@ func TestNewRejectsBadTemplates(t *testing.T) {
 func TestOverrideReplacesBuiltin(t *testing.T) {
 	t.Parallel()
 	_, protocols, clinic := setup(t)
-	fsys := fstest.MapFS{"en/day3.sms.tmpl": {Data: []byte("Hi {{.FirstName}}, call {{.Clinic.Phone}} with any worry.")}}
+	fsys := fstest.MapFS{"en/botox.day3.sms.tmpl": {Data: []byte("Hi {{.FirstName}}, call {{.Clinic.Phone}} with any worry.")}}
 	r, err := messages.New(clinic, protocols, fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := sample()
-	out, err := r.Render(&b, "day3", aftercare.SMS)
+	out, err := r.Render(&b, "day3", aftercare.SMS, false)
 	if err != nil || out.Text != "Hi Ana, call "+clinic.Phone+" with any worry." {
 		t.Fatalf("Render = %q, %v", out.Text, err)
 	}
@@ -173,7 +272,7 @@ func BenchmarkRenderEmail(b *testing.B) {
 	bk := sample()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Render(&bk, "consent", aftercare.Email); err != nil {
+		if _, err := r.Render(&bk, "consent", aftercare.Email, false); err != nil {
 			b.Fatal(err)
 		}
 	}

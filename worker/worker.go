@@ -37,7 +37,8 @@ type Sender interface {
 
 // Renderer renders one step of a booking for one channel.
 type Renderer interface {
-	Render(b *aftercare.Booking, step string, ch aftercare.Channel) (aftercare.Outgoing, error)
+	// Render renders a step; first marks the booking's first SMS.
+	Render(b *aftercare.Booking, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error)
 }
 
 // Config holds a Worker's dependencies.
@@ -206,13 +207,16 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return nil
 	}
 
-	out, err := w.render.Render(&rec.Booking, ref.Step, ref.Channel)
+	out, err := w.render.Render(&rec.Booking, ref.Step, ref.Channel, firstSMS(rec, ref))
 	if err != nil {
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", err.Error())
 		done(outcomeFailed, "error", err)
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
 	out.ID = ref.TaskID()
+	if out.Locale != rec.Booking.Patient.Locale {
+		log.Warn("no template in the patient's language; sent in "+out.Locale, "locale", rec.Booking.Patient.Locale)
+	}
 
 	sender := w.senders[ref.Channel]
 	providerID, err := sender.Send(ctx, out)
@@ -231,6 +235,21 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusScheduled, "", reason)
 	done(outcomeRetry, "error", reason)
 	return err
+}
+
+// firstSMS reports whether ref is an SMS and no other SMS of the booking has
+// gone out: the first one tells the patient how to opt out.
+func firstSMS(rec *aftercare.Record, ref aftercare.MessageRef) bool {
+	if ref.Channel != aftercare.SMS {
+		return false
+	}
+	for _, m := range rec.Messages {
+		if m.Channel == aftercare.SMS && m.Step != ref.Step &&
+			(m.Status == aftercare.StatusSending || m.Status == aftercare.StatusSent || m.Status == aftercare.StatusDelivered) {
+			return false
+		}
+	}
+	return true
 }
 
 // quietPolicy is the quiet-hour policy of a step; the cancellation notice,

@@ -75,8 +75,13 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		Messages: scheduler.Plan(&b, p, clinic.QuietHours, now, now)}
 	fmt.Fprintf(stdout, "Booked %s; times are the patient's (%s).\n", now.In(b.Location()).Format("Mon Jan 2 15:04 MST"), b.Patient.Timezone)
 	printTimeline(stdout, tl)
+	first := true
 	for _, m := range tl.Messages {
-		out, err := renderer.Render(&b, m.Step, m.Channel)
+		isFirst := first && m.Channel == aftercare.SMS && m.Status == aftercare.StatusScheduled
+		if isFirst {
+			first = false
+		}
+		out, err := renderer.Render(&b, m.Step, m.Channel, isFirst)
 		if err != nil {
 			return err
 		}
