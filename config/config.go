@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -94,7 +95,7 @@ var settings = []setting{
 		func(c *Config, v string) error { c.SMTPURL = v; return nil }},
 	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
 		func(c *Config, v string) error { c.MailFrom = v; return nil }},
-	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours); unset: built-in example clinic",
+	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours, templates_dir, name_treatment_in_sms); unset: built-in example clinic",
 		func(c *Config, v string) error { c.ClinicFile = v; return nil }},
 	{"AFTERCARE_PROTOCOLS_DIR", "", "directory of extra or replacement protocol files (TREATMENT.yaml)",
 		func(c *Config, v string) error { c.ProtocolsDir = v; return nil }},
@@ -239,6 +240,14 @@ func LoadClinic(path string) (aftercare.Clinic, error) {
 	}
 	if (c.QuietHours.Start == "") != (c.QuietHours.End == "") {
 		errs = append(errs, "quiet_hours: set both start and end, or neither")
+	}
+	if c.TemplatesDir != "" {
+		if !filepath.IsAbs(c.TemplatesDir) && path != "" {
+			c.TemplatesDir = filepath.Join(filepath.Dir(path), c.TemplatesDir)
+		}
+		if fi, err := os.Stat(c.TemplatesDir); err != nil || !fi.IsDir() {
+			errs = append(errs, fmt.Sprintf("templates_dir %q is not a directory (a relative path is read from the clinic file's directory)", c.TemplatesDir))
+		}
 	}
 	if len(errs) > 0 {
 		return c, errors.New(strings.Join(errs, "; "))

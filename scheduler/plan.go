@@ -109,4 +109,3 @@ func resolve(r aftercare.TimeRule, base time.Time, loc *time.Location) time.Time
 	}
 	return t.Add(r.Offset)
 }
-

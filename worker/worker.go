@@ -77,8 +77,8 @@ func New(cfg Config) *Worker {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Worker{
-		store:   cfg.Store,
-		render:  cfg.Renderer,
+		store:     cfg.Store,
+		render:    cfg.Renderer,
 		senders:   map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
 		protocols: cfg.Protocols,
 		quiet:     cfg.Quiet,

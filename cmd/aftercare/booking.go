@@ -177,6 +177,8 @@ func printTimeline(w io.Writer, tl *aftercare.Timeline) {
 		detail := m.ProviderID
 		if m.Error != "" {
 			detail = m.Error
+		} else if detail == "" {
+			detail = m.Note
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Step, m.Channel,
 			m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Deadline.Format("Mon Jan 2 15:04 MST"), m.Status, detail)

@@ -50,9 +50,9 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err != nil {
 		return err
 	}
-	renderer, err := messages.New(clinic, protocols)
+	renderer, err := newRenderer(clinic, protocols)
 	if err != nil {
-		return fmt.Errorf("message templates: %w", err)
+		return err
 	}
 
 	data, err := readFile(fs.Arg(0))
@@ -85,11 +85,27 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "\n── %s / %s ── %s ── %s\n", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
+		fmt.Fprintf(stdout, "\n── %s / %s ── %s ── %s", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
+		if m.Channel == aftercare.SMS {
+			n, enc := messages.Segments(out.Text)
+			fmt.Fprintf(stdout, " ── %d %s, %d characters", n, plural(n, "part", "parts"), len([]rune(out.Text)))
+			fmt.Fprintf(stdout, " (%s)", enc)
+		}
+		fmt.Fprintln(stdout)
+		if m.Note != "" {
+			fmt.Fprintf(stdout, "(%s)\n", m.Note)
+		}
 		if out.Subject != "" {
 			fmt.Fprintf(stdout, "Subject: %s\n\n", out.Subject)
 		}
 		fmt.Fprintln(stdout, out.Text)
 	}
 	return nil
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

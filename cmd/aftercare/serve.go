@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -74,9 +75,9 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := messages.New(cfg.Clinic, protocols)
+	renderer, err := newRenderer(cfg.Clinic, protocols)
 	if err != nil {
-		return nil, fmt.Errorf("message templates: %w", err)
+		return nil, err
 	}
 	sms, email, err := senders(cfg, stdout)
 	if err != nil {
@@ -125,6 +126,19 @@ func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
 		return nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
 	}
 	return protocol.Merge(set, extra), nil
+}
+
+// newRenderer loads the built-in templates and the clinic's own, if any.
+func newRenderer(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol) (*messages.Renderer, error) {
+	var overrides []fs.FS
+	if clinic.TemplatesDir != "" {
+		overrides = append(overrides, os.DirFS(clinic.TemplatesDir))
+	}
+	r, err := messages.New(clinic, protocols, overrides...)
+	if err != nil {
+		return nil, fmt.Errorf("message templates (built-in, and the clinic's templates_dir %q): %w", clinic.TemplatesDir, err)
+	}
+	return r, nil
 }
 
 // senders picks Twilio and SMTP when configured, the console outbox
