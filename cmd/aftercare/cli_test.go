@@ -88,6 +88,13 @@ func TestPreview(t *testing.T) {
 		}
 	}
 
+	out.Reset()
+	err = run(context.Background(), []string{"preview", "--locale", "es", "--now", "2026-11-30T12:00:00-05:00", file},
+		func(string) (string, bool) { return "", false }, &out, io.Discard)
+	if err != nil || !strings.Contains(out.String(), "manténgase erguido/a") || !strings.Contains(out.String(), "(UCS-2)") {
+		t.Errorf("preview --locale es: %v\n%s", err, out.String())
+	}
+
 	bad := writeBooking(t, map[string]any{"id": "bk_p", "treatment": "botox", "appointment_at": "soon"})
 	err = run(context.Background(), []string{"preview", bad}, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "appointment_at") {

@@ -21,8 +21,9 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	fs := flag.NewFlagSet("preview", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nowFlag := fs.String("now", "", "plan as if booked at this RFC 3339 time (default now)")
+	localeFlag := fs.String("locale", "", "render in this locale instead of the patient's (en, es)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: aftercare preview [--now TIME] FILE\n\nPrints the timeline and every message the booking in FILE (JSON, - for stdin)\nwould get, in the patient's time, using AFTERCARE_CLINIC_FILE and\nAFTERCARE_PROTOCOLS_DIR. Nothing is stored or sent.")
+		fmt.Fprintln(stderr, "Usage: aftercare preview [--now TIME] [--locale LOCALE] FILE\n\nPrints the timeline and every message the booking in FILE (JSON, - for stdin)\nwould get, in the patient's time, using AFTERCARE_CLINIC_FILE and\nAFTERCARE_PROTOCOLS_DIR. Nothing is stored or sent.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -60,6 +61,9 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		return err
 	}
 	b, err := api.ParseBooking(strings.NewReader(string(data)))
+	if err == nil && *localeFlag != "" {
+		b.Patient.Locale = *localeFlag
+	}
 	if err == nil {
 		err = b.Normalize()
 	}
