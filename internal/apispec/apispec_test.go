@@ -1,4 +1,4 @@
-package api
+package apispec_test
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	"github.com/pb33f/libopenapi/datamodel"
 	"github.com/pb33f/libopenapi/index"
+
+	"github.com/aftercare/aftercare/api"
 )
 
 // TestOpenAPIDocumentIsValid: the description is a valid OpenAPI 3.1
@@ -22,7 +24,7 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 	t.Parallel()
 	t.Run("document", func(t *testing.T) {
 		t.Parallel()
-		for _, p := range openAPIProblems(OpenAPI) {
+		for _, p := range openAPIProblems(api.OpenAPI) {
 			t.Error(p)
 		}
 	})
@@ -40,8 +42,8 @@ func TestOpenAPIDocumentIsValid(t *testing.T) {
 	for _, c := range broken {
 		t.Run("catches "+c.name, func(t *testing.T) {
 			t.Parallel()
-			doc := bytes.Replace(OpenAPI, []byte(c.old), []byte(c.new), 1)
-			if bytes.Equal(doc, OpenAPI) {
+			doc := bytes.Replace(api.OpenAPI, []byte(c.old), []byte(c.new), 1)
+			if bytes.Equal(doc, api.OpenAPI) {
 				t.Fatalf("%q is not in the document", c.old)
 			}
 			problems := openAPIProblems(doc)
@@ -174,7 +176,7 @@ func unwrapAll(err error) []error {
 }
 
 // schemaKeywords are the keywords of the OpenAPI 3.1 base dialect: JSON
-// Schema 2020-12 and the OpenAPI vocabulary.
+// Schema 2020-12 and the api.OpenAPI vocabulary.
 var schemaKeywords = map[string]bool{
 	"$schema": true, "$id": true, "$ref": true, "$anchor": true, "$dynamicRef": true,
 	"$dynamicAnchor": true, "$vocabulary": true, "$comment": true, "$defs": true,
