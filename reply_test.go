@@ -14,12 +14,12 @@ func TestParseReply(t *testing.T) {
 		"StopAll": aftercare.KeywordStop, "unsubscribe": aftercare.KeywordStop, "Cancel": aftercare.KeywordStop,
 		"end": aftercare.KeywordStop, "QUIT": aftercare.KeywordStop, "revoke": aftercare.KeywordStop,
 		"opt out": aftercare.KeywordStop, "Opt-Out": aftercare.KeywordStop, "optout": aftercare.KeywordStop,
-		"baja": aftercare.KeywordStop,
+		"baja":  aftercare.KeywordStop,
 		"START": aftercare.KeywordStart, "unstop": aftercare.KeywordStart, "Start.": aftercare.KeywordStart,
 		"help": aftercare.KeywordHelp, "HELP?": aftercare.KeywordHelp, "info": aftercare.KeywordHelp,
 		"YES": aftercare.KeywordYes, "yes!": aftercare.KeywordYes, "Sí": aftercare.KeywordYes, "si": aftercare.KeywordYes,
 		"SÍ, lo he leído": aftercare.KeywordYes,
-		"Can I stop?": aftercare.KeywordOther, "my eyelid feels heavy": aftercare.KeywordOther, "": aftercare.KeywordOther,
+		"Can I stop?":     aftercare.KeywordOther, "my eyelid feels heavy": aftercare.KeywordOther, "": aftercare.KeywordOther,
 		"...": aftercare.KeywordOther, "stopped": aftercare.KeywordOther, "optimal": aftercare.KeywordOther, "opt": aftercare.KeywordOther,
 	}
 	for body, want := range tests {
