@@ -87,6 +87,10 @@ var (
 	ErrTransient = errors.New("transient delivery failure")
 	// ErrRateLimited: the provider asked us to slow down.
 	ErrRateLimited = errors.New("rate limited by provider")
+	// ErrUnsubscribed: the recipient opted out with the provider (Twilio
+	// 21610). It comes wrapped in a permanent SendError, and the number is
+	// then recorded as opted out.
+	ErrUnsubscribed = errors.New("recipient has opted out")
 )
 
 // SendError is the error a Sender returns: the class, a short provider code

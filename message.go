@@ -73,6 +73,17 @@ type Timeline struct {
 	Version  int           `json:"version"`
 	Status   BookingStatus `json:"status"`
 	Messages []Message     `json:"messages"`
+	// ConsentAcknowledgedAt is when the patient answered YES to the consent
+	// details.
+	ConsentAcknowledgedAt *time.Time `json:"consent_acknowledged_at,omitempty"`
+	// Replies are the patient's other texts, kept for the clinic to read.
+	Replies []Reply `json:"replies,omitempty"`
+}
+
+// Reply is a text a patient sent that was not a keyword.
+type Reply struct {
+	At   time.Time `json:"at"`
+	Text string    `json:"text"`
 }
 
 // Record is everything stored for a booking: the booking itself (with the

@@ -23,6 +23,7 @@ type Bookings interface {
 	Cancel(ctx context.Context, id string, notify bool) (*aftercare.Timeline, error)
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
+	Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error)
 }
 
 // Config holds the API's dependencies.
@@ -33,7 +34,13 @@ type Config struct {
 	Tokens []string
 	// Ready reports whether the service can take work; /readyz answers 503
 	// with its error. Nil means always ready.
-	Ready  func(context.Context) error
+	Ready func(context.Context) error
+	// TwilioAuthToken and PublicURL check the signatures of Twilio's
+	// webhooks; without both, the webhooks answer 503.
+	TwilioAuthToken string
+	PublicURL       string
+	// Help renders the answer to a patient's HELP in a locale.
+	Help   func(locale string) (string, error)
 	Logger *slog.Logger
 }
 
@@ -89,6 +96,7 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/bookings/{id}", true, join([]int{200, 404, 409}, withBody, common), s.replaceBooking},
 		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404}, common), s.cancelBooking},
 		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
+		{"POST", "/webhooks/twilio/inbound", false, []int{200, 400, 403, 500, 503}, s.twilioInbound},
 		{"GET", "/healthz", false, []int{200}, s.healthz},
 		{"GET", "/readyz", false, []int{200, 503}, s.readyz},
 		{"GET", "/openapi.yaml", false, []int{200}, serveOpenAPI},

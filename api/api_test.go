@@ -2,10 +2,16 @@ package api_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,12 +21,17 @@ import (
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 )
 
-const token = "s3cret-token"
+const (
+	token       = "s3cret-token"
+	twilioToken = "0123456789abcdef0123456789abcdef"
+	publicURL   = "https://care.clinic.example"
+)
 
 type testBundle struct {
 	url string
@@ -41,7 +52,12 @@ func setup(t *testing.T) *testBundle {
 	}
 	clinic.QuietHours.Start, clinic.QuietHours.End = "", ""
 	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
-	srv := httptest.NewServer(api.New(api.Config{Bookings: sched, Tokens: []string{token}}))
+	renderer, err := messages.New(clinic, protocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Config{Bookings: sched, Tokens: []string{token},
+		TwilioAuthToken: twilioToken, PublicURL: publicURL, Help: renderer.Help}))
 	t.Cleanup(srv.Close)
 	return &testBundle{url: srv.URL, rdb: rdb}
 }
@@ -294,5 +310,133 @@ func TestLifecycleErrors(t *testing.T) {
 	}
 	if status, body, header := tb.do(t, "GET", "/openapi.yaml", "", "", ""); status != 200 || !bytes.HasPrefix(body, []byte("openapi: 3.1")) || header.Get("Content-Type") != "application/yaml" {
 		t.Errorf("GET /openapi.yaml = %d %q", status, header.Get("Content-Type"))
+	}
+}
+
+// sign computes X-Twilio-Signature the way Twilio does: HMAC-SHA1 over the
+// URL and the sorted form fields, with the auth token.
+func sign(path string, form url.Values) string {
+	keys := slices.Sorted(maps.Keys(form))
+	data := publicURL + path
+	for _, k := range keys {
+		data += k + form.Get(k)
+	}
+	mac := hmac.New(sha1.New, []byte(twilioToken))
+	mac.Write([]byte(data))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+func (tb *testBundle) reply(t *testing.T, body, signature string) (int, string) {
+	t.Helper()
+	form := url.Values{"From": {"+1 555 555 0123"}, "Body": {body}, "MessageSid": {"SMin"}}
+	if signature == "sign" {
+		signature = sign("/webhooks/twilio/inbound", form)
+	}
+	req, _ := http.NewRequest("POST", tb.url+"/webhooks/twilio/inbound", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if signature != "" {
+		req.Header.Set("X-Twilio-Signature", signature)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data)
+}
+
+func (tb *testBundle) timelineOf(t *testing.T, id string) map[string]any {
+	t.Helper()
+	status, data, _ := tb.do(t, "GET", "/v1/bookings/"+id, "", "Bearer "+token, "")
+	if status != 200 {
+		t.Fatalf("GET = %d %s", status, data)
+	}
+	var tl map[string]any
+	if err := json.Unmarshal(data, &tl); err != nil {
+		t.Fatal(err)
+	}
+	return tl
+}
+
+func statuses(tl map[string]any, channel string) []string {
+	var out []string
+	for _, m := range tl["messages"].([]any) {
+		m := m.(map[string]any)
+		if m["channel"] == channel {
+			out = append(out, m["status"].(string))
+		}
+	}
+	return out
+}
+
+// TestPatientReplies drives the inbound webhook with signed and unsigned
+// requests and checks what each keyword does to the booking.
+func TestPatientReplies(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	if status, data, _ := tb.do(t, "POST", "/v1/bookings", "application/json", "Bearer "+token, encode(t, validBody())); status != 201 {
+		t.Fatalf("create = %d %s", status, data)
+	}
+
+	for _, sig := range []string{"", "bm90IGEgc2lnbmF0dXJl"} {
+		if status, _ := tb.reply(t, "STOP", sig); status != 403 {
+			t.Errorf("STOP with signature %q = %d, want 403", sig, status)
+		}
+	}
+	if got := statuses(tb.timelineOf(t, "bk_1001"), "sms"); slices.Contains(got, "suppressed") {
+		t.Fatalf("an unsigned STOP changed the booking: %v", got)
+	}
+
+	status, body := tb.reply(t, "help", "sign")
+	if status != 200 || !strings.Contains(body, "<Message>Example Aesthetics:") || !strings.Contains(body, "Reply STOP to opt out") {
+		t.Errorf("HELP = %d %s", status, body)
+	}
+	if _, body := tb.reply(t, "Yes!", "sign"); body != `<?xml version="1.0" encoding="UTF-8"?>`+"\n<Response></Response>" {
+		t.Errorf("YES answered %q, want an empty TwiML response", body)
+	}
+	tb.reply(t, "My forehead feels a bit tight, is that normal?", "sign")
+	tl := tb.timelineOf(t, "bk_1001")
+	if tl["consent_acknowledged_at"] == nil {
+		t.Error("YES did not record the consent acknowledgement")
+	}
+	if r, _ := tl["replies"].([]any); len(r) != 1 || !strings.Contains(r[0].(map[string]any)["text"].(string), "forehead") {
+		t.Errorf("replies = %v", tl["replies"])
+	}
+
+	smsTasks := func() int { return len(tb.rdb.Keys(t.Context(), "asynq:{sms}:t:*").Val()) }
+	emailTasks := len(tb.rdb.Keys(t.Context(), "asynq:{email}:t:*").Val())
+	if smsTasks() == 0 {
+		t.Fatal("no SMS tasks before STOP")
+	}
+	if status, _ := tb.reply(t, "Stop please", "sign"); status != 200 {
+		t.Fatalf("STOP = %d", status)
+	}
+	tl = tb.timelineOf(t, "bk_1001")
+	for _, st := range statuses(tl, "sms") {
+		if st != "suppressed" {
+			t.Errorf("SMS statuses after STOP: %v, want all suppressed", statuses(tl, "sms"))
+			break
+		}
+	}
+	if slices.Contains(statuses(tl, "email"), "suppressed") {
+		t.Errorf("email statuses after STOP: %v; email is not affected", statuses(tl, "email"))
+	}
+	if n := smsTasks(); n != 0 {
+		t.Errorf("%d SMS tasks left in Redis after STOP", n)
+	}
+	if n := len(tb.rdb.Keys(t.Context(), "asynq:{email}:t:*").Val()); n != emailTasks {
+		t.Errorf("email tasks %d, were %d", n, emailTasks)
+	}
+	store := redisstore.New(tb.rdb)
+	if out, _ := store.OptedOut(t.Context(), "+15555550123"); !out {
+		t.Error("the number is not recorded as opted out")
+	}
+	tb.reply(t, "START", "sign")
+	if out, _ := store.OptedOut(t.Context(), "+15555550123"); out {
+		t.Error("START did not opt the number back in")
+	}
+	if keys := tb.rdb.Keys(t.Context(), "*5555550123*").Val(); len(keys) != 0 {
+		t.Errorf("a Redis key names the phone number: %v", keys)
 	}
 }

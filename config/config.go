@@ -39,6 +39,7 @@ type Config struct {
 	HTTPAddr  string
 	RedisURL  string // empty: embedded in-memory Redis
 	APITokens []string
+	PublicURL string
 
 	TwilioAccountSID          string
 	TwilioAuthToken           string
@@ -81,6 +82,8 @@ var settings = []setting{
 		func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
+	{"AFTERCARE_PUBLIC_URL", "", "external base URL of this service, such as https://care.clinic.example: Twilio's webhooks are checked against it",
+		func(c *Config, v string) error { return httpURL(&c.PublicURL, v) }},
 	{"TWILIO_ACCOUNT_SID", "", "Twilio account SID; unset: SMS go to the console outbox",
 		func(c *Config, v string) error { c.TwilioAccountSID = v; return nil }},
 	{"TWILIO_AUTH_TOKEN", "", "Twilio auth token",
@@ -182,6 +185,9 @@ func (c *Config) check() error {
 		}
 		if !c.SMTPEnabled() {
 			errs = append(errs, "SMTP_URL is required in production (console emails reach nobody)")
+		}
+		if c.PublicURL == "" {
+			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it)")
 		}
 	}
 	if len(errs) > 0 {

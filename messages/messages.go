@@ -141,7 +141,26 @@ func (r *Renderer) check() error {
 			}
 		}
 	}
+	for _, loc := range aftercare.Locales {
+		if _, err := r.Help(loc); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// Help renders the answer to a patient's HELP: who is texting, how to reach
+// the clinic, how to opt out (help.sms.tmpl).
+func (r *Renderer) Help(locale string) (string, error) {
+	loc, tmpl := r.lookup(locale, "", "help", aftercare.SMS)
+	if tmpl == nil {
+		return "", fmt.Errorf("render %s/help.sms: no template help.sms.tmpl", loc)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, Data{Clinic: r.clinic}); err != nil {
+		return "", fmt.Errorf("render %s/help.sms: %w", loc, err)
+	}
+	return strings.TrimSpace(buf.String()), nil
 }
 
 // Steps lists the steps of p that have messages, with the cancellation

@@ -5,6 +5,8 @@ package redisstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,8 +32,15 @@ import (
 //	m:STEP:CH status of one message
 //	p:STEP:CH provider id of one message
 //	e:STEP:CH last error of one message
+//	ack       when the patient answered YES (RFC 3339)
+//	replies   JSON list of the patient's other texts
 //
 // The hash expires a retention period after the booking's last deadline.
+//
+// Beside the bookings, aftercare:optout is a hash of the numbers that
+// replied STOP, and aftercare:phone:{DIGEST} a sorted set of the bookings
+// of one number, newest last; both name a number by its SHA-256 digest,
+// never in plain text.
 type Store struct {
 	rdb redis.UniversalClient
 }
@@ -151,6 +160,16 @@ func encode(rec *aftercare.Record) ([]any, error) {
 		"status", string(rec.Status),
 		"plan", planJSON,
 	}
+	if rec.ConsentAcknowledgedAt != nil {
+		fields = append(fields, "ack", rec.ConsentAcknowledgedAt.UTC().Format(time.RFC3339Nano))
+	}
+	if len(rec.Replies) > 0 {
+		replies, err := json.Marshal(rec.Replies)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, "replies", replies)
+	}
 	for _, m := range rec.Messages {
 		f := field(m)
 		fields = append(fields, "m:"+f, string(m.Status))
@@ -199,6 +218,19 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	loc := rec.Booking.Location()
+	if v := h["ack"]; v != "" {
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, fmt.Errorf("ack: %w", err)
+		}
+		at = at.In(loc)
+		rec.ConsentAcknowledgedAt = &at
+	}
+	if v := h["replies"]; v != "" {
+		if err := json.Unmarshal([]byte(v), &rec.Replies); err != nil {
+			return nil, fmt.Errorf("replies: %w", err)
+		}
+	}
 	rec.Messages = make([]aftercare.Message, len(plan))
 	for i, p := range plan {
 		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc), Note: p.Note}
@@ -281,3 +313,63 @@ func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, 
 }
 
 func field(m aftercare.Message) string { return m.Ref("", 0).Field() }
+
+const optOutKey = "aftercare:optout"
+
+// digest names a phone number without writing it down.
+func digest(phone string) string {
+	sum := sha256.Sum256([]byte(phone))
+	return hex.EncodeToString(sum[:16])
+}
+
+func phoneKey(phone string) string { return "aftercare:phone:{" + digest(phone) + "}" }
+
+// SetOptOut records that phone opted out of SMS (out) or back in.
+func (s *Store) SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error {
+	var err error
+	if out {
+		err = s.rdb.HSet(ctx, optOutKey, digest(phone), at.UTC().Format(time.RFC3339)).Err()
+	} else {
+		err = s.rdb.HDel(ctx, optOutKey, digest(phone)).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("record opt-out: %w", err)
+	}
+	return nil
+}
+
+// OptedOut reports whether phone has opted out of SMS.
+func (s *Store) OptedOut(ctx context.Context, phone string) (bool, error) {
+	n, err := s.rdb.HExists(ctx, optOutKey, digest(phone)).Result()
+	if err != nil {
+		return false, fmt.Errorf("read opt-out: %w", err)
+	}
+	return n, nil
+}
+
+// indexScript: KEYS[1] phone index; ARGV score, booking id, TTL in ms. The
+// index lives as long as its longest-lived booking.
+var indexScript = redis.NewScript(`
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return 1
+`)
+
+// IndexPhone notes that booking id, made at at, texts phone, until
+// expireAt.
+func (s *Store) IndexPhone(ctx context.Context, phone, id string, at, expireAt time.Time) error {
+	ttl := max(time.Until(expireAt).Milliseconds(), 1)
+	if err := indexScript.Run(ctx, s.rdb, []string{phoneKey(phone)}, at.UnixMilli(), id, ttl).Err(); err != nil {
+		return fmt.Errorf("index phone: %w", err)
+	}
+	return nil
+}
+
+// Bookings returns the ids of the bookings that text phone, newest first.
+func (s *Store) Bookings(ctx context.Context, phone string) ([]string, error) {
+	ids, err := s.rdb.ZRevRange(ctx, phoneKey(phone), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("bookings of a phone: %w", err)
+	}
+	return ids, nil
+}

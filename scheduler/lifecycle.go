@@ -153,6 +153,9 @@ func (c *Client) change(ctx context.Context, id string, edit func(rec *aftercare
 	if err := c.sync(ctx, before, rec); err != nil {
 		return nil, false, fmt.Errorf("booking %s changed, but its tasks are not in line: %w; repeat the request", id, err)
 	}
+	if err := c.index(ctx, rec, now); err != nil { // a reschedule may bring a new number
+		return nil, false, err
+	}
 	return timeline(rec), changed, nil
 }
 

@@ -30,6 +30,12 @@ type Store interface {
 	// again if a worker changed the record meanwhile; change returns when
 	// the record should expire.
 	Update(ctx context.Context, id string, change func(rec *aftercare.Record) (time.Time, error)) (*aftercare.Record, error)
+	// IndexPhone notes that booking id texts phone; Bookings lists the
+	// bookings of a phone, newest first.
+	IndexPhone(ctx context.Context, phone, id string, at, expireAt time.Time) error
+	Bookings(ctx context.Context, phone string) ([]string, error)
+	// SetOptOut records that phone opted out of SMS (out) or back in.
+	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
 }
 
 // Tasks puts send tasks into Redis and takes them out again.
@@ -132,6 +138,9 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 		}
 		rec = stored
 	}
+	if err := c.index(ctx, rec, now); err != nil {
+		return nil, false, err
+	}
 	// Enqueue also for a repeat: if an earlier call stored the record but
 	// failed before all its tasks were in Redis, this fills the gap. Tasks
 	// that exist already are refused by their ids.
@@ -195,6 +204,14 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		}
 	}
 	return nil
+}
+
+// index lets replies from the patient's phone find the booking.
+func (c *Client) index(ctx context.Context, rec *aftercare.Record, now time.Time) error {
+	if rec.Booking.Patient.Phone == "" {
+		return nil
+	}
+	return c.store.IndexPhone(ctx, rec.Booking.Patient.Phone, rec.ID, rec.CreatedAt, c.expiry(rec, now))
 }
 
 func (c *Client) protocol(treatment string) (aftercare.Protocol, error) {

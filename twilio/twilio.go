@@ -161,7 +161,11 @@ func Classify(err error) error {
 		class = aftercare.ErrPermanent
 	}
 	// Twilio's messages can quote the recipient's number.
-	return &aftercare.SendError{Class: class, Code: code, Err: fmt.Errorf("twilio %d: %s", rest.Code, aftercare.Redact(rest.Message))}
+	cause := fmt.Errorf("twilio %d: %s", rest.Code, aftercare.Redact(rest.Message))
+	if rest.Code == 21610 {
+		cause = fmt.Errorf("%w: %w", aftercare.ErrUnsubscribed, cause)
+	}
+	return &aftercare.SendError{Class: class, Code: code, Err: cause}
 }
 
 // rebase sends each request to base instead of the host twilio-go chose.

@@ -26,6 +26,9 @@ type Store interface {
 	// Transition moves a message from one status to another, reporting
 	// false if it was not in status from.
 	Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error)
+	// OptedOut reports whether a number replied STOP; SetOptOut records it.
+	OptedOut(ctx context.Context, phone string) (bool, error)
+	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
 }
 
 // Sender delivers a rendered message and returns the provider's id for it.
@@ -97,14 +100,15 @@ func (w *Worker) Mux() *asynq.ServeMux {
 
 // Outcomes of one task, as logged.
 const (
-	outcomeSent      = "sent"
-	outcomeFailed    = "failed"
-	outcomeRetry     = "retry"
-	outcomeExpired   = "expired"
-	outcomeDropped   = "dropped"
-	outcomeUncertain = "uncertain"
-	outcomeDeferred  = "deferred"
-	outcomeSkipped   = "skipped"
+	outcomeSent       = "sent"
+	outcomeFailed     = "failed"
+	outcomeRetry      = "retry"
+	outcomeExpired    = "expired"
+	outcomeDropped    = "dropped"
+	outcomeUncertain  = "uncertain"
+	outcomeDeferred   = "deferred"
+	outcomeSkipped    = "skipped"
+	outcomeSuppressed = "suppressed"
 )
 
 // ProcessTask sends the message the task refers to, at most once:
@@ -115,11 +119,13 @@ const (
 //  3. wait out the last moments if asynq surfaced the task early (it keeps
 //     due times in whole seconds), then apply the step's quiet-hour policy
 //     again: a retry can drift into quiet hours;
-//  4. claim the message (scheduled -> sending) in one Redis round trip that
+//  4. record an SMS to a number that replied STOP as suppressed;
+//  5. claim the message (scheduled -> sending) in one Redis round trip that
 //     re-checks the version, so a cancel racing this task wins or loses
 //     cleanly;
-//  5. render, send, and record sent with the provider id, failed (permanent
-//     errors, not retried) or scheduled again with the error (retried).
+//  6. render, send, and record sent with the provider id, failed (permanent
+//     errors, not retried; a provider's "unsubscribed" also opts the number
+//     out) or scheduled again with the error (retried).
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	ref, err := aftercare.ParseMessageRef(t.Payload())
 	if err != nil || ref.TaskType() != t.Type() {
@@ -184,6 +190,20 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
+	if ref.Channel == aftercare.SMS {
+		out, err := w.store.OptedOut(ctx, rec.Booking.Patient.Phone)
+		if err != nil {
+			return err
+		}
+		if out {
+			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSuppressed, "", "the patient replied STOP"); err != nil {
+				return err
+			}
+			done(outcomeSuppressed)
+			return nil
+		}
+	}
+
 	prev, err := w.store.Claim(ctx, ref)
 	switch {
 	case aftercare.ErrorCode(err) == aftercare.ENOTFOUND:
@@ -228,6 +248,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 	reason := errorText(err)
 	if errors.Is(err, aftercare.ErrPermanent) {
+		if errors.Is(err, aftercare.ErrUnsubscribed) {
+			if oerr := w.store.SetOptOut(context.WithoutCancel(ctx), out.To, true, w.now()); oerr != nil {
+				log.Error("could not record the opt-out the provider reported", "error", oerr)
+			}
+		}
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", reason)
 		done(outcomeFailed, "error", reason)
 		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)

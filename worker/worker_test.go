@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -156,6 +157,11 @@ func TestNotSent(t *testing.T) {
 		{"task of an older version", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "version", 2)
 		}, aftercare.StatusScheduled},
+		{"number replied STOP", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			if err := tb.store.SetOptOut(context.Background(), "+15555550123", true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, aftercare.StatusSuppressed},
 		{"earlier attempt died while sending an SMS", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
 		}, aftercare.StatusFailed},
@@ -224,6 +230,8 @@ func TestSendErrors(t *testing.T) {
 		{"rate limited", &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "twilio:20429", Err: errors.New("slow down")},
 			aftercare.StatusScheduled, false, false},
 		{"unclassified", errors.New("boom"), aftercare.StatusScheduled, false, true},
+		{"unsubscribed with the provider", &aftercare.SendError{Class: aftercare.ErrPermanent, Code: "twilio:21610",
+			Err: fmt.Errorf("%w: twilio 21610", aftercare.ErrUnsubscribed)}, aftercare.StatusFailed, true, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -244,6 +252,10 @@ func TestSendErrors(t *testing.T) {
 			m := tb.message(t, ref)
 			if m.Status != tt.status || m.Error == "" {
 				t.Errorf("message = %+v, want status %s with the error recorded", m, tt.status)
+			}
+			out, _ := tb.store.OptedOut(context.Background(), "+15555550123")
+			if want := errors.Is(tt.err, aftercare.ErrUnsubscribed); out != want {
+				t.Errorf("opted out = %v, want %v", out, want)
 			}
 
 			// A transient failure is retried, and the retry sends.

@@ -100,10 +100,13 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	})
 	a.http = &http.Server{
 		Handler: api.New(api.Config{
-			Bookings: sched,
-			Tokens:   cfg.APITokens,
-			Ready:    a.readiness,
-			Logger:   log,
+			Bookings:        sched,
+			Tokens:          cfg.APITokens,
+			Ready:           a.readiness,
+			TwilioAuthToken: cfg.TwilioAuthToken,
+			PublicURL:       cfg.PublicURL,
+			Help:            renderer.Help,
+			Logger:          log,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,

@@ -340,7 +340,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{map[string]string{"AFTERCARE_ENV": "staging"}, []string{"AFTERCARE_ENV"}},
 		{map[string]string{"TWILIO_ACCOUNT_SID": "AC1"}, []string{"TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"}},
 		{map[string]string{"SMTP_URL": "smtp://mail.example:587"}, []string{"MAIL_FROM"}},
-		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL"}},
+		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL", "AFTERCARE_PUBLIC_URL"}},
 		{map[string]string{"AFTERCARE_CLINIC_FILE": "/nonexistent/clinic.yaml"}, []string{"AFTERCARE_CLINIC_FILE"}},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,84 @@
+package api
+
+import (
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/twilio/twilio-go/client"
+
+	"github.com/aftercare/aftercare"
+)
+
+// twilioForm reads a Twilio webhook and checks its X-Twilio-Signature
+// against the auth token and the public URL Twilio called. It answers the
+// request itself and returns false when the webhook is not configured, the
+// form is unreadable or the signature is wrong; nothing is changed then.
+func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
+	if s.cfg.TwilioAuthToken == "" || s.cfg.PublicURL == "" {
+		writeProblem(w, &httpError{status: http.StatusServiceUnavailable, title: "Webhook not configured",
+			detail: "set TWILIO_AUTH_TOKEN and AFTERCARE_PUBLIC_URL so Twilio's signatures can be checked"})
+		return nil, false
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+	if err := r.ParseForm(); err != nil {
+		writeProblem(w, &httpError{status: http.StatusBadRequest, title: "Bad form", detail: "the body is not a form Twilio would send"})
+		return nil, false
+	}
+	params := make(map[string]string, len(r.PostForm))
+	for k, v := range r.PostForm {
+		params[k] = v[0]
+	}
+	validator := client.NewRequestValidator(s.cfg.TwilioAuthToken)
+	if !validator.Validate(s.cfg.PublicURL+r.URL.RequestURI(), params, r.Header.Get("X-Twilio-Signature")) {
+		s.log.Warn("twilio webhook with a bad signature", "path", r.URL.Path)
+		writeProblem(w, &httpError{status: http.StatusForbidden, title: "Bad signature",
+			detail: "X-Twilio-Signature does not match; check AFTERCARE_PUBLIC_URL is the URL Twilio calls"})
+		return nil, false
+	}
+	return params, true
+}
+
+// twilioInbound takes a patient's reply (STOP, START, HELP, YES or anything
+// else) and answers with TwiML: the HELP text, or nothing.
+func (s *Server) twilioInbound(w http.ResponseWriter, r *http.Request) {
+	params, ok := s.twilioForm(w, r)
+	if !ok {
+		return
+	}
+	kw, locale, err := s.cfg.Bookings.Inbound(r.Context(), params["From"], params["Body"])
+	switch {
+	case aftercare.ErrorCode(err) == aftercare.EINVALID:
+		// A sender aftercare cannot use (a short code, say): nothing to do,
+		// and nothing Twilio should retry.
+		s.log.Info("patient reply from an unusable number", "error", aftercare.Redact(err.Error()))
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("patient reply", "keyword", string(kw), "message_sid", params["MessageSid"])
+	reply := ""
+	if kw == aftercare.KeywordHelp && s.cfg.Help != nil {
+		if reply, err = s.cfg.Help(locale); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	writeTwiML(w, reply)
+}
+
+// writeTwiML answers a Twilio webhook, with one reply message if text is
+// not empty.
+func writeTwiML(w http.ResponseWriter, text string) {
+	var b strings.Builder
+	b.WriteString(xml.Header + "<Response>")
+	if text != "" {
+		b.WriteString("<Message>")
+		_ = xml.EscapeText(&b, []byte(text)) // writes to a strings.Builder
+		b.WriteString("</Message>")
+	}
+	b.WriteString("</Response>")
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	fmt.Fprint(w, b.String())
+}

@@ -1,0 +1,121 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aftercare/aftercare"
+)
+
+// MaxReply bounds a stored patient reply; a concatenated SMS is at most ten
+// parts of 160.
+const MaxReply = 1600
+
+// Inbound handles a text from a patient's phone and returns what it asked
+// for and the locale of their latest booking (for the answer to HELP):
+//
+//   - STOP and its variants: the number is opted out of SMS at once, and every
+//     SMS not yet sent to it, in any booking, becomes suppressed. Email is
+//     unaffected.
+//   - START: the number is opted back in; what was suppressed stays so.
+//   - YES: the consent acknowledgement is recorded on the latest booking.
+//   - anything else is kept on the latest booking for the clinic to read.
+func (c *Client) Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error) {
+	phone, err := aftercare.NormalizePhone(from)
+	if err != nil {
+		return aftercare.KeywordOther, aftercare.Locales[0], aftercare.Errorf(aftercare.EINVALID, "From %s", err)
+	}
+	kw := aftercare.ParseReply(body)
+	now := c.cfg.Now()
+	ids, err := c.store.Bookings(ctx, phone)
+	if err != nil {
+		return kw, aftercare.Locales[0], err
+	}
+
+	switch kw {
+	case aftercare.KeywordStop:
+		if err := c.store.SetOptOut(ctx, phone, true, now); err != nil {
+			return kw, aftercare.Locales[0], err
+		}
+		for _, id := range ids {
+			if err := c.suppress(ctx, id, phone); err != nil {
+				return kw, aftercare.Locales[0], err
+			}
+		}
+	case aftercare.KeywordStart:
+		if err := c.store.SetOptOut(ctx, phone, false, now); err != nil {
+			return kw, aftercare.Locales[0], err
+		}
+	}
+
+	// The latest booking of this number is the one the patient answers.
+	locale := aftercare.Locales[0]
+	for _, id := range ids {
+		matched := false
+		_, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
+			if rec.Booking.Patient.Phone != phone {
+				return false, nil
+			}
+			matched, locale = true, rec.Booking.Patient.Locale
+			switch kw {
+			case aftercare.KeywordYes:
+				if rec.ConsentAcknowledgedAt == nil {
+					rec.ConsentAcknowledgedAt = &now
+					return true, nil
+				}
+			case aftercare.KeywordOther:
+				rec.Replies = append(rec.Replies, aftercare.Reply{At: now, Text: clip(strings.TrimSpace(body), MaxReply)})
+				return true, nil
+			}
+			return false, nil
+		})
+		if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+			continue // expired since it was indexed
+		}
+		if err != nil {
+			return kw, locale, err
+		}
+		if matched {
+			break
+		}
+	}
+	return kw, locale, nil
+}
+
+// suppress turns every scheduled SMS of booking id to phone into suppressed.
+func (c *Client) suppress(ctx context.Context, id, phone string) error {
+	_, _, err := c.change(ctx, id, func(rec *aftercare.Record, _ time.Time) (bool, error) {
+		if rec.Booking.Patient.Phone != phone {
+			return false, nil
+		}
+		changed := false
+		for i, m := range rec.Messages {
+			if m.Channel == aftercare.SMS && m.Status == aftercare.StatusScheduled {
+				rec.Messages[i].Status = aftercare.StatusSuppressed
+				rec.Messages[i].Error = "the patient replied STOP"
+				changed = true
+			}
+		}
+		return changed, nil
+	})
+	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("suppress SMS of %s: %w", id, err)
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
