@@ -50,6 +50,9 @@ type Config struct {
 	SMTPURL  string // empty: emails go to the console outbox
 	MailFrom string
 
+	SMSRateLimit   float64
+	EmailRateLimit float64
+
 	ClinicFile   string
 	ProtocolsDir string
 	OutboxFile   string
@@ -98,6 +101,10 @@ var settings = []setting{
 		func(c *Config, v string) error { c.SMTPURL = v; return nil }},
 	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
 		func(c *Config, v string) error { c.MailFrom = v; return nil }},
+	{"SMS_RATE_LIMIT", "10", "SMS per second from the Twilio sender, shared by all workers; 0 = no limit",
+		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
+	{"EMAIL_RATE_LIMIT", "5", "emails per second through the SMTP account, shared by all workers; 0 = no limit",
+		func(c *Config, v string) error { return rate(&c.EmailRateLimit, v) }},
 	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours, templates_dir, name_treatment_in_sms); unset: built-in example clinic",
 		func(c *Config, v string) error { c.ClinicFile = v; return nil }},
 	{"AFTERCARE_PROTOCOLS_DIR", "", "directory of extra or replacement protocol files (TREATMENT.yaml)",
@@ -294,6 +301,15 @@ func httpURL(dst *string, v string) error {
 		return fmt.Errorf("%q is not an http(s) URL", v)
 	}
 	*dst = strings.TrimSuffix(v, "/")
+	return nil
+}
+
+func rate(dst *float64, v string) error {
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f < 0 || f > 10000 {
+		return fmt.Errorf("%q is not a rate: use messages per second, such as 10, or 0 for no limit", v)
+	}
+	*dst = f
 	return nil
 }
 

@@ -19,7 +19,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.HTTPAddr != ":8080" || c.Concurrency != 20 || c.Env != config.Development {
+	if c.HTTPAddr != ":8080" || c.Concurrency != 20 || c.SMSRateLimit != 10 || c.EmailRateLimit != 5 || c.Env != config.Development {
 		t.Errorf("defaults = %+v", c)
 	}
 	if !c.DevToken || len(c.APITokens) != 1 || c.APITokens[0] != config.DevToken {

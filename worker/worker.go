@@ -38,6 +38,12 @@ type Sender interface {
 	Send(ctx context.Context, msg aftercare.Outgoing) (providerID string, err error)
 }
 
+// Limiter paces sends on a channel; Wait returns an ErrRateLimited
+// SendError when the caller should come back later.
+type Limiter interface {
+	Wait(ctx context.Context, ch aftercare.Channel) error
+}
+
 // Renderer renders one step of a booking for one channel.
 type Renderer interface {
 	// Render renders a step; first marks the booking's first SMS.
@@ -54,8 +60,10 @@ type Config struct {
 	// before sending (a retry can drift into quiet hours).
 	Protocols map[string]aftercare.Protocol
 	// Quiet are the clinic's quiet hours, read on the patient's clock.
-	Quiet  aftercare.QuietHours
-	Logger *slog.Logger
+	Quiet aftercare.QuietHours
+	// Limiter, if set, paces the sends of each channel.
+	Limiter Limiter
+	Logger  *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -67,6 +75,7 @@ type Worker struct {
 	senders   map[aftercare.Channel]Sender
 	protocols map[string]aftercare.Protocol
 	quiet     aftercare.QuietHours
+	limiter   Limiter
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -85,6 +94,7 @@ func New(cfg Config) *Worker {
 		senders:   map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
 		protocols: cfg.Protocols,
 		quiet:     cfg.Quiet,
+		limiter:   cfg.Limiter,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
@@ -120,7 +130,8 @@ const (
 //     due times in whole seconds), then apply the step's quiet-hour policy
 //     again: a retry can drift into quiet hours;
 //  4. record an SMS to a number that replied STOP as suppressed;
-//  5. claim the message (scheduled -> sending) in one Redis round trip that
+//  5. wait for the channel's rate limit, then claim the message
+//     (scheduled -> sending) in one Redis round trip that
 //     re-checks the version, so a cancel racing this task wins or loses
 //     cleanly;
 //  6. render, send, and record sent with the provider id, failed (permanent
@@ -201,6 +212,15 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			}
 			done(outcomeSuppressed)
 			return nil
+		}
+	}
+
+	// Pace before claiming: a worker that dies while waiting leaves the
+	// message scheduled, not in doubt.
+	if w.limiter != nil {
+		if err := w.limiter.Wait(ctx, ref.Channel); err != nil {
+			done(outcomeRetry, "error", errorText(err))
+			return err
 		}
 	}
 

@@ -91,6 +91,9 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
 		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log,
+		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
+			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
+		}),
 	})
 	a.worker = asynq.NewServerFromRedisClient(a.rdb, worker.ServerConfig(cfg.Concurrency, cfg.ShutdownTimeout, log))
 	sched := scheduler.New(store, scheduler.AsynqTasks(a.rdb), scheduler.Config{

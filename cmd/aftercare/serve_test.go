@@ -337,6 +337,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		want []string
 	}{
 		{map[string]string{"WORKER_CONCURRENCY": "many"}, []string{"WORKER_CONCURRENCY"}},
+		{map[string]string{"SMS_RATE_LIMIT": "fast"}, []string{"SMS_RATE_LIMIT"}},
 		{map[string]string{"AFTERCARE_ENV": "staging"}, []string{"AFTERCARE_ENV"}},
 		{map[string]string{"TWILIO_ACCOUNT_SID": "AC1"}, []string{"TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"}},
 		{map[string]string{"SMTP_URL": "smtp://mail.example:587"}, []string{"MAIL_FROM"}},
