@@ -24,6 +24,7 @@ type Bookings interface {
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
 	Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error)
+	Receipt(ctx context.Context, key, providerID, status, errorCode string) error
 }
 
 // Config holds the API's dependencies.
@@ -97,6 +98,7 @@ func (s *Server) routes() []route {
 		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404}, common), s.cancelBooking},
 		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
 		{"POST", "/webhooks/twilio/inbound", false, []int{200, 400, 403, 500, 503}, s.twilioInbound},
+		{"POST", "/webhooks/twilio/status", false, []int{200, 400, 403, 500, 503}, s.twilioStatus},
 		{"GET", "/healthz", false, []int{200}, s.healthz},
 		{"GET", "/readyz", false, []int{200, 503}, s.readyz},
 		{"GET", "/openapi.yaml", false, []int{200}, serveOpenAPI},

@@ -2,12 +2,8 @@ package api_test
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha1"
-	"encoding/base64"
 	"encoding/json"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -21,6 +17,7 @@ import (
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/internal/twiliotest"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
@@ -313,24 +310,11 @@ func TestLifecycleErrors(t *testing.T) {
 	}
 }
 
-// sign computes X-Twilio-Signature the way Twilio does: HMAC-SHA1 over the
-// URL and the sorted form fields, with the auth token.
-func sign(path string, form url.Values) string {
-	keys := slices.Sorted(maps.Keys(form))
-	data := publicURL + path
-	for _, k := range keys {
-		data += k + form.Get(k)
-	}
-	mac := hmac.New(sha1.New, []byte(twilioToken))
-	mac.Write([]byte(data))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
-}
-
 func (tb *testBundle) reply(t *testing.T, body, signature string) (int, string) {
 	t.Helper()
 	form := url.Values{"From": {"+1 555 555 0123"}, "Body": {body}, "MessageSid": {"SMin"}}
 	if signature == "sign" {
-		signature = sign("/webhooks/twilio/inbound", form)
+		signature = twiliotest.Sign(twilioToken, publicURL+"/webhooks/twilio/inbound", form)
 	}
 	req, _ := http.NewRequest("POST", tb.url+"/webhooks/twilio/inbound", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -68,6 +68,26 @@ func (s *Server) twilioInbound(w http.ResponseWriter, r *http.Request) {
 	writeTwiML(w, reply)
 }
 
+// twilioStatus takes a delivery receipt. A callback Twilio repeats (same
+// I-Twilio-Idempotency-Token, or same message and status) changes nothing.
+func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
+	params, ok := s.twilioForm(w, r)
+	if !ok {
+		return
+	}
+	sid, status := params["MessageSid"], params["MessageStatus"]
+	key := r.Header.Get("I-Twilio-Idempotency-Token")
+	if key == "" {
+		key = sid + ":" + status
+	}
+	if err := s.cfg.Bookings.Receipt(r.Context(), key, sid, status, params["ErrorCode"]); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("delivery receipt", "message_sid", sid, "status", status, "error_code", params["ErrorCode"])
+	writeTwiML(w, "")
+}
+
 // writeTwiML answers a Twilio webhook, with one reply message if text is
 // not empty.
 func writeTwiML(w http.ResponseWriter, text string) {

@@ -53,18 +53,24 @@ type locale struct {
 	appointment func(t time.Time) string
 	// optOut ends the first SMS a booking sends.
 	optOut string
+	// fromClinic is the subject of an email made from an SMS template, for
+	// a step that has no email of its own (the fallback for an undelivered
+	// SMS).
+	fromClinic string
 }
 
 var locales = map[string]locale{
 	"en": {
 		appointment: func(t time.Time) string { return t.Format("Mon, Jan 2 at 3:04 PM") },
 		optOut:      "Reply STOP to opt out.",
+		fromClinic:  "A message from %s",
 	},
 	"es": {
 		appointment: func(t time.Time) string {
 			return fmt.Sprintf("%s %d %s, %s", esDays[t.Weekday()], t.Day(), esMonths[t.Month()-1], t.Format("15:04"))
 		},
-		optOut: "Baja: responda STOP.",
+		optOut:     "Baja: responda STOP.",
+		fromClinic: "Un mensaje de %s",
 	},
 }
 
@@ -184,7 +190,8 @@ func sampleBooking(treatment string) aftercare.Booking {
 
 // Render renders step of booking b for channel ch in the patient's locale,
 // falling back to English where the locale has no template (Outgoing.Locale
-// says which was used). first marks the first SMS of the booking, which ends
+// says which was used). An email of a step that has only an SMS template
+// carries the SMS text under a "message from the clinic" subject. first marks the first SMS of the booking, which ends
 // with how to opt out. The result has no ID; the caller sets it.
 func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
 	out := aftercare.Outgoing{Channel: ch}
@@ -193,6 +200,11 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 		return out, fmt.Errorf("render %s: unknown treatment %q", step, b.Treatment)
 	}
 	loc, tmpl := r.lookup(b.Patient.Locale, b.Treatment, step, ch)
+	fromSMS := false
+	if tmpl == nil && ch == aftercare.Email {
+		loc, tmpl = r.lookup(b.Patient.Locale, b.Treatment, step, aftercare.SMS)
+		fromSMS = true
+	}
 	if tmpl == nil {
 		return out, fmt.Errorf("render %s/%s.%s: no template %s.%s.%s.tmpl or %s.%s.tmpl", loc, step, ch, b.Treatment, step, ch, step, ch)
 	}
@@ -227,6 +239,9 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 	case aftercare.Email:
 		out.To = b.Patient.Email
 		subject, body, ok := strings.Cut(text, "\n\n")
+		if fromSMS {
+			subject, body, ok = "Subject: "+fmt.Sprintf(locales[loc].fromClinic, r.clinic.Name), text, true
+		}
 		if !ok || !strings.HasPrefix(subject, "Subject: ") {
 			return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
 		}

@@ -373,3 +373,38 @@ func (s *Store) Bookings(ctx context.Context, phone string) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// receiptTTL is how long a provider id stays linked to its message and a
+// delivery receipt is remembered: longer than any carrier retries.
+const receiptTTL = 7 * 24 * time.Hour
+
+// IndexProvider links a provider's message id (a Twilio SID) to the
+// message, so a delivery receipt can find it.
+func (s *Store) IndexProvider(ctx context.Context, providerID string, ref aftercare.MessageRef) error {
+	if err := s.rdb.Set(ctx, "aftercare:sid:"+providerID, ref.Payload(), receiptTTL).Err(); err != nil {
+		return fmt.Errorf("index provider id: %w", err)
+	}
+	return nil
+}
+
+// ByProvider returns the message a provider id belongs to, or ENOTFOUND.
+func (s *Store) ByProvider(ctx context.Context, providerID string) (aftercare.MessageRef, error) {
+	data, err := s.rdb.Get(ctx, "aftercare:sid:"+providerID).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return aftercare.MessageRef{}, aftercare.Errorf(aftercare.ENOTFOUND, "no message with provider id %q", providerID)
+	}
+	if err != nil {
+		return aftercare.MessageRef{}, fmt.Errorf("find provider id: %w", err)
+	}
+	return aftercare.ParseMessageRef(data)
+}
+
+// FirstReceipt reports whether the receipt named key is seen for the first
+// time, remembering it; providers send the same callback more than once.
+func (s *Store) FirstReceipt(ctx context.Context, key string) (bool, error) {
+	ok, err := s.rdb.SetNX(ctx, "aftercare:receipt:"+key, 1, receiptTTL).Result()
+	if err != nil {
+		return false, fmt.Errorf("remember receipt: %w", err)
+	}
+	return ok, nil
+}

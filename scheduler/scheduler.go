@@ -36,6 +36,10 @@ type Store interface {
 	Bookings(ctx context.Context, phone string) ([]string, error)
 	// SetOptOut records that phone opted out of SMS (out) or back in.
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
+	// ByProvider finds the message a provider id belongs to; FirstReceipt
+	// tells a delivery receipt seen before from a new one.
+	ByProvider(ctx context.Context, providerID string) (aftercare.MessageRef, error)
+	FirstReceipt(ctx context.Context, key string) (bool, error)
 }
 
 // Tasks puts send tasks into Redis and takes them out again.

@@ -29,6 +29,8 @@ type Store interface {
 	// OptedOut reports whether a number replied STOP; SetOptOut records it.
 	OptedOut(ctx context.Context, phone string) (bool, error)
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
+	// IndexProvider links a provider's id to the message, for receipts.
+	IndexProvider(ctx context.Context, providerID string, ref aftercare.MessageRef) error
 }
 
 // Sender delivers a rendered message and returns the provider's id for it.
@@ -261,6 +263,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	sender := w.senders[ref.Channel]
 	providerID, err := sender.Send(ctx, out)
 	if err == nil {
+		if ref.Channel == aftercare.SMS {
+			if ierr := w.store.IndexProvider(context.WithoutCancel(ctx), providerID, ref); ierr != nil {
+				log.Warn("delivery receipts for this message will not be matched", "error", ierr)
+			}
+		}
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "")
 		done(outcomeSent, "provider_id", providerID, "late", w.now().Sub(msg.SendAt))
 		return nil

@@ -134,6 +134,15 @@ func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
 	return protocol.Merge(set, extra), nil
 }
 
+// statusCallback is where Twilio posts delivery receipts; none without a
+// public URL.
+func statusCallback(publicURL string) string {
+	if publicURL == "" {
+		return ""
+	}
+	return publicURL + "/webhooks/twilio/status"
+}
+
 // newRenderer loads the built-in templates and the clinic's own, if any.
 func newRenderer(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol) (*messages.Renderer, error) {
 	var overrides []fs.FS
@@ -159,6 +168,7 @@ func senders(cfg *config.Config, stdout io.Writer) (sms, email worker.Sender, er
 			From:                cfg.TwilioFromNumber,
 			MessagingServiceSID: cfg.TwilioMessagingServiceSID,
 			BaseURL:             cfg.TwilioAPIBaseURL,
+			StatusCallback:      statusCallback(cfg.PublicURL),
 		}); err != nil {
 			return nil, nil, err
 		}

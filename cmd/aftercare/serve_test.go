@@ -76,8 +76,14 @@ func setup(t *testing.T) *testBundle {
 	if err := os.WriteFile(clinicFile, []byte(clinic), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
 	redisAddr := redistest.Addr(t)
 	env := map[string]string{
+		"AFTERCARE_PUBLIC_URL":  base, // the fake Twilio calls back here
 		"REDIS_URL":             "redis://" + redisAddr,
 		"AFTERCARE_API_TOKENS":  testToken,
 		"TWILIO_ACCOUNT_SID":    accountSID,
@@ -99,10 +105,6 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx, ln) }()
@@ -112,7 +114,7 @@ func setup(t *testing.T) *testBundle {
 			t.Errorf("run: %v", err)
 		}
 	})
-	return &testBundle{url: "http://" + ln.Addr().String(), redisAddr: redisAddr, twilio: tw, smtp: mail, logs: logs}
+	return &testBundle{url: base, redisAddr: redisAddr, twilio: tw, smtp: mail, logs: logs}
 }
 
 func (tb *testBundle) request(t *testing.T, method, path string, body any) (int, []byte) {

@@ -4,14 +4,22 @@
 package twiliotest
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -276,4 +284,62 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
+}
+
+// Sign computes X-Twilio-Signature the way Twilio does: HMAC-SHA1, keyed
+// with the auth token, over the URL followed by each form field's name and
+// value in name order.
+func Sign(authToken, url string, form url.Values) string {
+	data := url
+	for _, k := range slices.Sorted(maps.Keys(form)) {
+		data += k + form.Get(k)
+	}
+	mac := hmac.New(sha1.New, []byte(authToken))
+	mac.Write([]byte(data))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// Callback posts a signed status callback for message sid to the
+// StatusCallback it was sent with, as Twilio does, with token as its
+// I-Twilio-Idempotency-Token (none if empty). It returns the HTTP status.
+func (s *Server) Callback(sid, status, errorCode, token string) (int, error) {
+	var target string
+	for _, m := range s.Messages() {
+		if m.SID == sid {
+			target = m.StatusCallback
+		}
+	}
+	if target == "" {
+		return 0, fmt.Errorf("twiliotest: message %s has no status callback", sid)
+	}
+	form := url.Values{"MessageSid": {sid}, "MessageStatus": {status}, "AccountSid": {s.accountSID}}
+	if errorCode != "" {
+		form.Set("ErrorCode", errorCode)
+	}
+	return s.post(target, form, token)
+}
+
+// Reply posts a signed incoming message from a patient to the webhook at
+// target, as Twilio does. It returns the HTTP status.
+func (s *Server) Reply(target, from, body string) (int, error) {
+	return s.post(target, url.Values{"From": {from}, "Body": {body}, "MessageSid": {newSID()}, "AccountSid": {s.accountSID}}, "")
+}
+
+func (s *Server) post(target string, form url.Values, token string) (int, error) {
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("X-Twilio-Signature", Sign(s.authToken, target, form))
+	if token != "" {
+		req.Header.Set("I-Twilio-Idempotency-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
