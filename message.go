@@ -78,6 +78,20 @@ type Timeline struct {
 	ConsentAcknowledgedAt *time.Time `json:"consent_acknowledged_at,omitempty"`
 	// Replies are the patient's other texts, kept for the clinic to read.
 	Replies []Reply `json:"replies,omitempty"`
+	// History is every send attempt, oldest first: the audit trail.
+	History []Attempt `json:"history,omitempty"`
+}
+
+// Attempt is one run of a send task, as the audit trail keeps it.
+type Attempt struct {
+	At      time.Time `json:"at"`
+	Step    string    `json:"step"`
+	Channel Channel   `json:"channel"`
+	// Number counts the runs of this message's task, from 1.
+	Number  int    `json:"attempt"`
+	Outcome string `json:"outcome"`
+	// Detail is the provider id of a send, or the reason or error code.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Reply is a text a patient sent that was not a keyword.

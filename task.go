@@ -25,6 +25,9 @@ type MessageRef struct {
 	Version   int     `json:"version"`
 	Step      string  `json:"step"`
 	Channel   Channel `json:"channel"`
+	// Deadline is the message's send-by time (Unix seconds), so retries can
+	// be timed to land before it; 0 if unknown.
+	Deadline int64 `json:"deadline,omitempty"`
 }
 
 // TaskID is the deterministic asynq task id of the message: enqueueing the

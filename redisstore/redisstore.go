@@ -34,6 +34,7 @@ import (
 //	e:STEP:CH last error of one message
 //	ack       when the patient answered YES (RFC 3339)
 //	replies   JSON list of the patient's other texts
+//	hn, h:N   count of send attempts, and attempt N as JSON
 //
 // The hash expires a retention period after the booking's last deadline.
 //
@@ -170,6 +171,16 @@ func encode(rec *aftercare.Record) ([]any, error) {
 		}
 		fields = append(fields, "replies", replies)
 	}
+	for i, a := range rec.History {
+		entry, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, "h:"+strconv.Itoa(i+1), entry)
+	}
+	if len(rec.History) > 0 {
+		fields = append(fields, "hn", len(rec.History))
+	}
 	for _, m := range rec.Messages {
 		f := field(m)
 		fields = append(fields, "m:"+f, string(m.Status))
@@ -229,6 +240,16 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 	if v := h["replies"]; v != "" {
 		if err := json.Unmarshal([]byte(v), &rec.Replies); err != nil {
 			return nil, fmt.Errorf("replies: %w", err)
+		}
+	}
+	if n, _ := strconv.Atoi(h["hn"]); n > 0 {
+		rec.History = make([]aftercare.Attempt, 0, n)
+		for i := 1; i <= n; i++ {
+			var a aftercare.Attempt
+			if err := json.Unmarshal([]byte(h["h:"+strconv.Itoa(i)]), &a); err != nil {
+				return nil, fmt.Errorf("history %d: %w", i, err)
+			}
+			rec.History = append(rec.History, a)
 		}
 	}
 	rec.Messages = make([]aftercare.Message, len(plan))
@@ -407,4 +428,25 @@ func (s *Store) FirstReceipt(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("remember receipt: %w", err)
 	}
 	return ok, nil
+}
+
+// historyScript: KEYS[1] booking; ARGV attempt JSON. It adds the attempt
+// unless the record has expired.
+var historyScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
+redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[1])
+return n
+`)
+
+// AppendHistory adds an attempt to the audit trail of booking id.
+func (s *Store) AppendHistory(ctx context.Context, id string, a aftercare.Attempt) error {
+	entry, err := json.Marshal(a)
+	if err != nil {
+		return err
+	}
+	if err := historyScript.Run(ctx, s.rdb, []string{Key(id)}, entry).Err(); err != nil {
+		return fmt.Errorf("add to history: %w", err)
+	}
+	return nil
 }

@@ -195,6 +195,7 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			continue
 		}
 		ref := m.Ref(rec.ID, rec.Version)
+		ref.Deadline = m.Deadline.Unix()
 		task := asynq.NewTask(ref.TaskType(), ref.Payload(),
 			asynq.TaskID(ref.TaskID()),
 			asynq.Queue(ref.Queue()),

@@ -31,6 +31,8 @@ type Store interface {
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
 	// IndexProvider links a provider's id to the message, for receipts.
 	IndexProvider(ctx context.Context, providerID string, ref aftercare.MessageRef) error
+	// AppendHistory adds an attempt to the booking's audit trail.
+	AppendHistory(ctx context.Context, id string, a aftercare.Attempt) error
 }
 
 // Sender delivers a rendered message and returns the provider's id for it.
@@ -145,17 +147,28 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return fmt.Errorf("%w: task %s: bad payload: %v", asynq.SkipRetry, t.Type(), err)
 	}
 	start := w.now()
-	log := w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel)
+	attempt := 1
 	if n, ok := asynq.GetRetryCount(ctx); ok {
-		log = log.With("attempt", n+1)
+		attempt = n + 1
 	}
-	done := func(outcome string, attrs ...any) {
-		log.Info("send attempt", append([]any{"outcome", outcome, "duration", w.now().Sub(start)}, attrs...)...)
+	log := w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel, "attempt", attempt)
+	// done logs the outcome of this run and, unless nothing happened to the
+	// message, adds it to the booking's history. detail is the provider id
+	// of a send, or the reason or error otherwise.
+	done := func(outcome, detail string, attrs ...any) {
+		log.Info("send attempt", append([]any{"outcome", outcome, "detail", detail, "duration", w.now().Sub(start)}, attrs...)...)
+		if outcome == outcomeDropped || outcome == outcomeDeferred {
+			return
+		}
+		entry := aftercare.Attempt{At: w.now(), Step: ref.Step, Channel: ref.Channel, Number: attempt, Outcome: outcome, Detail: detail}
+		if err := w.store.AppendHistory(context.WithoutCancel(ctx), ref.BookingID, entry); err != nil {
+			log.Warn("could not add the attempt to the booking's history", "error", err)
+		}
 	}
 
 	rec, err := w.store.Get(ctx, ref.BookingID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
-		done(outcomeDropped, "reason", "booking record gone")
+		done(outcomeDropped, "booking record gone")
 		return nil
 	}
 	if err != nil {
@@ -164,10 +177,10 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	msg, ok := rec.Message(ref.Step, ref.Channel)
 	switch {
 	case rec.Version != ref.Version || (rec.Status == aftercare.BookingCancelled && ref.Step != aftercare.StepCancellation):
-		done(outcomeDropped, "reason", "booking cancelled or changed")
+		done(outcomeDropped, "booking cancelled or changed")
 		return nil
 	case !ok || msg.Status.Final():
-		done(outcomeDropped, "reason", "message already "+string(msg.Status))
+		done(outcomeDropped, "message already "+string(msg.Status))
 		return nil
 	}
 
@@ -175,7 +188,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "send-by deadline passed"); err != nil {
 			return err
 		}
-		done(outcomeExpired, "deadline", msg.Deadline)
+		done(outcomeExpired, "send-by deadline passed", "deadline", msg.Deadline)
 		return nil
 	}
 	if err := sleepUntil(ctx, msg.SendAt, w.now); err != nil {
@@ -188,17 +201,17 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then"); err != nil {
 				return err
 			}
-			done(outcomeSkipped, "reason", "quiet hours")
+			done(outcomeSkipped, "fell in quiet hours")
 			return nil
 		default:
 			if !until.Before(msg.Deadline) {
 				if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline"); err != nil {
 					return err
 				}
-				done(outcomeExpired, "reason", "quiet hours")
+				done(outcomeExpired, "quiet hours end after its send-by deadline")
 				return nil
 			}
-			done(outcomeDeferred, "until", until)
+			done(outcomeDeferred, "quiet hours", "until", until)
 			return &Deferred{Until: until}
 		}
 	}
@@ -212,7 +225,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSuppressed, "", "the patient replied STOP"); err != nil {
 				return err
 			}
-			done(outcomeSuppressed)
+			done(outcomeSuppressed, "the patient replied STOP")
 			return nil
 		}
 	}
@@ -221,7 +234,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// message scheduled, not in doubt.
 	if w.limiter != nil {
 		if err := w.limiter.Wait(ctx, ref.Channel); err != nil {
-			done(outcomeRetry, "error", errorText(err))
+			done(outcomeRetry, errorText(err))
 			return err
 		}
 	}
@@ -229,7 +242,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	prev, err := w.store.Claim(ctx, ref)
 	switch {
 	case aftercare.ErrorCode(err) == aftercare.ENOTFOUND:
-		done(outcomeDropped, "reason", "booking record gone")
+		done(outcomeDropped, "booking record gone")
 		return nil
 	case err != nil:
 		return err
@@ -239,20 +252,20 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// missing one, so it is not sent again.
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
 			"outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate text")
-		done(outcomeUncertain)
+		done(outcomeUncertain, "an earlier attempt stopped while sending")
 		return nil
 	case prev == aftercare.StatusSending:
 		// Email: resend. It carries the same Message-ID as the lost attempt,
 		// so a duplicate is recognisable.
 	case prev != aftercare.StatusScheduled:
-		done(outcomeDropped, "reason", "message "+string(prev))
+		done(outcomeDropped, "message "+string(prev))
 		return nil
 	}
 
 	out, err := w.render.Render(&rec.Booking, ref.Step, ref.Channel, firstSMS(rec, ref))
 	if err != nil {
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", err.Error())
-		done(outcomeFailed, "error", err)
+		done(outcomeFailed, err.Error())
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
 	out.ID = ref.TaskID()
@@ -269,7 +282,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "")
-		done(outcomeSent, "provider_id", providerID, "late", w.now().Sub(msg.SendAt))
+		done(outcomeSent, providerID, "late", w.now().Sub(msg.SendAt))
 		return nil
 	}
 
@@ -281,11 +294,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", reason)
-		done(outcomeFailed, "error", reason)
+		done(outcomeFailed, reason)
 		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
 	}
 	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusScheduled, "", reason)
-	done(outcomeRetry, "error", reason)
+	done(outcomeRetry, reason)
 	return err
 }
 
@@ -372,9 +385,9 @@ func IsFailure(err error) bool {
 // RetryDelay is the asynq retry delay: exponential from 5 seconds, capped at
 // 10 minutes, with ±20% jitter so retries of many messages spread out.
 // Rate-limited sends come back after about a second, deferred ones when
-// quiet hours end. Retries past a message's deadline end as expired when
-// they run.
-func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+// quiet hours end. No retry is put after the message's deadline: the last
+// one lands just before it (and a run past it records expired).
+func RetryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if d, ok := errors.AsType[*Deferred](err); ok {
 		return max(time.Until(d.Until), time.Second)
 	}
@@ -385,7 +398,14 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	case n < 7:
 		d = 5 * time.Second << n
 	}
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	d = time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+	if t != nil {
+		if ref, perr := aftercare.ParseMessageRef(t.Payload()); perr == nil && ref.Deadline > 0 {
+			left := time.Until(time.Unix(ref.Deadline, 0))
+			d = min(d, max(left-2*time.Second, time.Second))
+		}
+	}
+	return d
 }
 
 // ServerConfig is the asynq server configuration for a worker process.

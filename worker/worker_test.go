@@ -313,6 +313,20 @@ func TestRetryDelay(t *testing.T) {
 			}
 		}
 	}
+
+	// A retry never lands after the message's deadline.
+	ref := aftercare.MessageRef{BookingID: "bk", Version: 1, Step: "upright", Channel: aftercare.SMS,
+		Deadline: time.Now().Add(90 * time.Second).Unix()}
+	task := asynq.NewTask(ref.TaskType(), ref.Payload())
+	for n := range 10 {
+		d := worker.RetryDelay(n, transient, task)
+		if at := time.Now().Add(d); at.After(time.Unix(ref.Deadline, 0)) {
+			t.Errorf("retry %d in %s lands after the deadline", n, d)
+		}
+	}
+	if d := worker.RetryDelay(20, transient, task); d > 90*time.Second || d < 60*time.Second {
+		t.Errorf("late retry in %s, want it just before the deadline", d)
+	}
 }
 
 // racingStore runs a function right after the worker has read the booking

@@ -140,8 +140,15 @@ func (tb *testBundle) request(t *testing.T, method, path string, body any) (int,
 }
 
 type timeline struct {
-	Version  int    `json:"version"`
-	Status   string `json:"status"`
+	Version int    `json:"version"`
+	Status  string `json:"status"`
+	History []struct {
+		Step    string `json:"step"`
+		Channel string `json:"channel"`
+		Attempt int    `json:"attempt"`
+		Outcome string `json:"outcome"`
+		Detail  string `json:"detail"`
+	} `json:"history"`
 	Messages []struct {
 		Step       string    `json:"step"`
 		Channel    string    `json:"channel"`
@@ -258,6 +265,17 @@ func TestBookingDelivered(t *testing.T) {
 		}
 	}
 
+	// The audit trail has each send with its provider id.
+	sends := map[string]string{}
+	for _, h := range tl.History {
+		if h.Outcome == "sent" {
+			sends[h.Step+"/"+h.Channel] = h.Detail
+		}
+	}
+	if sends["consent/sms"] != sms[0].SID || sends["upright/sms"] != upright.SID || sends["consent/email"] == "" {
+		t.Errorf("history sends = %v", sends)
+	}
+
 	// A repeat of the same booking sends nothing again.
 	if status, data := tb.request(t, "POST", "/v1/bookings", body); status != 200 {
 		t.Fatalf("re-POST = %d %s", status, data)
@@ -304,6 +322,15 @@ func TestProviderFailures(t *testing.T) {
 	}
 	if n := tb.twilio.Requests(); n != 1 {
 		t.Errorf("%d requests to Twilio, want 1 (a permanent error is not retried)", n)
+	}
+	var audited bool
+	for _, h := range tl.History {
+		if h.Step == "consent" && h.Channel == "sms" {
+			audited = h.Outcome == "failed" && h.Attempt == 1 && strings.Contains(h.Detail, "twilio:21614")
+		}
+	}
+	if !audited {
+		t.Errorf("history = %+v, want the failed attempt with its code", tl.History)
 	}
 }
 
