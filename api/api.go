@@ -41,8 +41,10 @@ type Config struct {
 	TwilioAuthToken string
 	PublicURL       string
 	// Help renders the answer to a patient's HELP in a locale.
-	Help   func(locale string) (string, error)
-	Logger *slog.Logger
+	Help func(locale string) (string, error)
+	// Webhooks counts webhook calls by hook and result; nil for none.
+	Webhooks func(hook, result string)
+	Logger   *slog.Logger
 }
 
 // Server serves the API. Mount more handlers (the dashboard, metrics) with
@@ -256,6 +258,22 @@ func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// Probes serves only /healthz and /readyz, for a process that runs the
+// worker without the API.
+func Probes(ready func(context.Context) error) http.Handler {
+	s := &Server{cfg: Config{Ready: ready}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+func (s *Server) countWebhook(hook, result string) {
+	if s.cfg.Webhooks != nil {
+		s.cfg.Webhooks(hook, result)
+	}
 }
 
 // next describes the timeline's next message for the log: "consent/sms at

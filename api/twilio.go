@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 
 	"github.com/twilio/twilio-go/client"
@@ -33,6 +34,7 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (map[string]
 	validator := client.NewRequestValidator(s.cfg.TwilioAuthToken)
 	if !validator.Validate(s.cfg.PublicURL+r.URL.RequestURI(), params, r.Header.Get("X-Twilio-Signature")) {
 		s.log.Warn("twilio webhook with a bad signature", "path", r.URL.Path)
+		s.countWebhook(path.Base(r.URL.Path), "forbidden")
 		writeProblem(w, &httpError{status: http.StatusForbidden, title: "Bad signature",
 			detail: "X-Twilio-Signature does not match; check AFTERCARE_PUBLIC_URL is the URL Twilio calls"})
 		return nil, false
@@ -58,6 +60,11 @@ func (s *Server) twilioInbound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("patient reply", "keyword", string(kw), "message_sid", params["MessageSid"])
+	result := string(kw)
+	if kw == aftercare.KeywordOther {
+		result = "other"
+	}
+	s.countWebhook("inbound", result)
 	reply := ""
 	if kw == aftercare.KeywordHelp && s.cfg.Help != nil {
 		if reply, err = s.cfg.Help(locale); err != nil {
@@ -85,7 +92,18 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("delivery receipt", "message_sid", sid, "status", status, "error_code", params["ErrorCode"])
+	s.countWebhook("status", receiptResult(status))
 	writeTwiML(w, "")
+}
+
+// receiptResult is a receipt status as a metric label: Twilio's known
+// statuses, or "other".
+func receiptResult(status string) string {
+	switch status {
+	case "queued", "sending", "sent", "delivered", "undelivered", "failed", "accepted", "read":
+		return status
+	}
+	return "other"
 }
 
 // writeTwiML answers a Twilio webhook, with one reply message if text is

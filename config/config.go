@@ -6,6 +6,8 @@ package config
 
 import (
 	"bytes"
+	"crypto/rand"
+	"encoding/base64"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -56,6 +58,17 @@ type Config struct {
 	ClinicFile   string
 	ProtocolsDir string
 	OutboxFile   string
+
+	// Role is what serve runs: "all", "api" or "worker" (a flag, not an
+	// environment variable).
+	Role string
+
+	DashboardUser     string
+	DashboardPassword string
+	DashboardWritable bool
+	// DashboardGenerated is true when development mode made up the
+	// dashboard's credentials (and start-up prints them).
+	DashboardGenerated bool
 
 	Concurrency     int
 	Retention       time.Duration
@@ -111,6 +124,12 @@ var settings = []setting{
 		func(c *Config, v string) error { c.ProtocolsDir = v; return nil }},
 	{"AFTERCARE_OUTBOX_FILE", "aftercare-outbox.log", "file the console outbox appends to; empty: print only",
 		func(c *Config, v string) error { c.OutboxFile = v; return nil }},
+	{"DASHBOARD_USER", "", "user name for the asynq dashboard at /monitoring/; with DASHBOARD_PASSWORD it turns the dashboard on (development: on, user admin, password printed at start-up)",
+		func(c *Config, v string) error { c.DashboardUser = v; return nil }},
+	{"DASHBOARD_PASSWORD", "", "password for the dashboard",
+		func(c *Config, v string) error { c.DashboardPassword = v; return nil }},
+	{"DASHBOARD_WRITABLE", "false", "true lets the dashboard delete, run and archive tasks; read-only otherwise",
+		func(c *Config, v string) error { return boolean(&c.DashboardWritable, v) }},
 	{"WORKER_CONCURRENCY", "20", "sends in flight at once per worker process",
 		func(c *Config, v string) error { return positive(&c.Concurrency, v) }},
 	{"AFTERCARE_RETENTION", "720h", "how long a booking record is kept after its last deadline",
@@ -156,7 +175,27 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	if len(c.APITokens) == 0 && c.Env == Development {
 		c.APITokens, c.DevToken = []string{DevToken}, true
 	}
+	if c.DashboardUser == "" && c.DashboardPassword == "" && c.Env == Development {
+		c.DashboardUser, c.DashboardPassword, c.DashboardGenerated = "admin", randomPassword(), true
+	}
+	c.Role = RoleAll
 	return c, nil
+}
+
+// Roles of a serve process.
+const (
+	RoleAll    = "all"
+	RoleAPI    = "api"
+	RoleWorker = "worker"
+)
+
+// DashboardEnabled reports whether the asynq dashboard is served.
+func (c *Config) DashboardEnabled() bool { return c.DashboardUser != "" && c.DashboardPassword != "" }
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b) // crypto/rand does not fail
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // TwilioEnabled reports whether SMS go to Twilio rather than the console.
@@ -176,6 +215,9 @@ func (c *Config) check() error {
 		if c.TwilioFromNumber == "" && c.TwilioMessagingServiceSID == "" {
 			errs = append(errs, "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS with Twilio")
 		}
+	}
+	if (c.DashboardUser == "") != (c.DashboardPassword == "") {
+		errs = append(errs, "set DASHBOARD_USER and DASHBOARD_PASSWORD together")
 	}
 	if c.SMTPURL != "" && c.MailFrom == "" {
 		errs = append(errs, "MAIL_FROM is required with SMTP_URL")
@@ -310,6 +352,15 @@ func rate(dst *float64, v string) error {
 		return fmt.Errorf("%q is not a rate: use messages per second, such as 10, or 0 for no limit", v)
 	}
 	*dst = f
+	return nil
+}
+
+func boolean(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	*dst = b
 	return nil
 }
 

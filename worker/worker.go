@@ -48,6 +48,11 @@ type Limiter interface {
 	Wait(ctx context.Context, ch aftercare.Channel) error
 }
 
+// Metrics records the outcome of each run of a send task.
+type Metrics interface {
+	Attempt(step string, ch aftercare.Channel, outcome string, provider, late time.Duration)
+}
+
 // Renderer renders one step of a booking for one channel.
 type Renderer interface {
 	// Render renders a step; first marks the booking's first SMS.
@@ -67,6 +72,9 @@ type Config struct {
 	Quiet aftercare.QuietHours
 	// Limiter, if set, paces the sends of each channel.
 	Limiter Limiter
+	// Metrics, if set, counts each run's outcome, and for a send the
+	// provider call's duration and how late it went out.
+	Metrics Metrics
 	Logger  *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
@@ -80,6 +88,7 @@ type Worker struct {
 	protocols map[string]aftercare.Protocol
 	quiet     aftercare.QuietHours
 	limiter   Limiter
+	metrics   Metrics
 	log       *slog.Logger
 	now       func() time.Time
 }
@@ -99,6 +108,7 @@ func New(cfg Config) *Worker {
 		protocols: cfg.Protocols,
 		quiet:     cfg.Quiet,
 		limiter:   cfg.Limiter,
+		metrics:   cfg.Metrics,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
@@ -155,8 +165,12 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// done logs the outcome of this run and, unless nothing happened to the
 	// message, adds it to the booking's history. detail is the provider id
 	// of a send, or the reason or error otherwise.
+	var providerTime, late time.Duration // known once a send was made
 	done := func(outcome, detail string, attrs ...any) {
 		log.Info("send attempt", append([]any{"outcome", outcome, "detail", detail, "duration", w.now().Sub(start)}, attrs...)...)
+		if w.metrics != nil {
+			w.metrics.Attempt(ref.Step, ref.Channel, outcome, providerTime, late)
+		}
 		if outcome == outcomeDropped || outcome == outcomeDeferred {
 			return
 		}
@@ -274,7 +288,10 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	sender := w.senders[ref.Channel]
+	sendStart := w.now()
+	late = sendStart.Sub(msg.SendAt)
 	providerID, err := sender.Send(ctx, out)
+	providerTime = w.now().Sub(sendStart)
 	if err == nil {
 		if ref.Channel == aftercare.SMS {
 			if ierr := w.store.IndexProvider(context.WithoutCancel(ctx), providerID, ref); ierr != nil {
@@ -282,7 +299,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			}
 		}
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "")
-		done(outcomeSent, providerID, "late", w.now().Sub(msg.SendAt))
+		done(outcomeSent, providerID, "late", late)
 		return nil
 	}
 

@@ -34,7 +34,8 @@ const usage = `aftercare sends consent, reminder and aftercare messages for clin
 by SMS (Twilio) and email (SMTP), each at the right local time.
 
 Usage:
-  aftercare serve                  run the clinic API and the message worker
+  aftercare serve [--role R]       run the clinic API and the message worker
+                                   (--role api or worker to scale them apart)
   aftercare booking ACTION ...     create, update, cancel, treated or get a booking
                                    through a running aftercare (aftercare booking -h)
   aftercare preview FILE           print the timeline and messages a booking would get
@@ -64,14 +65,19 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	case "serve":
 		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		fs.SetOutput(stderr)
+		role := fs.String("role", config.RoleAll, "what to run: all (API and worker), api, or worker")
 		fs.Usage = func() { printUsage(stderr) }
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
+		}
+		if *role != config.RoleAll && *role != config.RoleAPI && *role != config.RoleWorker {
+			return fmt.Errorf("--role %q: use all, api or worker", *role)
 		}
 		cfg, err := config.Load(lookup)
 		if err != nil {
 			return fmt.Errorf("configuration:\n%w", err)
 		}
+		cfg.Role = *role
 		return serve(ctx, cfg, stdout, stderr)
 	case "booking":
 		return bookingCmd(ctx, args[1:], lookup, stdout, stderr)

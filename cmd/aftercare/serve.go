@@ -21,7 +21,9 @@ import (
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/console"
+	"github.com/aftercare/aftercare/dashboard"
 	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/metrics"
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
@@ -38,6 +40,7 @@ type app struct {
 	embedded *miniredis.Miniredis // nil with REDIS_URL
 	worker   *asynq.Server
 	handler  *worker.Worker
+	metrics  *metrics.Metrics
 	http     *http.Server
 	ready    atomic.Bool
 }
@@ -88,9 +91,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	}
 
 	store := redisstore.New(a.rdb)
+	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
-		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log,
+		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log, Metrics: a.metrics,
 		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
 			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
 		}),
@@ -101,22 +105,64 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
 	})
+	handler, err := a.routes(sched, renderer)
+	if err != nil {
+		return nil, err
+	}
 	a.http = &http.Server{
-		Handler: api.New(api.Config{
-			Bookings:        sched,
-			Tokens:          cfg.APITokens,
-			Ready:           a.readiness,
-			TwilioAuthToken: cfg.TwilioAuthToken,
-			PublicURL:       cfg.PublicURL,
-			Help:            renderer.Help,
-			Logger:          log,
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
 	return a, nil
+}
+
+// routes is the HTTP surface of the process: the clinic API, webhooks,
+// metrics and dashboard; a worker-only process serves its probes and
+// metrics.
+func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) (http.Handler, error) {
+	if a.cfg.Role == config.RoleWorker {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.Handler())
+		mux.Handle("/", api.Probes(a.readiness))
+		return mux, nil
+	}
+	srv := api.New(api.Config{
+		Bookings:        sched,
+		Tokens:          a.cfg.APITokens,
+		Ready:           a.readiness,
+		TwilioAuthToken: a.cfg.TwilioAuthToken,
+		PublicURL:       a.cfg.PublicURL,
+		Help:            renderer.Help,
+		Webhooks:        a.metrics.Webhook,
+		Logger:          a.log,
+	})
+	srv.Handle("GET /metrics", a.metrics.Handler())
+	if a.cfg.DashboardEnabled() {
+		conn, err := a.redisConnOpt()
+		if err != nil {
+			return nil, err
+		}
+		srv.Handle(dashboard.Path+"/", dashboard.New(dashboard.Config{
+			Redis: conn, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
+		}))
+	}
+	return srv, nil
+}
+
+// redisConnOpt is how the dashboard, which opens its own connection,
+// reaches Redis.
+func (a *app) redisConnOpt() (asynq.RedisConnOpt, error) {
+	if a.embedded != nil {
+		return asynq.RedisClientOpt{Addr: a.embedded.Addr()}, nil
+	}
+	opt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return opt, nil
 }
 
 func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
@@ -218,8 +264,11 @@ func (a *app) readiness(ctx context.Context) error {
 func (a *app) run(ctx context.Context, ln net.Listener) error {
 	defer a.close()
 	a.announce(ln.Addr().String())
-	if err := a.worker.Start(a.handler.Mux()); err != nil {
-		return fmt.Errorf("start worker: %w", err)
+	runsWorker := a.cfg.Role != config.RoleAPI
+	if runsWorker {
+		if err := a.worker.Start(a.handler.Mux()); err != nil {
+			return fmt.Errorf("start worker: %w", err)
+		}
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.http.Serve(ln) }()
@@ -238,7 +287,9 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	if herr := a.http.Shutdown(shutdownCtx); herr != nil {
 		a.log.Warn("HTTP shutdown", "error", herr)
 	}
-	a.worker.Shutdown()
+	if runsWorker {
+		a.worker.Shutdown() // in-flight sends finish; unfinished tasks go back to Redis
+	}
 	a.log.Info("stopped")
 	return err
 }
@@ -256,7 +307,14 @@ func (a *app) announce(addr string) {
 	if a.cfg.DevToken {
 		a.log.Warn("AFTERCARE_API_TOKENS is not set: development mode accepts the API token " + config.DevToken)
 	}
-	a.log.Info("aftercare listening", "addr", addr, "env", a.cfg.Env, "clinic", a.cfg.Clinic.Name)
+	if a.cfg.DashboardEnabled() && a.cfg.Role != config.RoleWorker {
+		if a.cfg.DashboardGenerated {
+			a.log.Warn("development mode: the dashboard is at /monitoring/ (user admin, password " + a.cfg.DashboardPassword + ")")
+		} else {
+			a.log.Info("dashboard at /monitoring/", "writable", a.cfg.DashboardWritable)
+		}
+	}
+	a.log.Info("aftercare listening", "addr", addr, "role", a.cfg.Role, "env", a.cfg.Env, "clinic", a.cfg.Clinic.Name)
 }
 
 func (a *app) close() {

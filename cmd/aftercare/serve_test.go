@@ -63,6 +63,13 @@ type testBundle struct {
 // not depend on the time of day.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
+	return start(t, config.RoleAll, "")
+}
+
+// start runs the service in role, on the Redis at redisAddr (a new private
+// one if empty).
+func start(t *testing.T, role, redisAddr string) *testBundle {
+	t.Helper()
 	tw := twiliotest.New(accountSID, authToken)
 	t.Cleanup(tw.Close)
 	mail, err := smtptest.New()
@@ -81,8 +88,12 @@ func setup(t *testing.T) *testBundle {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	redisAddr := redistest.Addr(t)
+	if redisAddr == "" {
+		redisAddr = redistest.Addr(t)
+	}
 	env := map[string]string{
+		"DASHBOARD_USER":        "ops",
+		"DASHBOARD_PASSWORD":    "ops-secret",
 		"AFTERCARE_PUBLIC_URL":  base, // the fake Twilio calls back here
 		"REDIS_URL":             "redis://" + redisAddr,
 		"AFTERCARE_API_TOKENS":  testToken,
@@ -100,6 +111,7 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Role = role
 	logs := &lockedBuffer{}
 	a, err := newApp(cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
 	if err != nil {

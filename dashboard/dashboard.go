@@ -1,0 +1,66 @@
+// Package dashboard serves asynq's web dashboard (asynqmon) from the
+// aftercare binary, behind basic auth, read-only unless asked otherwise, and
+// showing task payloads as booking, step and channel only.
+package dashboard
+
+import (
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/hibiken/asynqmon"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Path is where the dashboard is served.
+const Path = "/monitoring"
+
+// Config configures the dashboard.
+type Config struct {
+	Redis    asynq.RedisConnOpt
+	User     string
+	Password string
+	// Writable lets operators delete, run and archive tasks from the page.
+	Writable bool
+}
+
+// New returns the dashboard handler, to be mounted at Path + "/".
+func New(cfg Config) http.Handler {
+	mon := asynqmon.New(asynqmon.Options{
+		RootPath:         Path,
+		RedisConnOpt:     cfg.Redis,
+		ReadOnly:         !cfg.Writable,
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		ResultFormatter:  asynqmon.ResultFormatterFunc(func(string, []byte) string { return "" }),
+	})
+	return basicAuth(mon, cfg.User, cfg.Password)
+}
+
+// FormatPayload shows a send task as what it refers to. Payloads carry no
+// patient data; this keeps it that way on screen even if one ever did.
+func FormatPayload(taskType string, payload []byte) string {
+	ref, err := aftercare.ParseMessageRef(payload)
+	if err != nil {
+		return fmt.Sprintf("(%s: unreadable payload)", taskType)
+	}
+	s := fmt.Sprintf("booking %s v%d, %s by %s", ref.BookingID, ref.Version, ref.Step, ref.Channel)
+	if ref.Deadline > 0 {
+		s += ", send by " + time.Unix(ref.Deadline, 0).UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+func basicAuth(next http.Handler, user, password string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="aftercare dashboard", charset="UTF-8"`)
+			http.Error(w, "sign in with DASHBOARD_USER and DASHBOARD_PASSWORD", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

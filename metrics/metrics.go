@@ -1,0 +1,114 @@
+// Package metrics exposes aftercare's Prometheus metrics: what the worker
+// sent and how late, provider call times, webhook outcomes, opt-outs, and
+// the asynq queues. Label values are steps, channels, outcomes and queue
+// names: never patient data.
+package metrics
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Metrics records aftercare's metrics in its own registry.
+type Metrics struct {
+	registry *prometheus.Registry
+	messages *prometheus.CounterVec
+	provider *prometheus.HistogramVec
+	lateness *prometheus.HistogramVec
+	webhooks *prometheus.CounterVec
+}
+
+// New returns Metrics; with inspector set, it also reports the size and
+// latency of each asynq queue when scraped.
+func New(inspector *asynq.Inspector) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aftercare_messages_total",
+			Help: "Send attempts by step, channel and outcome (sent, failed, retry, expired, skipped, suppressed, uncertain, deferred, dropped).",
+		}, []string{"step", "channel", "outcome"}),
+		provider: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "aftercare_provider_call_seconds",
+			Help:    "Time the provider (Twilio, SMTP) took to take a message.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"channel"}),
+		lateness: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "aftercare_send_lateness_seconds",
+			Help:    "How long after its scheduled time a message was handed to the provider.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 5, 15, 60, 300, 3600},
+		}, []string{"channel"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aftercare_webhooks_total",
+			Help: "Twilio webhook calls by hook (inbound, status) and result (a keyword or receipt status, forbidden, error).",
+		}, []string{"hook", "result"}),
+	}
+	m.registry.MustRegister(m.messages, m.provider, m.lateness, m.webhooks,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if inspector != nil {
+		m.registry.MustRegister(queues{inspector})
+	}
+	return m
+}
+
+// Handler serves the metrics in Prometheus's text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// Attempt records one run of a send task. provider is the provider call's
+// duration and late how long after its time the message went out; both are
+// only recorded for a send.
+func (m *Metrics) Attempt(step string, ch aftercare.Channel, outcome string, provider, late time.Duration) {
+	m.messages.WithLabelValues(step, string(ch), outcome).Inc()
+	if outcome == "sent" {
+		m.provider.WithLabelValues(string(ch)).Observe(provider.Seconds())
+		m.lateness.WithLabelValues(string(ch)).Observe(max(late, 0).Seconds())
+	}
+}
+
+// Webhook records one webhook call.
+func (m *Metrics) Webhook(hook, result string) {
+	m.webhooks.WithLabelValues(hook, result).Inc()
+}
+
+// queues reports the asynq queues: tasks by state, and latency (the age of
+// the oldest pending task).
+type queues struct{ inspector *asynq.Inspector }
+
+var (
+	queueTasks = prometheus.NewDesc("aftercare_queue_tasks", "Tasks in each asynq queue by state.", []string{"queue", "state"}, nil)
+	queueAge   = prometheus.NewDesc("aftercare_queue_latency_seconds", "Age of the oldest pending task in each asynq queue.", []string{"queue"}, nil)
+)
+
+func (q queues) Describe(ch chan<- *prometheus.Desc) {
+	ch <- queueTasks
+	ch <- queueAge
+}
+
+func (q queues) Collect(ch chan<- prometheus.Metric) {
+	for _, name := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
+		info, err := q.inspector.GetQueueInfo(name)
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(queueTasks, err)
+			continue
+		}
+		for state, n := range map[string]int{
+			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+		} {
+			ch <- prometheus.MustNewConstMetric(queueTasks, prometheus.GaugeValue, float64(n), name, state)
+		}
+		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, info.Latency.Seconds(), name)
+	}
+}
