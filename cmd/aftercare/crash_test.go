@@ -182,3 +182,59 @@ func TestWorkerKilledMidSend(t *testing.T) {
 		t.Error("no SMS was caught in flight: the crash did not test the uncertain path")
 	}
 }
+
+// TestGracefulShutdown sends SIGTERM to a worker process while Twilio is
+// still answering a send: the process lets the send finish, records it,
+// and exits 0.
+func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	tw := twiliotest.New(accountSID, authToken)
+	t.Cleanup(tw.Close)
+	redisAddr := redistest.Addr(t)
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { rdb.Close() })
+	clinicFile := filepath.Join(t.TempDir(), "clinic.yaml")
+	if err := os.WriteFile(clinicFile, []byte("name: Test Clinic\nphone: \"+1 555 555 0199\"\ntimezone: UTC\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clinic, _ := config.LoadClinic(clinicFile)
+	protocols, _ := protocol.Builtin()
+	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	b := aftercare.Booking{ID: "bk_term", Treatment: "botox", AppointmentAt: time.Now().Add(72 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: patientTel, Timezone: "UTC", SMSOptIn: true}}
+	if _, _, err := sched.Book(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+
+	tw.SetDelay(2 * time.Second)
+	proc := startWorker(t, []string{
+		"REDIS_URL=redis://" + redisAddr, "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_API_TOKENS=x",
+		"TWILIO_ACCOUNT_SID=" + accountSID, "TWILIO_AUTH_TOKEN=" + authToken, "TWILIO_FROM_NUMBER=+15555550100",
+		"TWILIO_API_BASE_URL=" + tw.URL(), "AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=",
+		"SHUTDOWN_TIMEOUT=10s", "LOG_FORMAT=json",
+	})
+	waitFor(t, 15*time.Second, func() bool { return tw.Requests() >= 1 })
+	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- proc.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("process exited with %v, want 0", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the process did not exit within 20 s of SIGTERM")
+	}
+	if n := len(tw.Messages()); n != 1 {
+		t.Fatalf("Twilio took %d messages, want the one in flight", n)
+	}
+	rec, err := redisstore.New(rdb).Get(context.Background(), "bk_term")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := rec.Message("consent", aftercare.SMS); m.Status != aftercare.StatusSent {
+		t.Errorf("consent SMS = %s after a graceful stop, want sent", m.Status)
+	}
+}
