@@ -55,6 +55,9 @@ type Config struct {
 	SMSRateLimit   float64
 	EmailRateLimit float64
 
+	// DataKeys encrypt booking records; the first encrypts, all decrypt.
+	DataKeys [][]byte
+
 	ClinicFile   string
 	ProtocolsDir string
 	OutboxFile   string
@@ -114,6 +117,8 @@ var settings = []setting{
 		func(c *Config, v string) error { c.SMTPURL = v; return nil }},
 	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
 		func(c *Config, v string) error { c.MailFrom = v; return nil }},
+	{"AFTERCARE_DATA_KEY", "", "base64 AES-256 key(s) that encrypt patient data in Redis, comma-separated for rotation: the first encrypts, all decrypt; unset: plain text (refused in production)",
+		func(c *Config, v string) error { return dataKeys(&c.DataKeys, v) }},
 	{"SMS_RATE_LIMIT", "10", "SMS per second from the Twilio sender, shared by all workers; 0 = no limit",
 		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
 	{"EMAIL_RATE_LIMIT", "5", "emails per second through the SMTP account, shared by all workers; 0 = no limit",
@@ -238,6 +243,9 @@ func (c *Config) check() error {
 		if c.PublicURL == "" {
 			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it)")
 		}
+		if len(c.DataKeys) == 0 {
+			errs = append(errs, "AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32")
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -352,6 +360,18 @@ func rate(dst *float64, v string) error {
 		return fmt.Errorf("%q is not a rate: use messages per second, such as 10, or 0 for no limit", v)
 	}
 	*dst = f
+	return nil
+}
+
+func dataKeys(dst *[][]byte, v string) error {
+	*dst = nil
+	for i, s := range list(v) {
+		k, err := base64.StdEncoding.DecodeString(s)
+		if err != nil || len(k) != 32 {
+			return fmt.Errorf("key %d is not 32 bytes in base64; make one with: openssl rand -base64 32", i+1)
+		}
+		*dst = append(*dst, k)
+	}
 	return nil
 }
 

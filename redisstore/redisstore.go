@@ -24,6 +24,7 @@ import (
 // one Redis Cluster slot), with these fields:
 //
 //	booking   JSON of the booking, with the patient's contact details
+//	          (encrypted when the store has data keys)
 //	fp        fingerprint of the request that created it
 //	created   when it was created (RFC 3339)
 //	version   booking version, starting at 1
@@ -33,7 +34,7 @@ import (
 //	p:STEP:CH provider id of one message
 //	e:STEP:CH last error of one message
 //	ack       when the patient answered YES (RFC 3339)
-//	replies   JSON list of the patient's other texts
+//	replies   JSON list of the patient's other texts (encrypted likewise)
 //	hn, h:N   count of send attempts, and attempt N as JSON
 //
 // The hash expires a retention period after the booking's last deadline.
@@ -43,11 +44,26 @@ import (
 // of one number, newest last; both name a number by its SHA-256 digest,
 // never in plain text.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb  redis.UniversalClient
+	seal *sealer
 }
 
-// New returns a Store on rdb.
-func New(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+// New returns a Store on rdb that keeps records in plain text.
+func New(rdb redis.UniversalClient) *Store {
+	s, _ := NewSealed(rdb, nil) // no keys: cannot fail
+	return s
+}
+
+// NewSealed returns a Store on rdb that encrypts the patient data of each
+// record (the booking and the patient's replies) with AES-256-GCM under
+// keys[0]; every key decrypts, for rotation.
+func NewSealed(rdb redis.UniversalClient, keys [][]byte) (*Store, error) {
+	seal, err := newSealer(keys)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{rdb: rdb, seal: seal}, nil
+}
 
 // Key is the Redis key of booking id.
 func Key(id string) string { return "aftercare:booking:{" + id + "}" }
@@ -72,7 +88,7 @@ return 1
 // Create stores rec unless booking rec.ID exists; then it returns the stored
 // record and false.
 func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error) {
-	fields, err := encode(rec)
+	fields, err := s.encode(rec)
 	if err != nil {
 		return nil, false, err
 	}
@@ -107,14 +123,14 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		if len(h) == 0 {
 			return aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
 		}
-		if rec, err = decode(id, h); err != nil {
+		if rec, err = s.decode(id, h); err != nil {
 			return fmt.Errorf("booking record %s is damaged: %w", id, err)
 		}
 		expireAt, err := change(rec)
 		if err != nil {
 			return err
 		}
-		fields, err := encode(rec)
+		fields, err := s.encode(rec)
 		if err != nil {
 			return err
 		}
@@ -140,11 +156,12 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 }
 
 // encode lays rec out as hash fields (without the expiry).
-func encode(rec *aftercare.Record) ([]any, error) {
+func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 	booking, err := json.Marshal(rec.Booking)
 	if err != nil {
 		return nil, err
 	}
+	key := Key(rec.ID)
 	plan := make([]planned, len(rec.Messages))
 	for i, m := range rec.Messages {
 		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline, Note: m.Note}
@@ -154,7 +171,7 @@ func encode(rec *aftercare.Record) ([]any, error) {
 		return nil, err
 	}
 	fields := []any{
-		"booking", booking,
+		"booking", s.seal.seal(booking, key+"/booking"),
 		"fp", rec.Fingerprint,
 		"created", rec.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"version", rec.Version,
@@ -169,7 +186,7 @@ func encode(rec *aftercare.Record) ([]any, error) {
 		if err != nil {
 			return nil, err
 		}
-		fields = append(fields, "replies", replies)
+		fields = append(fields, "replies", s.seal.seal(replies, key+"/replies"))
 	}
 	for i, a := range rec.History {
 		entry, err := json.Marshal(a)
@@ -203,14 +220,15 @@ func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
 	if len(h) == 0 {
 		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
 	}
-	rec, err := decode(id, h)
+	rec, err := s.decode(id, h)
 	if err != nil {
 		return nil, fmt.Errorf("booking record %s is damaged: %w", id, err)
 	}
 	return rec, nil
 }
 
-func decode(id string, h map[string]string) (*aftercare.Record, error) {
+func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error) {
+	key := Key(id)
 	rec := &aftercare.Record{Fingerprint: h["fp"]}
 	rec.ID = id
 	rec.Status = aftercare.BookingStatus(h["status"])
@@ -221,7 +239,11 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 	if rec.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created"]); err != nil {
 		return nil, fmt.Errorf("created: %w", err)
 	}
-	if err := json.Unmarshal([]byte(h["booking"]), &rec.Booking); err != nil {
+	booking, err := s.seal.open(h["booking"], key+"/booking")
+	if err != nil {
+		return nil, fmt.Errorf("booking: %w", err)
+	}
+	if err := json.Unmarshal(booking, &rec.Booking); err != nil {
 		return nil, fmt.Errorf("booking: %w", err)
 	}
 	var plan []planned
@@ -238,7 +260,11 @@ func decode(id string, h map[string]string) (*aftercare.Record, error) {
 		rec.ConsentAcknowledgedAt = &at
 	}
 	if v := h["replies"]; v != "" {
-		if err := json.Unmarshal([]byte(v), &rec.Replies); err != nil {
+		replies, err := s.seal.open(v, key+"/replies")
+		if err != nil {
+			return nil, fmt.Errorf("replies: %w", err)
+		}
+		if err := json.Unmarshal(replies, &rec.Replies); err != nil {
 			return nil, fmt.Errorf("replies: %w", err)
 		}
 	}

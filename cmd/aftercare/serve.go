@@ -90,7 +90,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		return nil, err
 	}
 
-	store := redisstore.New(a.rdb)
+	store, err := redisstore.NewSealed(a.rdb, cfg.DataKeys)
+	if err != nil {
+		return nil, fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
+	}
 	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
@@ -303,6 +306,9 @@ func (a *app) announce(addr string) {
 	}
 	if !a.cfg.SMTPEnabled() {
 		a.log.Warn("SMTP_URL is not set: emails go to the console outbox, not to patients", "outbox_file", a.cfg.OutboxFile)
+	}
+	if len(a.cfg.DataKeys) == 0 {
+		a.log.Warn("AFTERCARE_DATA_KEY is not set: patient contact details are stored in Redis in plain text")
 	}
 	if a.cfg.DevToken {
 		a.log.Warn("AFTERCARE_API_TOKENS is not set: development mode accepts the API token " + config.DevToken)

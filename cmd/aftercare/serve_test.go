@@ -92,6 +92,7 @@ func start(t *testing.T, role, redisAddr string) *testBundle {
 		redisAddr = redistest.Addr(t)
 	}
 	env := map[string]string{
+		"AFTERCARE_DATA_KEY":    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"DASHBOARD_USER":        "ops",
 		"DASHBOARD_PASSWORD":    "ops-secret",
 		"AFTERCARE_PUBLIC_URL":  base, // the fake Twilio calls back here
@@ -382,7 +383,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{map[string]string{"AFTERCARE_ENV": "staging"}, []string{"AFTERCARE_ENV"}},
 		{map[string]string{"TWILIO_ACCOUNT_SID": "AC1"}, []string{"TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER"}},
 		{map[string]string{"SMTP_URL": "smtp://mail.example:587"}, []string{"MAIL_FROM"}},
-		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL", "AFTERCARE_PUBLIC_URL"}},
+		{map[string]string{"AFTERCARE_ENV": "production"}, []string{"REDIS_URL", "AFTERCARE_API_TOKENS", "TWILIO_ACCOUNT_SID", "SMTP_URL", "AFTERCARE_PUBLIC_URL", "AFTERCARE_DATA_KEY"}},
+		{map[string]string{"AFTERCARE_DATA_KEY": "c2hvcnQ="}, []string{"AFTERCARE_DATA_KEY", "openssl rand"}},
 		{map[string]string{"AFTERCARE_CLINIC_FILE": "/nonexistent/clinic.yaml"}, []string{"AFTERCARE_CLINIC_FILE"}},
 	}
 	for _, tt := range tests {
