@@ -97,7 +97,7 @@ var settings = []setting{
 		func(c *Config, v string) error { return oneOf(&c.Env, v, Development, Production) }},
 	{"HTTP_ADDR", ":8080", "listen address of the API",
 		func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
-	{"REDIS_URL", "", "redis:// or rediss:// URL; unset: embedded in-memory Redis (nothing survives a restart)",
+	{"REDIS_URL", "", "redis://[:pass@]host:port[/db], rediss:// (TLS), redis-sentinel://[:pass@]host:port[,host:port]/MASTER or redis-cluster://host:port[,host:port]; unset: embedded in-memory Redis (nothing survives a restart)",
 		func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},

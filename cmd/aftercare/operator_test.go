@@ -2,12 +2,14 @@ package main
 
 import (
 	"io"
+	"os"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redistest"
 )
 
 func (tb *testBundle) get(t *testing.T, path, user, password string) (int, string) {
@@ -75,7 +77,7 @@ func TestOperatorEndpoints(t *testing.T) {
 func TestRoles(t *testing.T) {
 	t.Parallel()
 	apiOnly := start(t, config.RoleAPI, "")
-	worker := start(t, config.RoleWorker, apiOnly.redisAddr)
+	worker := start(t, config.RoleWorker, "redis://"+apiOnly.redisAddr)
 
 	apiOnly.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_roles", time.Now().Add(48*time.Hour)), 201)
 	if _, ok := worker.twilio.Wait(1, 5*time.Second); !ok {
@@ -90,4 +92,60 @@ func TestRoles(t *testing.T) {
 	if status, _ := worker.get(t, "/readyz", "", ""); status != 200 {
 		t.Errorf("worker /readyz = %d", status)
 	}
+}
+
+// TestSentinelAndCluster runs the booking flow on a Sentinel-managed
+// primary and on a three-master Redis Cluster, both started here from the
+// installed redis-server.
+func TestSentinelAndCluster(t *testing.T) {
+	t.Parallel()
+	t.Run("sentinel", func(t *testing.T) {
+		t.Parallel()
+		addr, stop, err := redistest.StartSentinel(t.TempDir())
+		if err != nil {
+			skipOutsideCI(t, "cannot start a sentinel here: %v", err)
+		}
+		t.Cleanup(stop)
+		flow(t, start(t, config.RoleAll, "redis-sentinel://"+addr+"/aftercare"))
+	})
+	t.Run("cluster", func(t *testing.T) {
+		t.Parallel()
+		addrs, stop, err := redistest.StartCluster(t.TempDir())
+		if err != nil {
+			skipOutsideCI(t, "cannot start a cluster here: %v", err)
+		}
+		t.Cleanup(stop)
+		flow(t, start(t, config.RoleAll, "redis-cluster://"+strings.Join(addrs, ",")))
+	})
+}
+
+// flow books, reschedules and cancels, and checks what was sent.
+func flow(t *testing.T, tb *testBundle) {
+	t.Helper()
+	appt := time.Now().Add(48 * time.Hour).Truncate(time.Second)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_ha", appt), 201)
+	tb.waitStatus(t, "bk_ha", "consent", "sms", "sent")
+	tb.waitStatus(t, "bk_ha", "consent", "email", "sent")
+	if tl := tb.mustRequest(t, "PUT", "/v1/bookings/bk_ha", bookingBody("bk_ha", appt.Add(24*time.Hour)), 200); tl.Version != 2 {
+		t.Errorf("version after PUT = %d", tl.Version)
+	}
+	if tl := tb.mustRequest(t, "DELETE", "/v1/bookings/bk_ha", nil, 200); tl.Status != "cancelled" {
+		t.Errorf("status after DELETE = %s", tl.Status)
+	}
+	if status, body := tb.get(t, "/monitoring/api/queues", "ops", "ops-secret"); status != 200 || !strings.Contains(body, `"sms"`) {
+		t.Errorf("dashboard queues = %d %s", status, body)
+	}
+	if n := len(tb.twilio.Messages()); n != 1 {
+		t.Errorf("%d SMS, want the consent only", n)
+	}
+}
+
+// skipOutsideCI skips a test that needs something this machine lacks, but
+// fails it in CI, where .ci/run installs everything.
+func skipOutsideCI(t *testing.T, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") != "" {
+		t.Fatalf(format, args...)
+	}
+	t.Skipf(format, args...)
 }

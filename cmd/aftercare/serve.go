@@ -34,15 +34,16 @@ import (
 
 // app is one wired aftercare process.
 type app struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	rdb      redis.UniversalClient
-	embedded *miniredis.Miniredis // nil with REDIS_URL
-	worker   *asynq.Server
-	handler  *worker.Worker
-	metrics  *metrics.Metrics
-	http     *http.Server
-	ready    atomic.Bool
+	cfg       *config.Config
+	log       *slog.Logger
+	rdb       redis.UniversalClient
+	redisConn asynq.RedisConnOpt   // the same Redis, for the dashboard's own connection
+	embedded  *miniredis.Miniredis // nil with REDIS_URL
+	worker    *asynq.Server
+	handler   *worker.Worker
+	metrics   *metrics.Metrics
+	http      *http.Server
+	ready     atomic.Bool
 }
 
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
@@ -108,12 +109,8 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
 	})
-	handler, err := a.routes(sched, renderer)
-	if err != nil {
-		return nil, err
-	}
 	a.http = &http.Server{
-		Handler:           handler,
+		Handler:           a.routes(sched, renderer),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -125,12 +122,12 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 // routes is the HTTP surface of the process: the clinic API, webhooks,
 // metrics and dashboard; a worker-only process serves its probes and
 // metrics.
-func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) (http.Handler, error) {
+func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) http.Handler {
 	if a.cfg.Role == config.RoleWorker {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
 		mux.Handle("/", api.Probes(a.readiness))
-		return mux, nil
+		return mux
 	}
 	srv := api.New(api.Config{
 		Bookings:        sched,
@@ -144,28 +141,11 @@ func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) (http
 	})
 	srv.Handle("GET /metrics", a.metrics.Handler())
 	if a.cfg.DashboardEnabled() {
-		conn, err := a.redisConnOpt()
-		if err != nil {
-			return nil, err
-		}
 		srv.Handle(dashboard.Path+"/", dashboard.New(dashboard.Config{
-			Redis: conn, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
+			Redis: a.redisConn, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
 		}))
 	}
-	return srv, nil
-}
-
-// redisConnOpt is how the dashboard, which opens its own connection,
-// reaches Redis.
-func (a *app) redisConnOpt() (asynq.RedisConnOpt, error) {
-	if a.embedded != nil {
-		return asynq.RedisClientOpt{Addr: a.embedded.Addr()}, nil
-	}
-	opt, err := asynq.ParseRedisURI(a.cfg.RedisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	return opt, nil
+	return srv
 }
 
 func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
@@ -238,13 +218,14 @@ func (a *app) openRedis() error {
 			return fmt.Errorf("embedded Redis: %w", err)
 		}
 		a.rdb = redis.NewClient(&redis.Options{Addr: a.embedded.Addr()})
+		a.redisConn = asynq.RedisClientOpt{Addr: a.embedded.Addr()}
 		return nil
 	}
-	opt, err := redis.ParseURL(a.cfg.RedisURL)
+	rdb, conn, err := openRedisURL(a.cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	a.rdb = redis.NewClient(opt)
+	a.rdb, a.redisConn = rdb, conn
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.rdb.Ping(ctx).Err(); err != nil {

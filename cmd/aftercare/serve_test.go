@@ -66,9 +66,9 @@ func setup(t *testing.T) *testBundle {
 	return start(t, config.RoleAll, "")
 }
 
-// start runs the service in role, on the Redis at redisAddr (a new private
+// start runs the service in role, on the Redis at redisURL (a new private
 // one if empty).
-func start(t *testing.T, role, redisAddr string) *testBundle {
+func start(t *testing.T, role, redisURL string) *testBundle {
 	t.Helper()
 	tw := twiliotest.New(accountSID, authToken)
 	t.Cleanup(tw.Close)
@@ -88,15 +88,17 @@ func start(t *testing.T, role, redisAddr string) *testBundle {
 		t.Fatal(err)
 	}
 	base := "http://" + ln.Addr().String()
-	if redisAddr == "" {
+	redisAddr := ""
+	if redisURL == "" {
 		redisAddr = redistest.Addr(t)
+		redisURL = "redis://" + redisAddr
 	}
 	env := map[string]string{
 		"AFTERCARE_DATA_KEY":    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
 		"DASHBOARD_USER":        "ops",
 		"DASHBOARD_PASSWORD":    "ops-secret",
 		"AFTERCARE_PUBLIC_URL":  base, // the fake Twilio calls back here
-		"REDIS_URL":             "redis://" + redisAddr,
+		"REDIS_URL":             redisURL,
 		"AFTERCARE_API_TOKENS":  testToken,
 		"TWILIO_ACCOUNT_SID":    accountSID,
 		"TWILIO_AUTH_TOKEN":     authToken,
