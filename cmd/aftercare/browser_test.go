@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// TestDashboardInBrowser opens the dashboard in headless Chromium, signs in
+// and finds the scheduled tasks of a booking made by the test, shown without
+// patient data.
+func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		skipOutsideCI(t, "no chromium: %v", err)
+	}
+	tb := setup(t)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_dash", time.Now().Add(48*time.Hour)), 201)
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browser),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+	)
+	ctx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel = chromedp.NewContext(ctx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	login := base64.StdEncoding.EncodeToString([]byte("ops:ops-secret"))
+	var queues, tasks string
+	err = chromedp.Run(ctx,
+		network.Enable(),
+		network.SetExtraHTTPHeaders(network.Headers{"Authorization": "Basic " + login}),
+		chromedp.Navigate(tb.url+"/monitoring/"),
+		chromedp.WaitVisible(`//*[normalize-space(text())='sms']`, chromedp.BySearch),
+		chromedp.OuterHTML("body", &queues, chromedp.ByQuery),
+		chromedp.Navigate(tb.url+"/monitoring/queues/sms?status=scheduled"),
+		chromedp.WaitVisible(`//*[contains(text(), 'booking bk_dash v1, day1 by sms')]`, chromedp.BySearch),
+		chromedp.OuterHTML("body", &tasks, chromedp.ByQuery),
+	)
+	if err != nil {
+		t.Fatalf("dashboard in Chromium: %v", err)
+	}
+	if !strings.Contains(queues, "email") {
+		t.Error("the queues page does not list the email queue")
+	}
+	for _, secret := range []string{patientTel, "5555550123", patientTo, "Ana"} {
+		if strings.Contains(tasks, secret) {
+			t.Errorf("the dashboard shows %q", secret)
+		}
+	}
+}
