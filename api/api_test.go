@@ -2,7 +2,9 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -422,5 +424,22 @@ func TestPatientReplies(t *testing.T) {
 	}
 	if keys := tb.rdb.Keys(t.Context(), "*5555550123*").Val(); len(keys) != 0 {
 		t.Errorf("a Redis key names the phone number: %v", keys)
+	}
+}
+
+func TestProbes(t *testing.T) {
+	t.Parallel()
+	ready := errors.New("shutting down")
+	srv := httptest.NewServer(api.Probes(func(context.Context) error { return ready }))
+	t.Cleanup(srv.Close)
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s = %d, want %d", path, resp.StatusCode, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -72,24 +73,57 @@ func TestOperatorEndpoints(t *testing.T) {
 	}
 }
 
-// TestRoles: an API process and a worker process on one Redis share the
-// work: the API takes the booking, the worker sends it.
+// TestRoles: an API process and two worker processes on one Redis share
+// the work: the API takes the bookings, the workers send each message once
+// between them.
 func TestRoles(t *testing.T) {
 	t.Parallel()
 	apiOnly := start(t, config.RoleAPI, "")
-	worker := start(t, config.RoleWorker, "redis://"+apiOnly.redisAddr)
-
-	apiOnly.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_roles", time.Now().Add(48*time.Hour)), 201)
-	if _, ok := worker.twilio.Wait(1, 5*time.Second); !ok {
-		t.Fatal("the worker process sent nothing")
+	// Two sends at a time each, and a Twilio that takes 100 ms a message:
+	// neither worker can take all the work.
+	workers := []*testBundle{
+		start(t, config.RoleWorker, "redis://"+apiOnly.redisAddr, "WORKER_CONCURRENCY=2"),
+		start(t, config.RoleWorker, "redis://"+apiOnly.redisAddr, "WORKER_CONCURRENCY=2"),
+	}
+	for _, w := range workers {
+		w.twilio.SetDelay(100 * time.Millisecond)
+	}
+	const n = 10
+	for i := range n {
+		body := bookingBody(fmt.Sprintf("bk_roles_%d", i), time.Now().Add(48*time.Hour))
+		body["patient"].(map[string]any)["phone"] = fmt.Sprintf("+1555555%04d", 200+i)
+		apiOnly.mustRequest(t, "POST", "/v1/bookings", body, 201)
+	}
+	texts := map[string]int{}
+	waitFor(t, 10*time.Second, func() bool {
+		clear(texts)
+		for _, w := range workers {
+			for _, m := range w.twilio.Messages() {
+				texts[m.To]++
+			}
+		}
+		return len(texts) == n
+	})
+	settle()
+	total := 0
+	for to, c := range texts {
+		total += c
+		if c != 1 {
+			t.Errorf("%s got %d texts", to, c)
+		}
+	}
+	first, second := len(workers[0].twilio.Messages()), len(workers[1].twilio.Messages())
+	t.Logf("worker 1 sent %d, worker 2 sent %d of %d texts", first, second, total)
+	if first == 0 || second == 0 {
+		t.Errorf("one worker did all the work (%d and %d)", first, second)
 	}
 	if n := len(apiOnly.twilio.Messages()); n != 0 {
 		t.Errorf("the API process sent %d SMS", n)
 	}
-	if status, _ := worker.get(t, "/v1/bookings/bk_roles", "", ""); status != 404 {
-		t.Errorf("the worker process serves the API: %d", status)
+	if status, _ := workers[0].get(t, "/v1/bookings/bk_roles_0", "", ""); status != 404 {
+		t.Errorf("a worker process serves the API: %d", status)
 	}
-	if status, _ := worker.get(t, "/readyz", "", ""); status != 200 {
+	if status, _ := workers[0].get(t, "/readyz", "", ""); status != 200 {
 		t.Errorf("worker /readyz = %d", status)
 	}
 }

@@ -67,8 +67,8 @@ func setup(t *testing.T) *testBundle {
 }
 
 // start runs the service in role, on the Redis at redisURL (a new private
-// one if empty).
-func start(t *testing.T, role, redisURL string) *testBundle {
+// one if empty), with extra settings as "NAME=value".
+func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 	t.Helper()
 	tw := twiliotest.New(accountSID, authToken)
 	t.Cleanup(tw.Close)
@@ -109,6 +109,10 @@ func start(t *testing.T, role, redisURL string) *testBundle {
 		"AFTERCARE_CLINIC_FILE": clinicFile,
 		"AFTERCARE_OUTBOX_FILE": "",
 		"SHUTDOWN_TIMEOUT":      "5s",
+	}
+	for _, kv := range extra {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
 	}
 	cfg, err := config.Load(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
