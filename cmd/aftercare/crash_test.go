@@ -63,6 +63,45 @@ func startWorker(t *testing.T, env []string) *exec.Cmd {
 	return cmd
 }
 
+// processBundle is what a test of worker processes needs: a private Redis,
+// a fake Twilio, a scheduler in the test process to book with, and the
+// settings for the processes.
+type processBundle struct {
+	twilio *twiliotest.Server
+	rdb    *redis.Client
+	sched  *scheduler.Client
+	env    []string
+}
+
+func setupProcesses(t *testing.T, extra ...string) *processBundle {
+	t.Helper()
+	tw := twiliotest.New(accountSID, authToken)
+	t.Cleanup(tw.Close)
+	redisAddr := redistest.Addr(t)
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	t.Cleanup(func() { rdb.Close() })
+	clinicFile := writeClinic(t)
+	clinic, err := config.LoadClinic(clinicFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &processBundle{
+		twilio: tw,
+		rdb:    rdb,
+		sched:  scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic}),
+		env: append([]string{
+			"REDIS_URL=redis://" + redisAddr, "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_API_TOKENS=x",
+			"TWILIO_ACCOUNT_SID=" + accountSID, "TWILIO_AUTH_TOKEN=" + authToken, "TWILIO_FROM_NUMBER=+15555550100",
+			"TWILIO_API_BASE_URL=" + tw.URL(), "AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=",
+			"LOG_FORMAT=json",
+		}, extra...),
+	}
+}
+
 // TestWorkerKilledMidSend kills a worker process with SIGKILL while Twilio
 // is slow to answer, starts another, and checks the promise of the README:
 // every message reaches its provider at most once, and a text whose fate
@@ -74,27 +113,14 @@ func TestWorkerKilledMidSend(t *testing.T) {
 		t.Skip("waits for asynq's lease to expire")
 	}
 	t.Parallel()
-	tw := twiliotest.New(accountSID, authToken)
-	t.Cleanup(tw.Close)
 	mail, err := smtptest.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { mail.Close() })
-	redisAddr := redistest.Addr(t)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	t.Cleanup(func() { rdb.Close() })
-
-	clinicFile := filepath.Join(t.TempDir(), "clinic.yaml")
-	if err := os.WriteFile(clinicFile, []byte("name: Test Clinic\nphone: \"+1 555 555 0199\"\ntimezone: UTC\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic(clinicFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	protocols, _ := protocol.Builtin()
-	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	pb := setupProcesses(t, "SMTP_URL="+mail.URL(), "MAIL_FROM=care@clinic.example",
+		"SMS_RATE_LIMIT=0", "EMAIL_RATE_LIMIT=0", "WORKER_CONCURRENCY=8")
+	tw, rdb, sched := pb.twilio, pb.rdb, pb.sched
 	const n = 12
 	for i := range n {
 		b := aftercare.Booking{ID: fmt.Sprintf("bk_crash_%02d", i), Treatment: "botox",
@@ -106,13 +132,7 @@ func TestWorkerKilledMidSend(t *testing.T) {
 		}
 	}
 
-	env := []string{
-		"REDIS_URL=redis://" + redisAddr, "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_API_TOKENS=x",
-		"TWILIO_ACCOUNT_SID=" + accountSID, "TWILIO_AUTH_TOKEN=" + authToken, "TWILIO_FROM_NUMBER=+15555550100",
-		"TWILIO_API_BASE_URL=" + tw.URL(), "SMTP_URL=" + mail.URL(), "MAIL_FROM=care@clinic.example",
-		"AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=", "SMS_RATE_LIMIT=0", "EMAIL_RATE_LIMIT=0",
-		"WORKER_CONCURRENCY=8", "LOG_FORMAT=json",
-	}
+	env := pb.env
 	tw.SetDelay(time.Hour) // Twilio takes the requests and does not answer
 	first := startWorker(t, env)
 	deadline := time.Now().Add(20 * time.Second)
@@ -188,18 +208,8 @@ func TestWorkerKilledMidSend(t *testing.T) {
 // and exits 0.
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	tw := twiliotest.New(accountSID, authToken)
-	t.Cleanup(tw.Close)
-	redisAddr := redistest.Addr(t)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
-	t.Cleanup(func() { rdb.Close() })
-	clinicFile := filepath.Join(t.TempDir(), "clinic.yaml")
-	if err := os.WriteFile(clinicFile, []byte("name: Test Clinic\nphone: \"+1 555 555 0199\"\ntimezone: UTC\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	clinic, _ := config.LoadClinic(clinicFile)
-	protocols, _ := protocol.Builtin()
-	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	pb := setupProcesses(t, "SHUTDOWN_TIMEOUT=10s")
+	tw, rdb, sched := pb.twilio, pb.rdb, pb.sched
 	b := aftercare.Booking{ID: "bk_term", Treatment: "botox", AppointmentAt: time.Now().Add(72 * time.Hour), DurationMinutes: 30,
 		Patient: aftercare.Patient{FirstName: "Ana", Phone: patientTel, Timezone: "UTC", SMSOptIn: true}}
 	if _, _, err := sched.Book(context.Background(), b); err != nil {
@@ -207,12 +217,7 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 
 	tw.SetDelay(2 * time.Second)
-	proc := startWorker(t, []string{
-		"REDIS_URL=redis://" + redisAddr, "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_API_TOKENS=x",
-		"TWILIO_ACCOUNT_SID=" + accountSID, "TWILIO_AUTH_TOKEN=" + authToken, "TWILIO_FROM_NUMBER=+15555550100",
-		"TWILIO_API_BASE_URL=" + tw.URL(), "AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=",
-		"SHUTDOWN_TIMEOUT=10s", "LOG_FORMAT=json",
-	})
+	proc := startWorker(t, pb.env)
 	waitFor(t, 15*time.Second, func() bool { return tw.Requests() >= 1 })
 	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

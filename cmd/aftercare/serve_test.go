@@ -78,11 +78,7 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 	}
 	t.Cleanup(func() { mail.Close() })
 
-	clinicFile := filepath.Join(t.TempDir(), "clinic.yaml")
-	clinic := "name: Test Clinic\nphone: \"+1 555 555 0199\"\naddress: 1 Test Street\ntimezone: America/New_York\n"
-	if err := os.WriteFile(clinicFile, []byte(clinic), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	clinicFile := writeClinic(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -134,6 +130,18 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 		}
 	})
 	return &testBundle{url: base, redisAddr: redisAddr, twilio: tw, smtp: mail, logs: logs}
+}
+
+// writeClinic writes the test clinic's profile: no quiet hours, so no test
+// depends on the time of day.
+func writeClinic(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "clinic.yaml")
+	profile := "name: Test Clinic\nphone: \"+1 555 555 0199\"\naddress: 1 Test Street\ntimezone: America/New_York\n"
+	if err := os.WriteFile(path, []byte(profile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func (tb *testBundle) request(t *testing.T, method, path string, body any) (int, []byte) {
