@@ -33,7 +33,7 @@ func New(inspector *asynq.Inspector) *Metrics {
 		registry: prometheus.NewRegistry(),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aftercare_messages_total",
-			Help: "Send attempts by step, channel and outcome (sent, failed, retry, expired, skipped, suppressed, uncertain, deferred, dropped).",
+			Help: "Send attempts by step, channel and outcome (sent, failed, retry, expired, skipped, suppressed, uncertain, deferred, rate_limited, dropped).",
 		}, []string{"step", "channel", "outcome"}),
 		provider: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "aftercare_provider_call_seconds",

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -131,24 +132,26 @@ func (c *Client) notices(b *aftercare.Booking, now time.Time) []aftercare.Messag
 // update, then brings the tasks in line. edit reports whether it changed
 // anything; the timeline returned is the record as stored.
 func (c *Client) change(ctx context.Context, id string, edit func(rec *aftercare.Record, now time.Time) (bool, error)) (*aftercare.Timeline, bool, error) {
-	var (
-		before  *aftercare.Record
-		changed bool
-	)
+	var before *aftercare.Record
 	now := c.cfg.Now()
 	rec, err := c.store.Update(ctx, id, func(rec *aftercare.Record) (time.Time, error) {
 		before = clone(rec)
-		var err error
-		if changed, err = edit(rec, now); err != nil {
+		changed, err := edit(rec, now)
+		if err != nil {
 			return time.Time{}, err
+		}
+		if !changed {
+			return time.Time{}, errUnchanged // nothing to write
 		}
 		return c.expiry(rec, now), nil
 	})
+	changed := true
+	if errors.Is(err, errUnchanged) {
+		// Nothing to take back; only make sure every task is there.
+		rec, before, changed, err = before, nil, false, nil
+	}
 	if err != nil {
 		return nil, false, err
-	}
-	if !changed {
-		before = nil // nothing to take back; only make sure every task is there
 	}
 	if err := c.sync(ctx, before, rec); err != nil {
 		return nil, false, fmt.Errorf("booking %s changed, but its tasks are not in line: %w; repeat the request", id, err)
@@ -158,6 +161,9 @@ func (c *Client) change(ctx context.Context, id string, edit func(rec *aftercare
 	}
 	return timeline(rec), changed, nil
 }
+
+// errUnchanged ends an update that has nothing to write.
+var errUnchanged = errors.New("unchanged")
 
 // carry merges the previous messages of a booking into its new plan. A
 // message keeps its previous state if keep says so for its step, or if it

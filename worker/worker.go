@@ -124,15 +124,16 @@ func (w *Worker) Mux() *asynq.ServeMux {
 
 // Outcomes of one task, as logged.
 const (
-	outcomeSent       = "sent"
-	outcomeFailed     = "failed"
-	outcomeRetry      = "retry"
-	outcomeExpired    = "expired"
-	outcomeDropped    = "dropped"
-	outcomeUncertain  = "uncertain"
-	outcomeDeferred   = "deferred"
-	outcomeSkipped    = "skipped"
-	outcomeSuppressed = "suppressed"
+	outcomeSent        = "sent"
+	outcomeFailed      = "failed"
+	outcomeRetry       = "retry"
+	outcomeExpired     = "expired"
+	outcomeDropped     = "dropped"
+	outcomeUncertain   = "uncertain"
+	outcomeDeferred    = "deferred"
+	outcomeSkipped     = "skipped"
+	outcomeSuppressed  = "suppressed"
+	outcomeRateLimited = "rate_limited"
 )
 
 // ProcessTask sends the message the task refers to, at most once:
@@ -171,8 +172,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if w.metrics != nil {
 			w.metrics.Attempt(ref.Step, ref.Channel, outcome, providerTime, late)
 		}
-		if outcome == outcomeDropped || outcome == outcomeDeferred {
-			return
+		if outcome == outcomeDropped || outcome == outcomeDeferred || outcome == outcomeRateLimited {
+			return // nothing happened to the message
 		}
 		entry := aftercare.Attempt{At: w.now(), Step: ref.Step, Channel: ref.Channel, Number: attempt, Outcome: outcome, Detail: detail}
 		if err := w.store.AppendHistory(context.WithoutCancel(ctx), ref.BookingID, entry); err != nil {
@@ -212,14 +213,14 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		switch w.quietPolicy(rec.Booking.Treatment, ref.Step) {
 		case aftercare.QuietIgnore:
 		case aftercare.QuietSkip:
-			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then"); err != nil {
+			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then"); err != nil {
 				return err
 			}
 			done(outcomeSkipped, "fell in quiet hours")
 			return nil
 		default:
 			if !until.Before(msg.Deadline) {
-				if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline"); err != nil {
+				if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline"); err != nil {
 					return err
 				}
 				done(outcomeExpired, "quiet hours end after its send-by deadline")
@@ -236,7 +237,9 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 			return err
 		}
 		if out {
-			if _, err := w.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusSuppressed, "", "the patient replied STOP"); err != nil {
+			// From sending too: a text whose earlier attempt died is not
+			// retried to a number that has since said STOP.
+			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSuppressed, "", "the patient replied STOP"); err != nil {
 				return err
 			}
 			done(outcomeSuppressed, "the patient replied STOP")
@@ -248,7 +251,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	// message scheduled, not in doubt.
 	if w.limiter != nil {
 		if err := w.limiter.Wait(ctx, ref.Channel); err != nil {
-			done(outcomeRetry, errorText(err))
+			done(outcomeRateLimited, errorText(err))
 			return err
 		}
 	}

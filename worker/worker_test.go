@@ -162,6 +162,12 @@ func TestNotSent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, aftercare.StatusSuppressed},
+		{"earlier attempt died, then the number replied STOP", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
+			if err := tb.store.SetOptOut(context.Background(), "+15555550123", true, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, aftercare.StatusSuppressed},
 		{"earlier attempt died while sending an SMS", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
 		}, aftercare.StatusFailed},
