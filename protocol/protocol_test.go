@@ -76,3 +76,26 @@ func TestLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParse feeds arbitrary files to the protocol loader: it must not
+// panic, and what it accepts must be usable by the planner.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(valid))
+	f.Add([]byte("treatment: x\nsteps:\n  - step: a\n    channels: [sms]\n    when: {anchor: booked, days: -1}\n    deadline: {anchor: send, offset: 1h}\n"))
+	f.Add([]byte("treatment: [\n"))
+	f.Add([]byte("steps: &a [*a]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := protocol.Parse(data)
+		if err != nil {
+			return
+		}
+		if p.Treatment == "" || len(p.Steps) == 0 {
+			t.Fatalf("accepted a protocol without treatment or steps: %+v", p)
+		}
+		for _, s := range p.Steps {
+			if len(s.Channels) == 0 || s.When.Anchor == "" || s.Deadline.Anchor == "" || s.Quiet == "" || s.IfLate == "" {
+				t.Fatalf("accepted an incomplete step: %+v", s)
+			}
+		}
+	})
+}
