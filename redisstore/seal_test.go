@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/internal/redisproc"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/redisstore"
 )
@@ -34,7 +35,7 @@ func key(t *testing.T) []byte {
 func TestNoPatientDataAtRest(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	srv, err := redistest.StartServer(dir, "--appendonly", "yes", "--appendfsync", "always")
+	srv, err := redisproc.StartServer(dir, "--appendonly", "yes", "--appendfsync", "always")
 	if err != nil {
 		t.Skipf("no redis-server: %v", err)
 	}

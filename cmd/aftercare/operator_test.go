@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare/config"
-	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/internal/redisproc"
 )
 
 func (tb *testBundle) get(t *testing.T, path, user, password string) (int, string) {
@@ -135,7 +135,7 @@ func TestSentinelAndCluster(t *testing.T) {
 	t.Parallel()
 	t.Run("sentinel", func(t *testing.T) {
 		t.Parallel()
-		addr, stop, err := redistest.StartSentinel(t.TempDir())
+		addr, stop, err := redisproc.StartSentinel(t.TempDir())
 		if err != nil {
 			skipOutsideCI(t, "cannot start a sentinel here: %v", err)
 		}
@@ -144,7 +144,7 @@ func TestSentinelAndCluster(t *testing.T) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		t.Parallel()
-		addrs, stop, err := redistest.StartCluster(t.TempDir())
+		addrs, stop, err := redisproc.StartCluster(t.TempDir())
 		if err != nil {
 			skipOutsideCI(t, "cannot start a cluster here: %v", err)
 		}

@@ -1,98 +1,20 @@
-// Package redistest gives tests and benchmarks a Redis of their own: a
-// private redis-server process on a free port, so a test can flush, kill and
-// restart it without touching anyone else's data.
+// Package redistest gives tests a Redis of their own: a private
+// redis-server (see redisproc) stopped at the end of the test, or failing
+// that REDIS_ADDR or an embedded miniredis.
 package redistest
 
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare/internal/redisproc"
 )
-
-// Server is a redis-server process started by StartServer.
-type Server struct {
-	Addr string
-	cmd  *exec.Cmd
-	dir  string
-}
-
-// StartServer starts redis-server (found on PATH) on a free loopback port
-// with its working directory in dir, persistence off unless extra arguments
-// turn it on, and waits until it answers PING.
-func StartServer(dir string, extra ...string) (*Server, error) {
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		return nil, err
-	}
-	var lastErr error
-	for range 5 { // a free port can be taken between probing and binding
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
-		args := append([]string{
-			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", dir,
-			"--daemonize", "no", "--loglevel", "warning",
-		}, extra...)
-		cmd := exec.Command(bin, args...)
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
-		if lastErr = s.waitReady(5 * time.Second); lastErr == nil {
-			return s, nil
-		}
-		s.Stop()
-	}
-	return nil, fmt.Errorf("redis-server did not start: %w", lastErr)
-}
-
-func (s *Server) waitReady(timeout time.Duration) error {
-	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
-	defer c.Close()
-	deadline := time.Now().Add(timeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// Stop kills the server and waits for it to exit.
-func (s *Server) Stop() {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
 
 // Addr returns the address of an empty Redis for the test, in order of
 // preference: a private redis-server stopped at the end of the test; the
@@ -100,7 +22,7 @@ func freePort() (int, error) {
 // embedded miniredis. It logs which one it uses.
 func Addr(tb testing.TB) string {
 	tb.Helper()
-	s, err := StartServer(tb.TempDir())
+	s, err := redisproc.StartServer(tb.TempDir())
 	if err == nil {
 		tb.Cleanup(s.Stop)
 		return s.Addr
@@ -129,95 +51,4 @@ func Client(tb testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: Addr(tb)})
 	tb.Cleanup(func() { c.Close() })
 	return c
-}
-
-// StartCluster starts a Redis Cluster of three masters (no replicas) in
-// dir, one redis-server each, joins them with redis-cli and waits until the
-// cluster is up. It returns the nodes' addresses and a function that stops
-// them.
-func StartCluster(dir string) ([]string, func(), error) {
-	var (
-		servers []*Server
-		addrs   []string
-	)
-	stop := func() {
-		for _, s := range servers {
-			s.Stop()
-		}
-	}
-	for i := range 3 {
-		node := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		if err := os.MkdirAll(node, 0o755); err != nil {
-			stop()
-			return nil, nil, err
-		}
-		s, err := StartServer(node, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
-		if err != nil {
-			stop()
-			return nil, nil, err
-		}
-		servers, addrs = append(servers, s), append(addrs, s.Addr)
-	}
-	out, err := exec.Command("redis-cli", append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
-	if err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
-	}
-	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs})
-	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		info, err := c.ClusterInfo(context.Background()).Result()
-		if err == nil && strings.Contains(info, "cluster_state:ok") && c.Ping(context.Background()).Err() == nil {
-			return addrs, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return nil, nil, fmt.Errorf("the cluster did not come up: %v %s", err, info)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// StartSentinel starts a primary redis-server and one Sentinel watching it
-// as master name "aftercare", in dir. It returns the Sentinel's address and
-// a function that stops both.
-func StartSentinel(dir string) (string, func(), error) {
-	primary, err := StartServer(dir)
-	if err != nil {
-		return "", nil, err
-	}
-	port, err := freePort()
-	if err != nil {
-		primary.Stop()
-		return "", nil, err
-	}
-	_, primaryPort, _ := net.SplitHostPort(primary.Addr)
-	conf := filepath.Join(dir, "sentinel.conf")
-	text := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor aftercare 127.0.0.1 %s 1\nsentinel down-after-milliseconds aftercare 5000\n", port, dir, primaryPort)
-	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
-		primary.Stop()
-		return "", nil, err
-	}
-	cmd := exec.Command("redis-server", conf, "--sentinel")
-	if err := cmd.Start(); err != nil {
-		primary.Stop()
-		return "", nil, err
-	}
-	sentinel := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
-	stop := func() { sentinel.Stop(); primary.Stop() }
-	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		addr, err := c.GetMasterAddrByName(context.Background(), "aftercare").Result()
-		if err == nil && len(addr) == 2 {
-			return sentinel.Addr, stop, nil
-		}
-		if time.Now().After(deadline) {
-			stop()
-			return "", nil, fmt.Errorf("the sentinel did not answer: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
