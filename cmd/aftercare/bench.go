@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/api"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redisproc"
+	"github.com/aftercare/aftercare/internal/smtptest"
+	"github.com/aftercare/aftercare/internal/twiliotest"
+	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/worker"
+)
+
+// bench measures aftercare against raw asynq on a private redis-server, in
+// one run, and prints a table of figures and ratios.
+type bench struct {
+	rdb         *redis.Client
+	bookings    int
+	tasks       int
+	producers   int
+	concurrency int
+	progress    io.Writer
+	protocols   map[string]aftercare.Protocol
+	clinic      aftercare.Clinic
+}
+
+// benchResult is one line of the table.
+type benchResult struct {
+	name, value, ratio string
+}
+
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	b := &bench{progress: stderr}
+	fs.IntVar(&b.bookings, "bookings", 2000, "bookings to schedule and send")
+	fs.IntVar(&b.tasks, "tasks", 20000, "bare asynq tasks for the baseline")
+	fs.IntVar(&b.producers, "producers", 8, "goroutines enqueueing or booking at once")
+	fs.IntVar(&b.concurrency, "concurrency", 20, "worker concurrency, for asynq and aftercare alike")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: aftercare bench [flags]\n\nStarts a private redis-server, a fake Twilio and an SMTP server, and measures\nraw asynq and aftercare in the same run. Needs redis-server on PATH.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if b.bookings < 1 || b.tasks < 1 || b.producers < 1 || b.concurrency < 1 {
+		return fmt.Errorf("bench: every count must be at least 1")
+	}
+
+	dir, err := os.MkdirTemp("", "aftercare-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := redisproc.StartServer(dir)
+	if err != nil {
+		return fmt.Errorf("bench needs redis-server: %w", err)
+	}
+	defer srv.Stop()
+	b.rdb = redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 4 * b.producers})
+	defer b.rdb.Close()
+	if b.protocols, err = protocol.Builtin(); err != nil {
+		return err
+	}
+	if b.clinic, err = config.LoadClinic(""); err != nil {
+		return err
+	}
+	b.clinic.QuietHours = aftercare.QuietHours{} // measure sending, not waiting for the morning
+
+	enqueue, rawTaskBytes, err := b.rawEnqueue(ctx)
+	if err != nil {
+		return err
+	}
+	process, err := b.rawProcess(ctx)
+	if err != nil {
+		return err
+	}
+	schedule, bookingBytes, tasksPerBooking, err := b.schedule(ctx)
+	if err != nil {
+		return err
+	}
+	viaHTTP, err := b.scheduleHTTP(ctx)
+	if err != nil {
+		return err
+	}
+	send, err := b.send(ctx)
+	if err != nil {
+		return err
+	}
+	var mem runtime.MemStats
+	runtime.ReadMemStats(&mem)
+
+	perTask := bookingBytes / tasksPerBooking
+	results := []benchResult{
+		{"raw asynq: enqueue (scheduled tasks)", fmt.Sprintf("%.0f tasks/s", enqueue), ""},
+		{"raw asynq: process no-op tasks", fmt.Sprintf("%.0f tasks/s", process), ""},
+		{"aftercare: book through the Go package", fmt.Sprintf("%.0f bookings/s = %.0f tasks/s", schedule, schedule*tasksPerBooking),
+			fmt.Sprintf("%.2fx raw enqueue per task", schedule*tasksPerBooking/enqueue)},
+		{"aftercare: book through the HTTP API", fmt.Sprintf("%.0f bookings/s = %.0f tasks/s", viaHTTP, viaHTTP*tasksPerBooking),
+			fmt.Sprintf("%.2fx raw enqueue per task", viaHTTP*tasksPerBooking/enqueue)},
+		{"aftercare: send, due now -> provider -> recorded", fmt.Sprintf("%.0f messages/s", send),
+			fmt.Sprintf("%.2fx raw no-op processing", send/process)},
+		{"Redis memory per booking", fmt.Sprintf("%.0f bytes (%.1f tasks, %.0f bytes a task)", bookingBytes, tasksPerBooking, perTask),
+			fmt.Sprintf("%.2fx a raw asynq task (%.0f bytes)", perTask/rawTaskBytes, rawTaskBytes)},
+		{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), rss()), ""},
+	}
+	fmt.Fprintf(stdout, "aftercare bench: %d bookings, %d raw tasks, %d producers, worker concurrency %d, %d CPUs, %s\n\n",
+		b.bookings, b.tasks, b.producers, b.concurrency, runtime.NumCPU(), runtime.Version())
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MEASURE\tRESULT\tRATIO")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.name, r.value, r.ratio)
+	}
+	return tw.Flush()
+}
+
+func (b *bench) step(format string, args ...any) {
+	fmt.Fprintf(b.progress, "bench: "+format+"\n", args...)
+}
+
+// fresh empties Redis and returns its memory use.
+func (b *bench) fresh(ctx context.Context) (int64, error) {
+	if err := b.rdb.FlushAll(ctx).Err(); err != nil {
+		return 0, err
+	}
+	return b.usedMemory(ctx)
+}
+
+func (b *bench) usedMemory(ctx context.Context) (int64, error) {
+	info, err := b.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("INFO memory has no used_memory")
+}
+
+// parallel runs fn(i) for i in [0, n) on b.producers goroutines and
+// returns the elapsed time and the first error.
+func (b *bench) parallel(n int, fn func(i int) error) (time.Duration, error) {
+	var (
+		next     atomic.Int64
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	start := time.Now()
+	for range b.producers {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start), firstErr
+}
+
+// rawEnqueue enqueues bare tasks scheduled for later, as aftercare's are,
+// and returns tasks per second and Redis bytes per task.
+func (b *bench) rawEnqueue(ctx context.Context) (float64, float64, error) {
+	b.step("raw asynq: enqueueing %d scheduled tasks", b.tasks)
+	before, err := b.fresh(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	later := time.Now().Add(time.Hour)
+	payload := []byte(`{"n":0}`)
+	elapsed, err := b.parallel(b.tasks, func(int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", payload), asynq.ProcessAt(later), asynq.Queue("bench"))
+		return err
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	after, err := b.usedMemory(ctx)
+	return float64(b.tasks) / elapsed.Seconds(), float64(after-before) / float64(b.tasks), err
+}
+
+// rawProcess runs bare no-op tasks through an asynq server at the bench's
+// concurrency and returns tasks per second.
+func (b *bench) rawProcess(ctx context.Context) (float64, error) {
+	b.step("raw asynq: processing %d no-op tasks at concurrency %d", b.tasks, b.concurrency)
+	if _, err := b.fresh(ctx); err != nil {
+		return 0, err
+	}
+	client := asynq.NewClientFromRedisClient(b.rdb)
+	if _, err := b.parallel(b.tasks, func(int) error {
+		_, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", nil), asynq.Queue("bench"))
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	var done atomic.Int64
+	all := make(chan struct{})
+	srv := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
+		Concurrency: b.concurrency, Queues: map[string]int{"bench": 1},
+		TaskCheckInterval: 200 * time.Millisecond, LogLevel: asynq.ErrorLevel,
+	})
+	start := time.Now()
+	if err := srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		if done.Add(1) == int64(b.tasks) {
+			close(all)
+		}
+		return nil
+	})); err != nil {
+		return 0, err
+	}
+	<-all
+	elapsed := time.Since(start)
+	srv.Shutdown()
+	return float64(b.tasks) / elapsed.Seconds(), nil
+}
+
+func (b *bench) booking(i int) aftercare.Booking {
+	return aftercare.Booking{
+		ID: fmt.Sprintf("bench_%06d", i), Treatment: "botox",
+		AppointmentAt: time.Now().Add(7 * 24 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: fmt.Sprintf("+1555%07d", i%10000000), Email: fmt.Sprintf("p%d@example.com", i),
+			Timezone: "America/New_York", SMSOptIn: true, EmailOptIn: true},
+	}
+}
+
+func (b *bench) scheduler() *scheduler.Client {
+	return scheduler.New(redisstore.New(b.rdb), scheduler.AsynqTasks(b.rdb), scheduler.Config{Protocols: b.protocols, Clinic: b.clinic})
+}
+
+// schedule books through the Go package and returns bookings per second,
+// Redis bytes per booking and tasks per booking.
+func (b *bench) schedule(ctx context.Context) (float64, float64, float64, error) {
+	b.step("aftercare: booking %d appointments through the Go package", b.bookings)
+	before, err := b.fresh(ctx)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	sched := b.scheduler()
+	var tasks atomic.Int64
+	elapsed, err := b.parallel(b.bookings, func(i int) error {
+		tl, _, err := sched.Book(ctx, b.booking(i))
+		if err == nil {
+			for _, m := range tl.Messages {
+				if m.Status == aftercare.StatusScheduled {
+					tasks.Add(1)
+				}
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	after, err := b.usedMemory(ctx)
+	return float64(b.bookings) / elapsed.Seconds(), float64(after-before) / float64(b.bookings),
+		float64(tasks.Load()) / float64(b.bookings), err
+}
+
+// scheduleHTTP books through the HTTP API on loopback and returns bookings
+// per second.
+func (b *bench) scheduleHTTP(ctx context.Context) (float64, error) {
+	b.step("aftercare: booking %d appointments through the HTTP API", b.bookings)
+	if _, err := b.fresh(ctx); err != nil {
+		return 0, err
+	}
+	srv := httptest.NewServer(api.New(api.Config{Bookings: b.scheduler(), Tokens: []string{"bench"}}))
+	defer srv.Close()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: b.producers}}
+	elapsed, err := b.parallel(b.bookings, func(i int) error {
+		bk := b.booking(i)
+		body, _ := json.Marshal(map[string]any{
+			"id": bk.ID, "treatment": bk.Treatment, "appointment_at": bk.AppointmentAt.Format(time.RFC3339),
+			"duration_minutes": bk.DurationMinutes, "patient": bk.Patient,
+		})
+		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/bookings", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer bench")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("POST %s: %s", bk.ID, resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(b.bookings) / elapsed.Seconds(), nil
+}
+
+// send books appointments whose consent (SMS and email) is due now, then
+// starts the worker against a fake Twilio and an SMTP server, and returns
+// messages per second from start to every message recorded as sent.
+func (b *bench) send(ctx context.Context) (float64, error) {
+	if _, err := b.fresh(ctx); err != nil {
+		return 0, err
+	}
+	sched := b.scheduler()
+	if _, err := b.parallel(b.bookings, func(i int) error {
+		_, _, err := sched.Book(ctx, b.booking(i))
+		return err
+	}); err != nil {
+		return 0, err
+	}
+	want := 2 * b.bookings
+	b.step("aftercare: sending %d consent messages (SMS and email) at concurrency %d", want, b.concurrency)
+
+	tw := twiliotest.New("AC00000000000000000000000000000000", "00000000000000000000000000000000")
+	defer tw.Close()
+	mail, err := smtptest.New()
+	if err != nil {
+		return 0, err
+	}
+	defer mail.Close()
+	cfg, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{
+			"TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000", "TWILIO_AUTH_TOKEN": "00000000000000000000000000000000",
+			"TWILIO_FROM_NUMBER": "+15555550100", "TWILIO_API_BASE_URL": tw.URL(),
+			"SMTP_URL": mail.URL(), "MAIL_FROM": "care@clinic.example",
+		}[k]
+		return v, ok
+	})
+	if err != nil {
+		return 0, err
+	}
+	sms, email, err := senders(cfg, io.Discard)
+	if err != nil {
+		return 0, err
+	}
+	renderer, err := messages.New(b.clinic, b.protocols)
+	if err != nil {
+		return 0, err
+	}
+	store := redisstore.New(b.rdb)
+	w := worker.New(worker.Config{Store: store, Renderer: renderer, SMS: sms, Email: email, Protocols: b.protocols})
+	srv := asynq.NewServerFromRedisClient(b.rdb, worker.ServerConfig(b.concurrency, 10*time.Second, slog.New(slog.DiscardHandler)))
+
+	start := time.Now()
+	if err := srv.Start(w.Mux()); err != nil {
+		return 0, err
+	}
+	defer srv.Shutdown()
+	for got, last, moved := 0, 0, time.Now(); got < want; got = len(tw.Messages()) + len(mail.Messages()) {
+		if got != last {
+			last, moved = got, time.Now()
+		}
+		if time.Since(moved) > 30*time.Second {
+			return 0, fmt.Errorf("sending stalled at %d of %d messages", got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Sent counts once the status is recorded too.
+	for i := b.bookings - 1; i >= 0; i-- {
+		for {
+			rec, err := store.Get(ctx, b.booking(i).ID)
+			if err != nil {
+				return 0, err
+			}
+			s, _ := rec.Message("consent", aftercare.SMS)
+			e, _ := rec.Message("consent", aftercare.Email)
+			if s.Status == aftercare.StatusSent && e.Status == aftercare.StatusSent {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return float64(want) / time.Since(start).Seconds(), nil
+}
+
+// rss is the process's resident set size, from /proc.
+func rss() string {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
