@@ -5,6 +5,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -59,11 +60,28 @@ func ValidID(id string) bool { return bookingID.MatchString(id) }
 
 // Location returns the patient's time zone. Call it on a validated booking.
 func (b *Booking) Location() *time.Location {
-	loc, err := time.LoadLocation(b.Patient.Timezone)
+	loc, err := LoadLocation(b.Patient.Timezone)
 	if err != nil {
 		return time.UTC
 	}
 	return loc
+}
+
+// zones caches time zones by name: time.LoadLocation reads and parses the
+// zone file on every call.
+var zones sync.Map
+
+// LoadLocation is time.LoadLocation with a cache.
+func LoadLocation(name string) (*time.Location, error) {
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		return nil, err
+	}
+	zones.Store(name, loc)
+	return loc, nil
 }
 
 // End is when the treatment ended (TreatedAt), or else when it is planned
@@ -145,7 +163,7 @@ func (p *Patient) normalize(fs *Fields) {
 
 	if p.Timezone == "" {
 		fs.Add("patient.timezone", "is required, as an IANA name such as America/New_York")
-	} else if _, err := time.LoadLocation(p.Timezone); err != nil || p.Timezone == "Local" {
+	} else if _, err := LoadLocation(p.Timezone); err != nil || p.Timezone == "Local" {
 		fs.Add("patient.timezone", "unknown time zone %q; use an IANA name such as Europe/Madrid", p.Timezone)
 	}
 
