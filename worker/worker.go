@@ -434,9 +434,11 @@ func ServerConfig(concurrency int, shutdownTimeout time.Duration, logger *slog.L
 	return asynq.Config{
 		Concurrency: concurrency,
 		Queues:      map[string]int{aftercare.QueueSMS: 2, aftercare.QueueEmail: 1},
-		// asynq moves due tasks to their queue on this interval; keep it
-		// short so a message goes out within about a second of its time.
-		DelayedTaskCheckInterval: 500 * time.Millisecond,
+		// asynq moves due tasks to their queue on this interval (and keeps
+		// due times in whole seconds; the worker waits out the rest). At
+		// 100 ms, 10,000 texts due over a minute went out with p99 423 ms
+		// late and none early (BENCHMARKS.md).
+		DelayedTaskCheckInterval: 100 * time.Millisecond,
 		TaskCheckInterval:        200 * time.Millisecond,
 		RetryDelayFunc:           RetryDelay,
 		IsFailure:                IsFailure,

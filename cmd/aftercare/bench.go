@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/twilio"
 	"github.com/aftercare/aftercare/worker"
 )
 
@@ -43,6 +45,8 @@ type bench struct {
 	tasks       int
 	producers   int
 	concurrency int
+	timing      int
+	window      time.Duration
 	progress    io.Writer
 	protocols   map[string]aftercare.Protocol
 	clinic      aftercare.Clinic
@@ -61,6 +65,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&b.tasks, "tasks", 20000, "bare asynq tasks for the baseline")
 	fs.IntVar(&b.producers, "producers", 8, "goroutines enqueueing or booking at once")
 	fs.IntVar(&b.concurrency, "concurrency", 20, "worker concurrency, for asynq and aftercare alike")
+	fs.IntVar(&b.timing, "timing", 10000, "messages for the timing run, due over --window; 0 skips it")
+	fs.DurationVar(&b.window, "window", time.Minute, "how long the timing run's messages fall due over")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: aftercare bench [flags]\n\nStarts a private redis-server, a fake Twilio and an SMTP server, and measures\nraw asynq and aftercare in the same run. Needs redis-server on PATH.")
 		fs.PrintDefaults()
@@ -112,6 +118,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var timing []benchResult
+	if b.timing > 0 {
+		if timing, err = b.timingRun(ctx); err != nil {
+			return err
+		}
+	}
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 
@@ -127,8 +139,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Sprintf("%.2fx raw no-op processing", send/process)},
 		{"Redis memory per booking", fmt.Sprintf("%.0f bytes (%.1f tasks, %.0f bytes a task)", bookingBytes, tasksPerBooking, perTask),
 			fmt.Sprintf("%.2fx a raw asynq task (%.0f bytes)", perTask/rawTaskBytes, rawTaskBytes)},
-		{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), rss()), ""},
 	}
+	results = append(results, timing...)
+	results = append(results, benchResult{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), rss()), ""})
 	fmt.Fprintf(stdout, "aftercare bench: %d bookings, %d raw tasks, %d producers, worker concurrency %d, %d CPUs, %s\n\n",
 		b.bookings, b.tasks, b.producers, b.concurrency, runtime.NumCPU(), runtime.Version())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -404,6 +417,90 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		}
 	}
 	return float64(want) / time.Since(start).Seconds(), nil
+}
+
+// timingRun books b.timing appointments, SMS only, whose "stay upright"
+// text falls due at whole seconds spread over b.window, runs the worker, and
+// measures how long after its time each text reached the fake Twilio.
+func (b *bench) timingRun(ctx context.Context) ([]benchResult, error) {
+	if _, err := b.fresh(ctx); err != nil {
+		return nil, err
+	}
+	tw := twiliotest.New("AC00000000000000000000000000000000", "00000000000000000000000000000000")
+	defer tw.Close()
+	sms, err := twilioSender(tw.URL())
+	if err != nil {
+		return nil, err
+	}
+	renderer, err := messages.New(b.clinic, b.protocols)
+	if err != nil {
+		return nil, err
+	}
+	// Leave time to book everything before the first is due.
+	lead := time.Duration(float64(b.timing)/500*float64(time.Second)) + 5*time.Second
+	first := time.Now().Add(lead).Truncate(time.Second)
+	seconds := max(int(b.window/time.Second), 1)
+	due := map[string]time.Time{}
+	phone := func(i int) string { return fmt.Sprintf("+1666%07d", i) }
+	for i := range b.timing {
+		due[phone(i)] = first.Add(time.Duration(i%seconds) * time.Second)
+	}
+	b.step("timing: booking %d texts due over %s from %s", b.timing, b.window, first.Format(time.TimeOnly))
+	sched := b.scheduler()
+	if _, err := b.parallel(b.timing, func(i int) error {
+		_, _, err := sched.Book(ctx, aftercare.Booking{
+			ID: fmt.Sprintf("timing_%06d", i), Treatment: "botox", AppointmentAt: due[phone(i)],
+			Patient: aftercare.Patient{FirstName: "Ana", Phone: phone(i), Timezone: "UTC", SMSOptIn: true},
+		})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if time.Now().After(first) {
+		return nil, fmt.Errorf("timing: booking took longer than the %s lead; use fewer --timing messages", lead)
+	}
+
+	w := worker.New(worker.Config{Store: redisstore.New(b.rdb), Renderer: renderer, SMS: sms, Protocols: b.protocols})
+	srv := asynq.NewServerFromRedisClient(b.rdb, worker.ServerConfig(b.concurrency, 10*time.Second, slog.New(slog.DiscardHandler)))
+	if err := srv.Start(w.Mux()); err != nil {
+		return nil, err
+	}
+	defer srv.Shutdown()
+	// Each booking also sends its consent at once; only the upright texts,
+	// sent at the end of treatment, are timed.
+	want := 2 * b.timing
+	deadline := first.Add(b.window + 2*time.Minute)
+	for len(tw.Messages()) < want {
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("timing: only %d of %d texts arrived", len(tw.Messages()), want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var late []time.Duration
+	early := 0
+	for _, m := range tw.Messages() {
+		if !strings.Contains(m.Body, "stay upright") {
+			continue
+		}
+		d := m.Received.Sub(due[m.To])
+		if d < 0 {
+			early++
+		}
+		late = append(late, d)
+	}
+	slices.Sort(late)
+	q := func(p float64) time.Duration { return late[min(int(p*float64(len(late))), len(late)-1)] }
+	return []benchResult{
+		{fmt.Sprintf("timing: %d texts due over %s, provider call - due time", len(late), b.window),
+			fmt.Sprintf("p50 %s, p99 %s, max %s", q(0.5).Round(time.Millisecond), q(0.99).Round(time.Millisecond), late[len(late)-1].Round(time.Millisecond)),
+			fmt.Sprintf("%d early", early)},
+	}, nil
+}
+
+// twilioSender is the Twilio sender pointed at a fake.
+func twilioSender(base string) (worker.Sender, error) {
+	return twilio.New(twilio.Config{AccountSID: "AC00000000000000000000000000000000", AuthToken: "00000000000000000000000000000000",
+		From: "+15555550100", BaseURL: base})
 }
 
 // rss is the process's resident set size, from /proc.
