@@ -36,6 +36,10 @@ func (r MessageRef) TaskID() string {
 	return fmt.Sprintf("%s:v%d:%s:%s", r.BookingID, r.Version, r.Step, r.Channel)
 }
 
+// SurvivesCancel reports whether the message may still go out after its
+// booking is cancelled: only the cancellation notice may.
+func (r MessageRef) SurvivesCancel() bool { return r.Step == StepCancellation }
+
 // Field names the message inside its booking record.
 func (r MessageRef) Field() string { return r.Step + ":" + string(r.Channel) }
 

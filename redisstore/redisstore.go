@@ -309,11 +309,7 @@ return h[3]
 // the caller now owns the send. A cancelled or superseded booking reports
 // StatusCancelled. A missing record or message is an ENOTFOUND error.
 func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error) {
-	notice := "0"
-	if ref.Step == aftercare.StepCancellation {
-		notice = "1"
-	}
-	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field(), notice).Text()
+	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field(), flag(ref.SurvivesCancel())).Text()
 	if errors.Is(err, redis.Nil) {
 		return "", aftercare.Errorf(aftercare.ENOTFOUND, "no message %s", ref.TaskID())
 	}
@@ -324,7 +320,7 @@ func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.
 }
 
 // transitionScript: KEYS[1] booking; ARGV field, from, to, provider id,
-// error, version. A change from scheduled also needs the booking to be at
+// error, version, "1" if the message may go out on a cancelled booking. A change from scheduled also needs the booking to be at
 // the version given; a change from sending was earned by a claim and is
 // always recorded. A send handed back for a retry (sending -> scheduled)
 // after the booking was cancelled or changed has no task left to retry it:
@@ -335,7 +331,7 @@ if h[2] ~= ARGV[2] then return 0 end
 if ARGV[2] == 'scheduled' and h[1] ~= ARGV[6] then return 0 end
 local to, err = ARGV[3], ARGV[5]
 if ARGV[2] == 'sending' and to == 'scheduled' then
-  if h[3] == 'cancelled' and string.find(ARGV[1], 'cancellation:', 1, true) ~= 1 then
+  if h[3] == 'cancelled' and ARGV[7] ~= '1' then
     to = 'cancelled'
   elseif h[1] ~= ARGV[6] then
     to, err = 'failed', err .. '; not retried because the booking changed meanwhile'
@@ -352,11 +348,19 @@ return 1
 // status from.
 func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error) {
 	n, err := transitionScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)},
-		ref.Field(), string(from), string(to), providerID, errText, ref.Version).Int()
+		ref.Field(), string(from), string(to), providerID, errText, ref.Version, flag(ref.SurvivesCancel())).Int()
 	if err != nil {
 		return false, fmt.Errorf("record %s %s: %w", ref.TaskID(), to, err)
 	}
 	return n == 1, nil
+}
+
+// flag is a boolean as a script argument.
+func flag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 func field(m aftercare.Message) string { return m.Ref("", 0).Field() }

@@ -191,7 +191,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	msg, ok := rec.Message(ref.Step, ref.Channel)
 	switch {
-	case rec.Version != ref.Version || (rec.Status == aftercare.BookingCancelled && ref.Step != aftercare.StepCancellation):
+	case rec.Version != ref.Version || (rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel()):
 		done(outcomeDropped, "booking cancelled or changed")
 		return nil
 	case !ok || msg.Status.Final():

@@ -21,7 +21,6 @@ import (
 type Server struct {
 	Addr string
 	cmd  *exec.Cmd
-	dir  string
 }
 
 // StartServer starts redis-server (found on PATH) on a free loopback port
@@ -47,7 +46,7 @@ func StartServer(dir string, extra ...string) (*Server, error) {
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
 		if lastErr = s.waitReady(5 * time.Second); lastErr == nil {
 			return s, nil
 		}
@@ -164,7 +163,7 @@ func StartSentinel(dir string) (string, func(), error) {
 		primary.Stop()
 		return "", nil, err
 	}
-	sentinel := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, dir: dir}
+	sentinel := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
 	stop := func() { sentinel.Stop(); primary.Stop() }
 	c := redis.NewSentinelClient(&redis.Options{Addr: sentinel.Addr})
 	defer c.Close()
