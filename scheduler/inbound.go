@@ -34,55 +34,67 @@ func (c *Client) Inbound(ctx context.Context, from, body string) (aftercare.Keyw
 	if err != nil {
 		return kw, aftercare.Locales[0], err
 	}
+	latest, err := c.latest(ctx, phone, ids)
+	if err != nil {
+		return kw, aftercare.Locales[0], err
+	}
+	locale := aftercare.Locales[0]
+	if latest != nil {
+		locale = latest.Booking.Patient.Locale
+	}
 
 	switch kw {
 	case aftercare.KeywordStop:
 		if err := c.store.SetOptOut(ctx, phone, true, now); err != nil {
-			return kw, aftercare.Locales[0], err
+			return kw, locale, err
 		}
 		for _, id := range ids {
 			if err := c.suppress(ctx, id, phone); err != nil {
-				return kw, aftercare.Locales[0], err
+				return kw, locale, err
 			}
 		}
 	case aftercare.KeywordStart:
-		if err := c.store.SetOptOut(ctx, phone, false, now); err != nil {
-			return kw, aftercare.Locales[0], err
+		err = c.store.SetOptOut(ctx, phone, false, now)
+	case aftercare.KeywordYes, aftercare.KeywordOther:
+		if latest == nil {
+			break // a number with no booking (left): nothing to keep it on
 		}
-	}
-
-	// The latest booking of this number is the one the patient answers.
-	locale := aftercare.Locales[0]
-	for _, id := range ids {
-		matched := false
-		_, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
-			if rec.Booking.Patient.Phone != phone {
-				return false, nil
-			}
-			matched, locale = true, rec.Booking.Patient.Locale
-			switch kw {
-			case aftercare.KeywordYes:
-				if rec.ConsentAcknowledgedAt == nil {
-					rec.ConsentAcknowledgedAt = &now
-					return true, nil
-				}
-			case aftercare.KeywordOther:
+		_, _, err = c.change(ctx, latest.ID, func(rec *aftercare.Record, now time.Time) (bool, error) {
+			switch {
+			case rec.Booking.Patient.Phone != phone:
+				return false, nil // the booking changed number meanwhile
+			case kw == aftercare.KeywordOther:
 				rec.Replies = append(rec.Replies, aftercare.Reply{At: now, Text: clip(strings.TrimSpace(body), MaxReply)})
+				return true, nil
+			case rec.ConsentAcknowledgedAt == nil:
+				rec.ConsentAcknowledgedAt = &now
 				return true, nil
 			}
 			return false, nil
 		})
 		if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+			err = nil // expired since it was read
+		}
+	}
+	return kw, locale, err
+}
+
+// latest is the newest booking of ids that still texts phone, or nil: the
+// one a patient's reply answers.
+func (c *Client) latest(ctx context.Context, phone string, ids []string) (*aftercare.Record, error) {
+	for _, id := range ids {
+		rec, err := c.store.Get(ctx, id)
+		if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 			continue // expired since it was indexed
 		}
 		if err != nil {
-			return kw, locale, err
+			return nil, err
 		}
-		if matched {
-			break
+		if rec.Booking.Patient.Phone == phone {
+			return rec, nil
 		}
 	}
-	return kw, locale, nil
+	return nil, nil
 }
 
 // suppress turns every scheduled SMS of booking id to phone into suppressed.
