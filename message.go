@@ -120,6 +120,20 @@ func (r *Record) Message(step string, ch Channel) (Message, bool) {
 	return Message{}, false
 }
 
+// Drop gives every scheduled message on channel ch (on any channel if ch
+// is empty) the final status to, with reason as its error, and reports
+// whether there was any.
+func (r *Record) Drop(ch Channel, to MessageStatus, reason string) bool {
+	dropped := false
+	for i, m := range r.Messages {
+		if m.Status == StatusScheduled && (ch == "" || m.Channel == ch) {
+			r.Messages[i].Status, r.Messages[i].Error = to, reason
+			dropped = true
+		}
+	}
+	return dropped
+}
+
 // Outgoing is a rendered message ready for a Sender. ID is stable across
 // retries of the same message (the task id), so providers and mail clients
 // can recognise a repeat.

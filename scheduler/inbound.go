@@ -103,15 +103,7 @@ func (c *Client) suppress(ctx context.Context, id, phone string) error {
 		if rec.Booking.Patient.Phone != phone {
 			return false, nil
 		}
-		changed := false
-		for i, m := range rec.Messages {
-			if m.Channel == aftercare.SMS && m.Status == aftercare.StatusScheduled {
-				rec.Messages[i].Status = aftercare.StatusSuppressed
-				rec.Messages[i].Error = "the patient replied STOP"
-				changed = true
-			}
-		}
-		return changed, nil
+		return rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, "the patient replied STOP"), nil
 	})
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return nil

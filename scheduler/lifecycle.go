@@ -96,11 +96,7 @@ func (c *Client) Cancel(ctx context.Context, id string, notify bool) (*aftercare
 			return false, nil
 		}
 		rec.Status = aftercare.BookingCancelled
-		for i, m := range rec.Messages {
-			if m.Status == aftercare.StatusScheduled {
-				rec.Messages[i].Status = aftercare.StatusCancelled
-			}
-		}
+		rec.Drop("", aftercare.StatusCancelled, "")
 		if notify {
 			rec.Messages = append(rec.Messages, c.notices(&rec.Booking, now)...)
 		}
