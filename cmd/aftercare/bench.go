@@ -33,6 +33,7 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/twilio"
 	"github.com/aftercare/aftercare/worker"
 )
@@ -364,18 +365,11 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	defer mail.Close()
-	cfg, err := config.Load(func(k string) (string, bool) {
-		v, ok := map[string]string{
-			"TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000", "TWILIO_AUTH_TOKEN": "00000000000000000000000000000000",
-			"TWILIO_FROM_NUMBER": "+15555550100", "TWILIO_API_BASE_URL": tw.URL(),
-			"SMTP_URL": mail.URL(), "MAIL_FROM": "care@clinic.example",
-		}[k]
-		return v, ok
-	})
+	sms, err := twilioSender(tw.URL())
 	if err != nil {
 		return 0, err
 	}
-	sms, email, err := senders(cfg, io.Discard)
+	email, err := smtp.New(smtp.Config{URL: mail.URL(), From: "care@clinic.example"})
 	if err != nil {
 		return 0, err
 	}
