@@ -87,6 +87,10 @@ var (
 	ErrTransient = errors.New("transient delivery failure")
 	// ErrRateLimited: the provider asked us to slow down.
 	ErrRateLimited = errors.New("rate limited by provider")
+	// ErrUncertain: the request reached the provider and no answer came
+	// back (a timeout, a dropped connection): the message may have been
+	// accepted, so sending it again could deliver it twice.
+	ErrUncertain = errors.New("delivery outcome unknown")
 	// ErrUnsubscribed: the recipient opted out with the provider (Twilio
 	// 21610). It comes wrapped in a permanent SendError, and the number is
 	// then recorded as opted out.

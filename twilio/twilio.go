@@ -11,9 +11,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twilio/twilio-go/client"
@@ -78,7 +80,7 @@ func New(cfg Config) (*Sender, error) {
 	if !credential.MatchString(cfg.AccountSID) || !credential.MatchString(cfg.AuthToken) {
 		return nil, errors.New("twilio: account SID and auth token must be letters and digits only; copy them again from the Twilio console")
 	}
-	var rt http.RoundTripper = errorBodies{next: http.DefaultTransport}
+	var rt http.RoundTripper = errorBodies{next: unsent{next: http.DefaultTransport}}
 	if cfg.BaseURL != DefaultBaseURL {
 		rt = rebase{base: base, next: rt}
 	}
@@ -115,7 +117,7 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 		return "", Classify(err)
 	}
 	if resp.Sid == nil || *resp.Sid == "" {
-		return "", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:no-sid", Err: errors.New("Twilio accepted the message but returned no SID")}
+		return "", &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-sid", Err: errors.New("Twilio answered without a message SID")}
 	}
 	return *resp.Sid, nil
 }
@@ -137,11 +139,17 @@ var permanent = map[int]string{
 // class: 429 or code 20429 is rate limited; listed codes and Twilio's other
 // 4xx answers are permanent, except 401/403 (a credentials problem an
 // operator can fix, so worth retrying); 5xx answers, answers that are not
-// Twilio's JSON, timeouts and connection errors are transient.
+// Twilio's JSON and failures before the request was written (refused
+// connection, DNS, TLS) are transient. A request that was written and got no
+// answer (timeout, dropped connection) is uncertain: Twilio may have queued
+// the text.
 func Classify(err error) error {
 	var rest *client.TwilioRestError
 	if !errors.As(err, &rest) {
-		return &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:network", Err: err}
+		if _, ok := errors.AsType[notSent](err); ok {
+			return &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:network", Err: err}
+		}
+		return &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-answer", Err: err}
 	}
 	code := fmt.Sprintf("twilio:%d", rest.Code)
 	if rest.Code == 0 {
@@ -182,6 +190,29 @@ func (t rebase) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.Host = t.base.Host
 	return t.next.RoundTrip(r)
 }
+
+// unsent marks the errors of requests that never reached the wire (no
+// connection, or it failed while the request was being written) as
+// notSent: only those are safe to send again.
+type unsent struct{ next http.RoundTripper }
+
+func (t unsent) RoundTrip(req *http.Request) (*http.Response, error) {
+	var written atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		written.Store(info.Err == nil)
+	}}
+	resp, err := t.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+	if err != nil && !written.Load() {
+		err = notSent{err}
+	}
+	return resp, err
+}
+
+// notSent is the error of a request Twilio never received.
+type notSent struct{ err error }
+
+func (e notSent) Error() string { return e.err.Error() }
+func (e notSent) Unwrap() error { return e.err }
 
 // errorBodies makes error answers safe for twilio-go, which decodes an error
 // body but never closes it, and which loses the HTTP status of a body that

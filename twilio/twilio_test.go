@@ -195,6 +195,7 @@ func TestSendClassifiesErrors(t *testing.T) {
 	}
 }
 
+// A request that never reached Twilio is safe to send again.
 func TestSendConnectionRefused(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
@@ -204,16 +205,35 @@ func TestSendConnectionRefused(t *testing.T) {
 	sendErr(t, s, outgoing(patient, "hi"), aftercare.ErrTransient)
 }
 
-func TestSendTimeout(t *testing.T) {
+// A request Twilio received and did not answer in time may have queued the
+// text: the outcome is unknown, and sending again could deliver it twice.
+func TestSendTimeoutIsUncertain(t *testing.T) {
 	t.Parallel()
 	fake := newFake(t)
 	fake.SetDelay(5 * time.Second)
 	s := newSender(t, fake, func(c *twilio.Config) { c.Timeout = 100 * time.Millisecond })
 
 	start := time.Now()
-	sendErr(t, s, outgoing(patient, "hi"), aftercare.ErrTransient)
+	se := sendErr(t, s, outgoing(patient, "hi"), aftercare.ErrUncertain)
+	if errors.Is(se, aftercare.ErrTransient) {
+		t.Errorf("a timeout after the request was written is %v, want it uncertain only", se)
+	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("Send took %v, want it cut off near the 100ms timeout", d)
+	}
+}
+
+// The worst case of a slow Twilio: it queued the text and the answer never
+// came. The message is out, so it must not count as safe to retry.
+func TestSendStalledAfterAcceptIsUncertain(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	fake.SetStall(5 * time.Second)
+	s := newSender(t, fake, func(c *twilio.Config) { c.Timeout = 100 * time.Millisecond })
+
+	sendErr(t, s, outgoing(patient, "hi"), aftercare.ErrUncertain)
+	if n := len(fake.Messages()); n != 1 {
+		t.Errorf("fake took %d messages, want the 1 it did not answer for", n)
 	}
 }
 

@@ -307,6 +307,15 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	reason := errorText(err)
+	if errors.Is(err, aftercare.ErrUncertain) {
+		// The provider got the request and no answer came back: like a
+		// worker that died mid-send, the message may be out, so it is not
+		// sent again.
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
+			"outcome unknown: "+reason+"; not sent again to avoid a duplicate")
+		done(outcomeUncertain, reason)
+		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
+	}
 	if errors.Is(err, aftercare.ErrPermanent) {
 		if errors.Is(err, aftercare.ErrUnsubscribed) {
 			if oerr := w.store.SetOptOut(context.WithoutCancel(ctx), out.To, true, w.now()); oerr != nil {
@@ -356,19 +365,27 @@ func (d *Deferred) Error() string {
 	return "quiet hours: deferred until " + d.Until.Format(time.RFC3339)
 }
 
+// recordFor is how long record keeps trying: long enough to ride out a
+// Redis restart or failover.
+const recordFor = 30 * time.Second
+
 // record writes a status change even if ctx was cancelled (a shutdown in the
-// middle of a send): losing the record of a send is how duplicates happen.
+// middle of a send), retrying with backoff for up to recordFor: losing the
+// record of a send is how duplicates happen. If it never succeeds the
+// message stays sending, which a later run treats as outcome unknown.
 func (w *Worker) record(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordFor)
 	defer cancel()
-	var err error
-	for try := range 3 {
-		if _, err = w.store.Transition(ctx, ref, from, to, providerID, errText); err == nil {
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		_, err := w.store.Transition(ctx, ref, from, to, providerID, errText)
+		if err == nil {
 			return
 		}
-		time.Sleep(time.Duration(try+1) * 200 * time.Millisecond)
+		if sleepUntil(ctx, w.now().Add(wait), w.now) != nil {
+			log.Error("could not record message status", "status", to, "error", err)
+			return
+		}
 	}
-	log.Error("could not record message status", "status", to, "error", err)
 }
 
 // errorText is what is stored on the message: the provider code and cause.

@@ -236,6 +236,8 @@ func TestSendErrors(t *testing.T) {
 		{"rate limited", &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "twilio:20429", Err: errors.New("slow down")},
 			aftercare.StatusScheduled, false, false},
 		{"unclassified", errors.New("boom"), aftercare.StatusScheduled, false, true},
+		{"no answer: may have been accepted", &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-answer", Err: errors.New("timeout")},
+			aftercare.StatusFailed, true, true},
 		{"unsubscribed with the provider", &aftercare.SendError{Class: aftercare.ErrPermanent, Code: "twilio:21610",
 			Err: fmt.Errorf("%w: twilio 21610", aftercare.ErrUnsubscribed)}, aftercare.StatusFailed, true, true},
 	}

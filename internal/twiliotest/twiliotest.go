@@ -50,6 +50,7 @@ type Server struct {
 	requests int
 	failures []failure
 	delay    time.Duration
+	stall    time.Duration
 }
 
 // failure is one batch of answers queued by Fail.
@@ -113,6 +114,15 @@ func (s *Server) SetDelay(d time.Duration) {
 	s.delay = d
 }
 
+// SetStall makes the server take each valid message (it is recorded, as
+// Twilio would queue it) and then wait d before answering; 0 for none. A
+// client that gives up first never learns that the message went out.
+func (s *Server) SetStall(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall = d
+}
+
 // Requests returns how many requests arrived, accepted or not. The server
 // serves only the create-message endpoint, so every request counts as an
 // attempt to create a message.
@@ -120,6 +130,21 @@ func (s *Server) Requests() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.requests
+}
+
+// wait waits d, and reports false if the client or the server went away
+// first.
+func (s *Server) wait(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	case <-s.closed:
+		return false
+	}
 }
 
 // arrive counts a request and takes the failure queued for it, if any.
@@ -138,16 +163,8 @@ func (s *Server) arrive() (delay time.Duration, f failure, fail bool) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	delay, f, fail := s.arrive()
-	if delay > 0 {
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			return
-		case <-s.closed:
-			return
-		}
+	if delay > 0 && !s.wait(r, delay) {
+		return
 	}
 	if fail {
 		if f.code == 0 {
@@ -197,15 +214,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case msg.Body == "":
 		writeError(w, http.StatusBadRequest, 21602, "Message body is required.")
 	default:
-		s.accept(w, msg)
+		s.accept(w, r, msg)
 	}
 }
 
 // accept records msg and answers with its message resource.
-func (s *Server) accept(w http.ResponseWriter, msg Message) {
+func (s *Server) accept(w http.ResponseWriter, r *http.Request, msg Message) {
 	msg.SID = newSID()
 	msg.Received = time.Now()
 	s.inbox.Add(msg)
+	s.mu.Lock()
+	stall := s.stall
+	s.mu.Unlock()
+	if stall > 0 && !s.wait(r, stall) {
+		return
+	}
 
 	uri := fmt.Sprintf("/2010-04-01/Accounts/%s/Messages/%s", s.accountSID, msg.SID)
 	date := msg.Received.UTC().Format(time.RFC1123Z)
