@@ -24,15 +24,13 @@ type Store interface {
 	// had; StatusCancelled if the booking is cancelled or at another version.
 	Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error)
 	// Transition moves a message from one status to another, reporting
-	// false if it was not in status from.
-	Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error)
+	// false if it was not in status from, and adds the attempt to the
+	// booking's audit trail either way, in one round trip. A sent SMS's
+	// provider id is linked to the message, for delivery receipts.
+	Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string, a aftercare.Attempt) (bool, error)
 	// OptedOut reports whether a number replied STOP; SetOptOut records it.
 	OptedOut(ctx context.Context, phone string) (bool, error)
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
-	// IndexProvider links a provider's id to the message, for receipts.
-	IndexProvider(ctx context.Context, providerID string, ref aftercare.MessageRef) error
-	// AppendHistory adds an attempt to the booking's audit trail.
-	AppendHistory(ctx context.Context, id string, a aftercare.Attempt) error
 }
 
 // Sender delivers a rendered message and returns the provider's id for it.
@@ -163,22 +161,20 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		attempt = n + 1
 	}
 	log := w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel, "attempt", attempt)
-	// done logs the outcome of this run and, unless nothing happened to the
-	// message, adds it to the booking's history. detail is the provider id
-	// of a send, or the reason or error otherwise.
+	// done logs and counts the outcome of this run. detail is the provider
+	// id of a send, or the reason or error otherwise.
 	var providerTime, late time.Duration // known once a send was made
 	done := func(outcome, detail string, attrs ...any) {
 		log.Info("send attempt", append([]any{"outcome", outcome, "detail", detail, "duration", w.now().Sub(start)}, attrs...)...)
 		if w.metrics != nil {
 			w.metrics.Attempt(ref.Step, ref.Channel, outcome, providerTime, late)
 		}
-		if outcome == outcomeDropped || outcome == outcomeDeferred || outcome == outcomeRateLimited {
-			return // nothing happened to the message
-		}
-		entry := aftercare.Attempt{At: w.now(), Step: ref.Step, Channel: ref.Channel, Number: attempt, Outcome: outcome, Detail: detail}
-		if err := w.store.AppendHistory(context.WithoutCancel(ctx), ref.BookingID, entry); err != nil {
-			log.Warn("could not add the attempt to the booking's history", "error", err)
-		}
+	}
+	// entry is this run's line in the booking's history, written with the
+	// status change it made: a run that changed nothing (dropped, deferred,
+	// rate limited) leaves none.
+	entry := func(outcome, detail string) aftercare.Attempt {
+		return aftercare.Attempt{At: w.now(), Step: ref.Step, Channel: ref.Channel, Number: attempt, Outcome: outcome, Detail: detail}
 	}
 
 	rec, err := w.store.Get(ctx, ref.BookingID)
@@ -200,7 +196,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 
 	if !w.now().Before(msg.Deadline) {
-		if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "send-by deadline passed"); err != nil {
+		if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "send-by deadline passed",
+			entry(outcomeExpired, "send-by deadline passed")); err != nil {
 			return err
 		}
 		done(outcomeExpired, "send-by deadline passed", "deadline", msg.Deadline)
@@ -213,14 +210,16 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		switch w.quietPolicy(rec.Booking.Treatment, ref.Step) {
 		case aftercare.QuietIgnore:
 		case aftercare.QuietSkip:
-			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then"); err != nil {
+			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSkipped, "", "fell in quiet hours; this step is skipped then",
+				entry(outcomeSkipped, "fell in quiet hours")); err != nil {
 				return err
 			}
 			done(outcomeSkipped, "fell in quiet hours")
 			return nil
 		default:
 			if !until.Before(msg.Deadline) {
-				if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline"); err != nil {
+				if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusExpired, "", "quiet hours end after its send-by deadline",
+					entry(outcomeExpired, "quiet hours end after its send-by deadline")); err != nil {
 					return err
 				}
 				done(outcomeExpired, "quiet hours end after its send-by deadline")
@@ -239,7 +238,8 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if out {
 			// From sending too: a text whose earlier attempt died is not
 			// retried to a number that has since said STOP.
-			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSuppressed, "", "the patient replied STOP"); err != nil {
+			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSuppressed, "", "the patient replied STOP",
+				entry(outcomeSuppressed, "the patient replied STOP")); err != nil {
 				return err
 			}
 			done(outcomeSuppressed, "the patient replied STOP")
@@ -263,17 +263,15 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case err != nil:
 		return err
-	case prev == aftercare.StatusSending && ref.Channel == aftercare.SMS:
+	case prev == aftercare.StatusSending:
 		// An earlier attempt stopped between claiming and recording: the
-		// text may or may not have gone out. A second text is worse than a
-		// missing one, so it is not sent again.
+		// message may or may not have gone out. A message is never sent
+		// twice, so it is recorded as failed for the clinic to follow up.
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
-			"outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate text")
+			"outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate",
+			entry(outcomeUncertain, "an earlier attempt stopped while sending"))
 		done(outcomeUncertain, "an earlier attempt stopped while sending")
 		return nil
-	case prev == aftercare.StatusSending:
-		// Email: resend. It carries the same Message-ID as the lost attempt,
-		// so a duplicate is recognisable.
 	case prev != aftercare.StatusScheduled:
 		done(outcomeDropped, "message "+string(prev))
 		return nil
@@ -281,7 +279,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 
 	out, err := w.render.Render(&rec.Booking, ref.Step, ref.Channel, firstSMS(rec, ref))
 	if err != nil {
-		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", err.Error())
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", err.Error(), entry(outcomeFailed, err.Error()))
 		done(outcomeFailed, err.Error())
 		return fmt.Errorf("%w: %v", asynq.SkipRetry, err)
 	}
@@ -296,12 +294,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	providerID, err := sender.Send(ctx, out)
 	providerTime = w.now().Sub(sendStart)
 	if err == nil {
-		if ref.Channel == aftercare.SMS {
-			if ierr := w.store.IndexProvider(context.WithoutCancel(ctx), providerID, ref); ierr != nil {
-				log.Warn("delivery receipts for this message will not be matched", "error", ierr)
-			}
-		}
-		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "")
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSent, providerID, "", entry(outcomeSent, providerID))
 		done(outcomeSent, providerID, "late", late)
 		return nil
 	}
@@ -312,7 +305,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// worker that died mid-send, the message may be out, so it is not
 		// sent again.
 		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
-			"outcome unknown: "+reason+"; not sent again to avoid a duplicate")
+			"outcome unknown: "+reason+"; not sent again to avoid a duplicate", entry(outcomeUncertain, reason))
 		done(outcomeUncertain, reason)
 		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
 	}
@@ -322,11 +315,11 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 				log.Error("could not record the opt-out the provider reported", "error", oerr)
 			}
 		}
-		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", reason)
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "", reason, entry(outcomeFailed, reason))
 		done(outcomeFailed, reason)
 		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
 	}
-	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusScheduled, "", reason)
+	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusScheduled, "", reason, entry(outcomeRetry, reason))
 	done(outcomeRetry, reason)
 	return err
 }
@@ -369,15 +362,16 @@ func (d *Deferred) Error() string {
 // Redis restart or failover.
 const recordFor = 30 * time.Second
 
-// record writes a status change even if ctx was cancelled (a shutdown in the
-// middle of a send), retrying with backoff for up to recordFor: losing the
-// record of a send is how duplicates happen. If it never succeeds the
-// message stays sending, which a later run treats as outcome unknown.
-func (w *Worker) record(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) {
+// record writes a status change, with the attempt for the history, even if
+// ctx was cancelled (a shutdown in the middle of a send), retrying with
+// backoff for up to recordFor: losing the record of a send is how
+// duplicates happen. If it never succeeds the message stays sending, which
+// a later run treats as outcome unknown.
+func (w *Worker) record(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string, a aftercare.Attempt) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordFor)
 	defer cancel()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		_, err := w.store.Transition(ctx, ref, from, to, providerID, errText)
+		_, err := w.store.Transition(ctx, ref, from, to, providerID, errText, a)
 		if err == nil {
 			return
 		}

@@ -104,7 +104,7 @@ func setupProcesses(t *testing.T, extra ...string) *processBundle {
 
 // TestWorkerKilledMidSend kills a worker process with SIGKILL while Twilio
 // is slow to answer, starts another, and checks the promise of the README:
-// every message reaches its provider at most once, and a text whose fate
+// every message reaches its provider at most once, and a message whose fate
 // the dead worker took with it is recorded as failed with "outcome
 // unknown", never sent twice. asynq hands a dead worker's tasks on after
 // their lease runs out, so this test takes about a minute and a half.
@@ -179,7 +179,7 @@ func TestWorkerKilledMidSend(t *testing.T) {
 	for _, m := range mail.Messages() {
 		emailsTo[m.To[0]]++
 	}
-	var sent, uncertain int
+	var sent, uncertain, uncertainEmails int
 	for _, r := range final {
 		phone, email := r.Booking.Patient.Phone, r.Booking.Patient.Email
 		sms, _ := r.Message("consent", aftercare.SMS)
@@ -193,11 +193,17 @@ func TestWorkerKilledMidSend(t *testing.T) {
 		default:
 			t.Errorf("%s: consent SMS %s (%q) with %d texts received", r.ID, sms.Status, sms.Error, smsTo[phone])
 		}
-		if m, _ := r.Message("consent", aftercare.Email); m.Status != aftercare.StatusSent || emailsTo[email] != 1 {
-			t.Errorf("%s: consent email %s, received %d times", r.ID, m.Status, emailsTo[email])
+		m, _ := r.Message("consent", aftercare.Email)
+		switch n := emailsTo[email]; {
+		case m.Status == aftercare.StatusSent && n == 1:
+		case m.Status == aftercare.StatusFailed && strings.Contains(m.Error, "outcome unknown") && n <= 1:
+			uncertainEmails++
+		default:
+			t.Errorf("%s: consent email %s (%q), received %d times", r.ID, m.Status, m.Error, n)
 		}
 	}
-	t.Logf("SMS: %d sent once, %d recorded as outcome unknown (in flight when the worker died), 0 twice; emails: %d, each once", sent, uncertain, len(mail.Messages()))
+	t.Logf("SMS: %d sent once, %d recorded as outcome unknown (in flight when the worker died), 0 twice; emails: %d received, each once, %d outcome unknown",
+		sent, uncertain, len(mail.Messages()), uncertainEmails)
 	if uncertain == 0 {
 		t.Error("no SMS was caught in flight: the crash did not test the uncertain path")
 	}
