@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -21,6 +22,7 @@ import (
 type Server struct {
 	Addr string
 	cmd  *exec.Cmd
+	args []string // to start it again
 }
 
 // StartServer starts redis-server (found on PATH) on a free loopback port
@@ -46,7 +48,7 @@ func StartServer(dir string, extra ...string) (*Server, error) {
 		if err := cmd.Start(); err != nil {
 			return nil, err
 		}
-		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd}
+		s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), cmd: cmd, args: args}
 		if lastErr = s.waitReady(5 * time.Second); lastErr == nil {
 			return s, nil
 		}
@@ -79,6 +81,23 @@ func (s *Server) Stop() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	}
+}
+
+// Restart shuts the server down with SIGTERM (with AOF on, it writes and
+// syncs the file first, as on any orderly restart), starts it again on the
+// same port and directory, and waits until it answers PING, which it does
+// once it has loaded its data.
+func (s *Server) Restart() error {
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	_ = s.cmd.Wait()
+	cmd := exec.Command(s.cmd.Path, s.args...)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	s.cmd = cmd
+	return s.waitReady(30 * time.Second)
 }
 
 func freePort() (int, error) {
