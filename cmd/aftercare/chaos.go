@@ -46,6 +46,8 @@ type chaos struct {
 	settle      time.Duration
 	seed        uint64
 	keep        bool
+	crashRedis  bool
+	fsync       string
 	progress    io.Writer
 
 	exe    string // this binary, started as "serve --role worker"
@@ -93,13 +95,15 @@ func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&c.every, "every", 10*time.Second, "mean time between faults")
 	fs.DurationVar(&c.settle, "settle", 4*time.Minute, "how long to wait after the window for every due message to reach a final status")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed for the choice and timing of faults; 0 picks one (printed, to replay a run)")
+	fs.BoolVar(&c.crashRedis, "crash-redis", false, "restart redis-server with SIGKILL, a crash, instead of a clean shutdown: it loses the writes --fsync had not synced")
+	fs.StringVar(&c.fsync, "fsync", "everysec", "Redis appendfsync policy: everysec or always")
 	fs.BoolVar(&c.keep, "keep", false, "keep the Redis data and worker logs (they are kept anyway if the run fails)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: aftercare chaos [flags]
 
 Books appointments whose messages fall due over --window, runs --workers
 "aftercare serve --role worker" processes against a private redis-server (AOF
-on, appendfsync everysec), a fake Twilio and an SMTP server, and at random:
+on), a fake Twilio and an SMTP server, and at random:
 kills a worker with SIGKILL and starts another, restarts redis-server, makes
 Twilio answer 500 or 429 or take a text without answering, and makes the SMTP
 server refuse. Then it counts what each provider received per message and
@@ -117,6 +121,9 @@ was left without a final status. Needs redis-server on PATH.
 	}
 	if c.window < time.Minute {
 		return errors.New("chaos: --window must be at least 1m: messages fall due from 15 s after booking")
+	}
+	if c.fsync != "everysec" && c.fsync != "always" {
+		return fmt.Errorf("chaos: --fsync %q: use everysec or always", c.fsync)
 	}
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
@@ -138,7 +145,7 @@ was left without a final status. Needs redis-server on PATH.
 		}
 		os.RemoveAll(c.dir)
 	}()
-	if c.redis, err = redisproc.StartServer(c.dir, "--appendonly", "yes", "--appendfsync", "everysec"); err != nil {
+	if c.redis, err = redisproc.StartServer(c.dir, "--appendonly", "yes", "--appendfsync", c.fsync); err != nil {
 		return fmt.Errorf("chaos needs redis-server: %w", err)
 	}
 	defer c.redis.Stop()
@@ -424,10 +431,14 @@ var chaosFaults = []struct {
 	}},
 	{"restart-redis", func(c *chaos) (string, error) {
 		start := time.Now()
-		if err := c.redis.Restart(); err != nil {
+		sig, how := os.Signal(syscall.SIGTERM), "shut down"
+		if c.crashRedis {
+			sig, how = syscall.SIGKILL, "killed with SIGKILL"
+		}
+		if err := c.redis.Restart(sig); err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("redis-server shut down and back, its AOF loaded, in %s", time.Since(start).Round(time.Millisecond)), nil
+		return fmt.Sprintf("redis-server %s and back, its AOF loaded, in %s", how, time.Since(start).Round(time.Millisecond)), nil
 	}},
 	{"twilio-500", func(c *chaos) (string, error) {
 		c.twilio.Fail(20, 500, 20500, "Internal Server Error")

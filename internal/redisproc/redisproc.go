@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -83,12 +82,13 @@ func (s *Server) Stop() {
 	}
 }
 
-// Restart shuts the server down with SIGTERM (with AOF on, it writes and
-// syncs the file first, as on any orderly restart), starts it again on the
-// same port and directory, and waits until it answers PING, which it does
-// once it has loaded its data.
-func (s *Server) Restart() error {
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+// Restart stops the server with sig, starts it again on the same port and
+// directory, and waits until it answers PING, which it does once it has
+// loaded its data. With SIGTERM and AOF on, Redis writes and syncs the file
+// before it exits, as on any orderly restart; SIGKILL is a crash, and loses
+// what the fsync policy had not yet synced.
+func (s *Server) Restart(sig os.Signal) error {
+	if err := s.cmd.Process.Signal(sig); err != nil {
 		return err
 	}
 	_ = s.cmd.Wait()
