@@ -42,7 +42,8 @@ import (
 // Beside the bookings, aftercare:optout is a hash of the numbers that
 // replied STOP, and aftercare:phone:{DIGEST} a sorted set of the bookings
 // of one number, newest last; both name a number by its SHA-256 digest,
-// never in plain text.
+// never in plain text. aftercare:sid:SID links a sent SMS's Twilio SID to
+// its message (the task payload) for a week, for delivery receipts.
 type Store struct {
 	rdb  redis.UniversalClient
 	seal *sealer
@@ -246,8 +247,8 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 	if err := json.Unmarshal(booking, &rec.Booking); err != nil {
 		return nil, fmt.Errorf("booking: %w", err)
 	}
-	var plan []planned
-	if err := json.Unmarshal([]byte(h["plan"]), &plan); err != nil {
+	plan, err := decodePlan(h["plan"])
+	if err != nil {
 		return nil, fmt.Errorf("plan: %w", err)
 	}
 	loc := rec.Booking.Location()
@@ -308,47 +309,123 @@ return h[3]
 // cancelled. It returns the status the message had: StatusScheduled means
 // the caller now owns the send. A cancelled or superseded booking reports
 // StatusCancelled. A missing record or message is an ENOTFOUND error.
-func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error) {
-	st, err := claimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, ref.Version, ref.Field(), flag(ref.SurvivesCancel())).Text()
+//
+// Given a phone number, Claim also reports, in the same round trip,
+// whether the number opted out of SMS (see OptedOut).
+func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone string) (aftercare.MessageStatus, bool, error) {
+	keys := []string{Key(ref.BookingID)}
+	args := []any{ref.Version, ref.Field(), flag(ref.SurvivesCancel())}
+	var (
+		res *redis.Cmd
+		out *redis.BoolCmd
+	)
+	if phone == "" {
+		res = claimScript.Run(ctx, s.rdb, keys, args...)
+	} else {
+		res = s.runAfter(ctx, func(p redis.Pipeliner) { out = p.HExists(ctx, optOutKey, digest(phone)) }, claimScript, keys, args...)
+	}
+	st, err := res.Text()
 	if errors.Is(err, redis.Nil) {
-		return "", aftercare.Errorf(aftercare.ENOTFOUND, "no message %s", ref.TaskID())
+		return "", false, aftercare.Errorf(aftercare.ENOTFOUND, "no message %s", ref.TaskID())
 	}
 	if err != nil {
-		return "", fmt.Errorf("claim %s: %w", ref.TaskID(), err)
+		return "", false, fmt.Errorf("claim %s: %w", ref.TaskID(), err)
 	}
-	return aftercare.MessageStatus(st), nil
+	if out == nil {
+		return aftercare.MessageStatus(st), false, nil
+	}
+	if err := out.Err(); err != nil {
+		return "", false, fmt.Errorf("claim %s: read opt-out: %w", ref.TaskID(), err)
+	}
+	return aftercare.MessageStatus(st), out.Val(), nil
+}
+
+// runAfter runs script in the same round trip as the commands queue puts
+// in a pipeline before it: a pipeline rather than one script, since Redis
+// Cluster keeps the booking and the other keys in different slots. If Redis
+// has not cached the script yet, it runs again on its own, which loads it.
+// It returns the script's result; the queued commands hold their own.
+func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), script *redis.Script, keys []string, args ...any) *redis.Cmd {
+	var res *redis.Cmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		queue(p)
+		res = script.EvalSha(ctx, p, keys, args...)
+		return nil
+	}) // each command carries its own error
+	if redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
+		res = script.Run(ctx, s.rdb, keys, args...)
+	}
+	return res
 }
 
 // transitionScript: KEYS[1] booking; ARGV field, from, to, provider id,
-// error, version, "1" if the message may go out on a cancelled booking. A change from scheduled also needs the booking to be at
-// the version given; a change from sending was earned by a claim and is
-// always recorded. A send handed back for a retry (sending -> scheduled)
-// after the booking was cancelled or changed has no task left to retry it:
-// it ends cancelled or failed instead.
+// error, version, "1" if the message may go out on a cancelled booking,
+// attempt JSON. It returns 1 if it changed the message, else 0.
+//
+// A change from scheduled also needs the booking to be at the version
+// given; a change from sending was earned by a claim and is always
+// recorded. A send handed back for a retry (sending -> scheduled) after the
+// booking was cancelled or changed has no task left to retry it: it ends
+// cancelled or failed instead.
+//
+// The attempt is added to the history whether or not the message changed,
+// unless the record has expired, or the attempt is already the last entry
+// (the call was retried after a lost reply).
 var transitionScript = redis.NewScript(`
-local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status')
-if h[2] ~= ARGV[2] then return 0 end
-if ARGV[2] == 'scheduled' and h[1] ~= ARGV[6] then return 0 end
-local to, err = ARGV[3], ARGV[5]
-if ARGV[2] == 'sending' and to == 'scheduled' then
-  if h[3] == 'cancelled' and ARGV[7] ~= '1' then
-    to = 'cancelled'
-  elseif h[1] ~= ARGV[6] then
-    to, err = 'failed', err .. '; not retried because the booking changed meanwhile'
+local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status', 'hn')
+local changed = 0
+if h[2] == ARGV[2] and (ARGV[2] ~= 'scheduled' or h[1] == ARGV[6]) then
+  local to, err = ARGV[3], ARGV[5]
+  if ARGV[2] == 'sending' and to == 'scheduled' then
+    if h[3] == 'cancelled' and ARGV[7] ~= '1' then
+      to = 'cancelled'
+    elseif h[1] ~= ARGV[6] then
+      to, err = 'failed', err .. '; not retried because the booking changed meanwhile'
+    end
   end
+  redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], err)
+  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[4]) end
+  changed = 1
 end
-redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], err)
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[4]) end
-return 1
+if redis.call('EXISTS', KEYS[1]) == 1 and (not h[4] or redis.call('HGET', KEYS[1], 'h:' .. h[4]) ~= ARGV[8]) then
+  local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
+  redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[8])
+end
+return changed
 `)
 
 // Transition moves the message ref names from status from to status to,
 // storing the provider id (if not empty) and the error text (cleared when
-// empty). It reports false, changing nothing, if the message is not in
-// status from.
-func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string) (bool, error) {
-	n, err := transitionScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)},
-		ref.Field(), string(from), string(to), providerID, errText, ref.Version, flag(ref.SurvivesCancel())).Int()
+// empty), and adds attempt a to the booking's history. It reports false,
+// leaving the message as it is, if the message is not in status from; the
+// attempt is added all the same, unless the record has expired.
+//
+// An SMS that goes to sent with a provider id (a Twilio SID) is also
+// linked to it for its delivery receipts (ByProvider), in the same round
+// trip.
+func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string, a aftercare.Attempt) (bool, error) {
+	entry, err := json.Marshal(a)
+	if err != nil {
+		return false, err
+	}
+	keys := []string{Key(ref.BookingID)}
+	args := []any{ref.Field(), string(from), string(to), providerID, errText, ref.Version, flag(ref.SurvivesCancel()), entry}
+	var (
+		res  *redis.Cmd
+		link *redis.StatusCmd
+	)
+	if ref.Channel == aftercare.SMS && to == aftercare.StatusSent && providerID != "" {
+		// The link goes first: a receipt for a message that reads sent
+		// finds it.
+		res = s.runAfter(ctx, func(p redis.Pipeliner) { link = p.Set(ctx, sidKey(providerID), ref.Payload(), receiptTTL) },
+			transitionScript, keys, args...)
+	} else {
+		res = transitionScript.Run(ctx, s.rdb, keys, args...)
+	}
+	n, err := res.Int()
+	if err == nil && link != nil && link.Err() != nil {
+		err = fmt.Errorf("link provider id: %w", link.Err())
+	}
 	if err != nil {
 		return false, fmt.Errorf("record %s %s: %w", ref.TaskID(), to, err)
 	}
@@ -429,18 +506,12 @@ func (s *Store) Bookings(ctx context.Context, phone string) ([]string, error) {
 // delivery receipt is remembered: longer than any carrier retries.
 const receiptTTL = 7 * 24 * time.Hour
 
-// IndexProvider links a provider's message id (a Twilio SID) to the
-// message, so a delivery receipt can find it.
-func (s *Store) IndexProvider(ctx context.Context, providerID string, ref aftercare.MessageRef) error {
-	if err := s.rdb.Set(ctx, "aftercare:sid:"+providerID, ref.Payload(), receiptTTL).Err(); err != nil {
-		return fmt.Errorf("index provider id: %w", err)
-	}
-	return nil
-}
+// sidKey links a provider's message id (a Twilio SID) to its message.
+func sidKey(providerID string) string { return "aftercare:sid:" + providerID }
 
 // ByProvider returns the message a provider id belongs to, or ENOTFOUND.
 func (s *Store) ByProvider(ctx context.Context, providerID string) (aftercare.MessageRef, error) {
-	data, err := s.rdb.Get(ctx, "aftercare:sid:"+providerID).Bytes()
+	data, err := s.rdb.Get(ctx, sidKey(providerID)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return aftercare.MessageRef{}, aftercare.Errorf(aftercare.ENOTFOUND, "no message with provider id %q", providerID)
 	}
@@ -458,25 +529,4 @@ func (s *Store) FirstReceipt(ctx context.Context, key string) (bool, error) {
 		return false, fmt.Errorf("remember receipt: %w", err)
 	}
 	return ok, nil
-}
-
-// historyScript: KEYS[1] booking; ARGV attempt JSON. It adds the attempt
-// unless the record has expired.
-var historyScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
-redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[1])
-return n
-`)
-
-// AppendHistory adds an attempt to the audit trail of booking id.
-func (s *Store) AppendHistory(ctx context.Context, id string, a aftercare.Attempt) error {
-	entry, err := json.Marshal(a)
-	if err != nil {
-		return err
-	}
-	if err := historyScript.Run(ctx, s.rdb, []string{Key(id)}, entry).Err(); err != nil {
-		return fmt.Errorf("add to history: %w", err)
-	}
-	return nil
 }

@@ -82,25 +82,30 @@ func TestClaimTransition(t *testing.T) {
 	ctx := context.Background()
 	tb.create(t)
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	attempt := aftercare.Attempt{Step: "consent", Channel: aftercare.SMS, Number: 1}
+	claim := func(ref aftercare.MessageRef) (any, error) {
+		st, _, err := tb.store.Claim(ctx, ref, "")
+		return st, err
+	}
 
 	steps := []struct {
 		name string
 		do   func() (any, error)
 		want any
 	}{
-		{"claim", func() (any, error) { return tb.store.Claim(ctx, ref) }, aftercare.StatusScheduled},
-		{"claim again finds it sending", func() (any, error) { return tb.store.Claim(ctx, ref) }, aftercare.StatusSending},
+		{"claim", func() (any, error) { return claim(ref) }, aftercare.StatusScheduled},
+		{"claim again finds it sending", func() (any, error) { return claim(ref) }, aftercare.StatusSending},
 		{"wrong from", func() (any, error) {
-			return tb.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "")
+			return tb.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "", attempt)
 		}, false},
 		{"sent", func() (any, error) {
-			return tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "")
+			return tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", attempt)
 		}, true},
-		{"claim a sent message", func() (any, error) { return tb.store.Claim(ctx, ref) }, aftercare.StatusSent},
+		{"claim a sent message", func() (any, error) { return claim(ref) }, aftercare.StatusSent},
 		{"old version", func() (any, error) {
 			old := ref
 			old.Version = 7
-			return tb.store.Claim(ctx, old)
+			return claim(old)
 		}, aftercare.StatusCancelled},
 	}
 	for _, s := range steps {
@@ -116,7 +121,7 @@ func TestClaimTransition(t *testing.T) {
 
 	missing := ref
 	missing.Step = "day99"
-	if _, err := tb.store.Claim(ctx, missing); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
+	if _, _, err := tb.store.Claim(ctx, missing, ""); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
 		t.Errorf("claim of a missing message = %v, want ENOTFOUND", err)
 	}
 }
@@ -135,7 +140,7 @@ func TestClaimOnce(t *testing.T) {
 	)
 	for range 32 {
 		wg.Go(func() {
-			st, err := tb.store.Claim(context.Background(), ref)
+			st, _, err := tb.store.Claim(context.Background(), ref, "")
 			if err != nil {
 				t.Error(err)
 				return
@@ -150,5 +155,87 @@ func TestClaimOnce(t *testing.T) {
 	wg.Wait()
 	if wins != 1 {
 		t.Fatalf("%d claims won, want exactly 1", wins)
+	}
+}
+
+// TestTransitionHistory: every transition adds its attempt to the
+// history, changed or not, once even if the call is repeated, and never to
+// an expired record; a sent SMS is found by its provider id.
+func TestTransitionHistory(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	tb.create(t)
+	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	at := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
+	sent := aftercare.Attempt{At: at, Step: "consent", Channel: aftercare.SMS, Number: 1, Outcome: "sent", Detail: "SM1"}
+	again := sent
+	again.At, again.Number = at.Add(time.Minute), 2
+
+	if _, _, err := tb.store.Claim(ctx, ref, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []bool{true, false} { // the second is a retried call
+		if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", sent); err != nil || changed != want {
+			t.Fatalf("Transition = %v, %v; want %v", changed, err, want)
+		}
+	}
+	if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", again); err != nil || changed {
+		t.Fatalf("Transition of a sent message = %v, %v; want false", changed, err)
+	}
+	rec, err := tb.store.Get(ctx, "bk_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rec.History) != 2 || !rec.History[0].At.Equal(sent.At) || rec.History[0].Detail != "SM1" || rec.History[1].Number != 2 {
+		t.Errorf("history = %+v, want the sent attempt and the repeat", rec.History)
+	}
+	if got, err := tb.store.ByProvider(ctx, "SM1"); err != nil || got.TaskID() != ref.TaskID() {
+		t.Errorf("ByProvider(SM1) = %v, %v; want %s", got.TaskID(), err, ref.TaskID())
+	}
+	if ttl := tb.rdb.TTL(ctx, "aftercare:sid:SM1").Val(); ttl < 6*24*time.Hour {
+		t.Errorf("provider id link TTL = %s, want a week", ttl)
+	}
+
+	// An email's Message-ID is not linked: receipts come from Twilio only.
+	email := ref
+	email.Channel = aftercare.Email
+	if _, err := tb.store.Transition(ctx, email, aftercare.StatusSending, aftercare.StatusSent, "<id@clinic.example>", "", sent); err != nil {
+		t.Fatal(err)
+	}
+	if n := tb.rdb.Exists(ctx, "aftercare:sid:<id@clinic.example>").Val(); n != 0 {
+		t.Errorf("an email's Message-ID is linked")
+	}
+
+	tb.rdb.Del(ctx, redisstore.Key("bk_1"))
+	if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM2", "", again); err != nil || changed {
+		t.Fatalf("Transition on an expired record = %v, %v; want false", changed, err)
+	}
+	if n := tb.rdb.Exists(ctx, redisstore.Key("bk_1")).Val(); n != 0 {
+		t.Errorf("Transition brought an expired record back")
+	}
+}
+
+// TestClaimReadsOptOut: given the patient's number, the claim also says
+// whether it replied STOP.
+func TestClaimReadsOptOut(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	tb.create(t)
+	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	phone := tb.rec.Booking.Patient.Phone
+
+	if st, out, err := tb.store.Claim(ctx, ref, phone); err != nil || st != aftercare.StatusScheduled || out {
+		t.Fatalf("Claim = %s, %v, %v; want scheduled, not opted out", st, out, err)
+	}
+	if err := tb.store.SetOptOut(ctx, phone, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if st, out, err := tb.store.Claim(ctx, ref, phone); err != nil || st != aftercare.StatusSending || !out {
+		t.Fatalf("Claim after STOP = %s, %v, %v; want sending, opted out", st, out, err)
+	}
+	if _, out, err := tb.store.Claim(ctx, ref, ""); err != nil || out {
+		t.Fatalf("Claim without a number = %v, %v; want no opt-out read", out, err)
 	}
 }

@@ -22,14 +22,15 @@ type Store interface {
 	Get(ctx context.Context, id string) (*aftercare.Record, error)
 	// Claim moves a scheduled message to sending and returns the status it
 	// had; StatusCancelled if the booking is cancelled or at another version.
-	Claim(ctx context.Context, ref aftercare.MessageRef) (aftercare.MessageStatus, error)
+	// Given a phone number, it also reports, in the same round trip,
+	// whether the number replied STOP.
+	Claim(ctx context.Context, ref aftercare.MessageRef, phone string) (prev aftercare.MessageStatus, optedOut bool, err error)
 	// Transition moves a message from one status to another, reporting
 	// false if it was not in status from, and adds the attempt to the
 	// booking's audit trail either way, in one round trip. A sent SMS's
 	// provider id is linked to the message, for delivery receipts.
 	Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string, a aftercare.Attempt) (bool, error)
-	// OptedOut reports whether a number replied STOP; SetOptOut records it.
-	OptedOut(ctx context.Context, phone string) (bool, error)
+	// SetOptOut records that a number replied STOP (out) or opted back in.
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
 }
 
@@ -138,16 +139,18 @@ const (
 //
 //  1. load the booking; drop the task if the record is gone, the booking was
 //     cancelled or rescheduled (another version), or the message is final;
+//     a message still sending from a run that died may have gone out, so it
+//     is recorded failed with "outcome unknown" and never sent again;
 //  2. past the send-by deadline, record expired and stop;
 //  3. wait out the last moments if asynq surfaced the task early (it keeps
 //     due times in whole seconds), then apply the step's quiet-hour policy
 //     again: a retry can drift into quiet hours;
-//  4. record an SMS to a number that replied STOP as suppressed;
-//  5. wait for the channel's rate limit, then claim the message
+//  4. wait for the channel's rate limit, then claim the message
 //     (scheduled -> sending) in one Redis round trip that
 //     re-checks the version, so a cancel racing this task wins or loses
-//     cleanly;
-//  6. render, send, and record sent with the provider id, failed (permanent
+//     cleanly, and for an SMS reads the opt-out list: a text to a number
+//     that replied STOP is recorded as suppressed instead;
+//  5. render, send, and record sent with the provider id, failed (permanent
 //     errors, not retried; a provider's "unsubscribed" also opts the number
 //     out) or scheduled again with the error (retried).
 func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
@@ -187,8 +190,18 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	}
 	msg, ok := rec.Message(ref.Step, ref.Channel)
 	switch {
-	case rec.Version != ref.Version || (rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel()):
-		done(outcomeDropped, "booking cancelled or changed")
+	case rec.Version != ref.Version:
+		done(outcomeDropped, "booking changed")
+		return nil
+	case ok && msg.Status == aftercare.StatusSending:
+		// An earlier run stopped between claiming and recording (its worker
+		// died): the message may have gone out. Whatever else has happened
+		// since (a cancel, the deadline, a STOP), that is what is recorded.
+		w.recordUncertain(ctx, log, ref, entry)
+		done(outcomeUncertain, diedWhileSending)
+		return nil
+	case rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel():
+		done(outcomeDropped, "booking cancelled")
 		return nil
 	case !ok || msg.Status.Final():
 		done(outcomeDropped, "message already "+string(msg.Status))
@@ -230,23 +243,6 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	if ref.Channel == aftercare.SMS {
-		out, err := w.store.OptedOut(ctx, rec.Booking.Patient.Phone)
-		if err != nil {
-			return err
-		}
-		if out {
-			// From sending too: a text whose earlier attempt died is not
-			// retried to a number that has since said STOP.
-			if _, err := w.store.Transition(ctx, ref, msg.Status, aftercare.StatusSuppressed, "", "the patient replied STOP",
-				entry(outcomeSuppressed, "the patient replied STOP")); err != nil {
-				return err
-			}
-			done(outcomeSuppressed, "the patient replied STOP")
-			return nil
-		}
-	}
-
 	// Pace before claiming: a worker that dies while waiting leaves the
 	// message scheduled, not in doubt.
 	if w.limiter != nil {
@@ -256,21 +252,29 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		}
 	}
 
-	prev, err := w.store.Claim(ctx, ref)
+	// The claim of an SMS also reads the opt-out list.
+	phone := ""
+	if ref.Channel == aftercare.SMS {
+		phone = rec.Booking.Patient.Phone
+	}
+	prev, optedOut, err := w.store.Claim(ctx, ref, phone)
 	switch {
 	case aftercare.ErrorCode(err) == aftercare.ENOTFOUND:
 		done(outcomeDropped, "booking record gone")
 		return nil
 	case err != nil:
 		return err
+	case optedOut && prev == aftercare.StatusScheduled:
+		// Claimed, but the number has said STOP: no text goes, and none is
+		// retried.
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusSuppressed, "", "the patient replied STOP",
+			entry(outcomeSuppressed, "the patient replied STOP"))
+		done(outcomeSuppressed, "the patient replied STOP")
+		return nil
 	case prev == aftercare.StatusSending:
-		// An earlier attempt stopped between claiming and recording: the
-		// message may or may not have gone out. A message is never sent
-		// twice, so it is recorded as failed for the clinic to follow up.
-		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
-			"outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate",
-			entry(outcomeUncertain, "an earlier attempt stopped while sending"))
-		done(outcomeUncertain, "an earlier attempt stopped while sending")
+		// Claimed by an earlier run after this one read the record.
+		w.recordUncertain(ctx, log, ref, entry)
+		done(outcomeUncertain, diedWhileSending)
 		return nil
 	case prev != aftercare.StatusScheduled:
 		done(outcomeDropped, "message "+string(prev))
@@ -361,6 +365,18 @@ func (d *Deferred) Error() string {
 // recordFor is how long record keeps trying: long enough to ride out a
 // Redis restart or failover.
 const recordFor = 30 * time.Second
+
+// diedWhileSending is why a message found sending is failed.
+const diedWhileSending = "an earlier attempt stopped while sending"
+
+// recordUncertain records a message found sending, whose earlier attempt
+// stopped between claiming and recording, as failed: it may or may not have
+// gone out, and a message is never sent twice, so the clinic is left to
+// follow up.
+func (w *Worker) recordUncertain(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, entry func(outcome, detail string) aftercare.Attempt) {
+	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
+		"outcome unknown: "+diedWhileSending+"; not sent again to avoid a duplicate", entry(outcomeUncertain, diedWhileSending))
+}
 
 // record writes a status change, with the attempt for the history, even if
 // ctx was cancelled (a shutdown in the middle of a send), retrying with

@@ -162,12 +162,22 @@ func TestNotSent(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, aftercare.StatusSuppressed},
+		// A message found sending may have gone out before its worker
+		// died: that is recorded, whatever happened since.
 		{"earlier attempt died, then the number replied STOP", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
 			if err := tb.store.SetOptOut(context.Background(), "+15555550123", true, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-		}, aftercare.StatusSuppressed},
+		}, aftercare.StatusFailed},
+		{"earlier attempt died, then the deadline passed", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.Del(context.Background(), redisstore.Key(ref.BookingID))
+			*ref = tb.book(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Minute))
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
+		}, aftercare.StatusFailed},
+		{"earlier attempt died, then the booking was cancelled", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending", "status", "cancelled")
+		}, aftercare.StatusFailed},
 		{"earlier attempt died while sending an SMS", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
 		}, aftercare.StatusFailed},
