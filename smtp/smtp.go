@@ -11,9 +11,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	gomail "github.com/wneessen/go-mail"
+	gosmtp "github.com/wneessen/go-mail/smtp"
 
 	"github.com/aftercare/aftercare"
 )
@@ -31,12 +33,31 @@ type Config struct {
 	Timeout time.Duration
 }
 
-// Sender sends email through one SMTP server. Each Send opens its own
-// connection, so a Sender is safe for concurrent use.
+// Sender sends email through one SMTP server. It keeps up to maxIdle
+// connections open between sends and gives each Send a connection of its
+// own, so a Sender is safe for concurrent use.
 type Sender struct {
 	client *gomail.Client
 	from   string
 	domain string
+
+	mu   sync.Mutex
+	idle []idleConn // most recently used last
+}
+
+// maxIdle is how many connections a Sender keeps open between sends;
+// idleFor is how long it keeps one unused before closing it rather than
+// sending on it. Servers close idle clients after a few minutes; a
+// connection they closed sooner is noticed and replaced (see Send).
+const (
+	maxIdle = 10
+	idleFor = 15 * time.Second
+)
+
+// idleConn is a connection waiting for its next message.
+type idleConn struct {
+	c     *gosmtp.Client
+	since time.Time
 }
 
 // New returns a Sender for cfg, or an error naming what is wrong with it.
@@ -55,7 +76,11 @@ func New(cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts = append(opts, gomail.WithTimeout(cfg.Timeout))
+	// A connection is reused only after a message went through on it, which
+	// ends the SMTP transaction, and a broken one shows at MAIL FROM (see
+	// Send): neither the RSET after each message nor the NOOP before it is
+	// needed.
+	opts = append(opts, gomail.WithTimeout(cfg.Timeout), gomail.WithoutRset(), gomail.WithoutNoop())
 	c, err := gomail.NewClient(host, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("SMTP_URL: %w", err)
@@ -118,6 +143,12 @@ func loopback(host string) bool {
 // Message-ID is derived from msg.ID, so a resend of the same message carries
 // the same Message-ID and mail systems can recognise it. Every error is a
 // *aftercare.SendError.
+//
+// Send uses an idle connection if there is one. If the server dropped it
+// (the connection fails, or the server answers 421, before the message was
+// accepted for delivery at MAIL FROM), nothing was sent: Send closes it and
+// tries the next, and at last a new connection. A connection on which
+// anything else failed is closed, never reused.
 func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, error) {
 	m := gomail.NewMsg()
 	if err := m.From(s.from); err != nil {
@@ -134,10 +165,87 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 	if msg.HTML != "" {
 		m.AddAlternativeString(gomail.TypeTextHTML, msg.HTML)
 	}
-	if err := s.client.DialAndSendWithContext(ctx, m); err != nil {
-		return "", Classify(err)
+	for {
+		c, reused, err := s.conn(ctx)
+		if err != nil {
+			return "", Classify(fmt.Errorf("dial failed: %w", err))
+		}
+		err = s.client.SendWithSMTPClient(c, m)
+		if err == nil {
+			s.release(c)
+			return "<" + id + ">", nil
+		}
+		go quit(c)
+		if !reused || !dropped(err) {
+			return "", Classify(fmt.Errorf("send failed: %w", err))
+		}
 	}
-	return "<" + id + ">", nil
+}
+
+// conn returns an idle connection, closing those idle for longer than
+// idleFor, or else a new one; reused tells which. Like a dial, it fails
+// once ctx is done.
+func (s *Sender) conn(ctx context.Context) (c *gosmtp.Client, reused bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	s.mu.Lock()
+	for len(s.idle) > 0 {
+		ic := s.idle[len(s.idle)-1]
+		s.idle = s.idle[:len(s.idle)-1]
+		if time.Since(ic.since) < idleFor {
+			s.mu.Unlock()
+			return ic.c, true, nil
+		}
+		go quit(ic.c)
+	}
+	s.mu.Unlock()
+	c, err = s.client.DialToSMTPClientWithContext(ctx)
+	return c, false, err
+}
+
+// release keeps c for the next Send, or closes it if maxIdle are kept.
+func (s *Sender) release(c *gosmtp.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) >= maxIdle {
+		go quit(c)
+		return
+	}
+	s.idle = append(s.idle, idleConn{c: c, since: time.Now()})
+}
+
+// Close closes the idle connections. The Sender stays usable.
+func (s *Sender) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ic := range s.idle {
+		go quit(ic.c)
+	}
+	s.idle = nil
+}
+
+// quitTimeout bounds the goodbye on a connection being closed.
+const quitTimeout = 5 * time.Second
+
+// quit says QUIT on c and closes it, whether or not the server answers.
+func quit(c *gosmtp.Client) {
+	if c.UpdateDeadline(quitTimeout) != nil || c.Quit() != nil {
+		c.Close()
+	}
+}
+
+// dropped reports whether err says the server had closed, or was closing,
+// the connection before it took the message: the connection failed at
+// MAIL FROM, the first command of a message, without a reply or with 421
+// ("closing transmission channel").
+func dropped(err error) bool {
+	se, ok := errors.AsType[*gomail.SendError](err)
+	if !ok {
+		return false
+	}
+	code := se.ErrorCode()
+	return se.Reason == gomail.ErrConnCheck || (se.Reason == gomail.ErrSMTPMailFrom && (code == 0 || code == 421))
 }
 
 // MessageID is the Message-ID (without angle brackets) of the message with

@@ -356,3 +356,152 @@ func TestNewDefaultPort(t *testing.T) {
 		})
 	}
 }
+
+// proxy forwards TCP connections to an SMTP server and counts them; drop
+// cuts the open ones, as a server that closes idle clients does.
+type proxy struct {
+	l        net.Listener
+	mu       sync.Mutex
+	accepted int
+	open     []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{l: l}
+	t.Cleanup(func() { l.Close(); p.drop() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.accepted++
+			p.open = append(p.open, c, s)
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	return p
+}
+
+func (p *proxy) url() string { return "smtp://" + p.l.Addr().String() + "?tls=none" }
+
+func (p *proxy) connections() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted
+}
+
+func (p *proxy) drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.open {
+		c.Close()
+	}
+	p.open = nil
+}
+
+// A Sender sends one message after another on one connection.
+func TestSendReusesConnection(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	p := newProxy(t, srv.Addr())
+	s := newSender(t, p.url(), 5*time.Second)
+	t.Cleanup(s.Close)
+
+	for i := range 3 {
+		msg := consent
+		msg.ID = fmt.Sprintf("bk_%d:v1:consent:email", i)
+		if _, err := s.Send(context.Background(), msg); err != nil {
+			t.Fatalf("Send %d: %v", i+1, err)
+		}
+	}
+	if _, ok := srv.Wait(3, time.Second); !ok {
+		t.Fatal("server did not receive 3 messages")
+	}
+	if n := p.connections(); n != 1 {
+		t.Errorf("%d connections for 3 sequential messages, want 1", n)
+	}
+}
+
+// A connection the server dropped while it was idle is replaced: the next
+// message goes out, once, on a new connection, with the same Message-ID a
+// resend would carry.
+func TestSendAfterServerDroppedConnection(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	p := newProxy(t, srv.Addr())
+	s := newSender(t, p.url(), 5*time.Second)
+	t.Cleanup(s.Close)
+
+	if _, err := s.Send(context.Background(), consent); err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	p.drop()
+	id, err := s.Send(context.Background(), consent)
+	if err != nil {
+		t.Fatalf("Send after the server dropped the connection: %v", err)
+	}
+	msgs, _ := srv.Wait(2, time.Second)
+	if len(msgs) != 2 {
+		t.Fatalf("server received %d messages, want 2", len(msgs))
+	}
+	if h, err := msgs[1].Header(); err != nil || h.Get("Message-Id") != id {
+		t.Errorf("second message Message-ID = %q (%v), want %q", h.Get("Message-Id"), err, id)
+	}
+	if n := p.connections(); n != 2 {
+		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// A server closing the session (421 at MAIL FROM) on a kept connection
+// took nothing: the message goes out on a new connection. Any other
+// failure is reported, and that connection is not used again.
+func TestSendOnKeptConnectionFailures(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	p := newProxy(t, srv.Addr())
+	s := newSender(t, p.url(), 5*time.Second)
+	t.Cleanup(s.Close)
+	send := func() error {
+		_, err := s.Send(context.Background(), consent)
+		return err
+	}
+
+	if err := send(); err != nil {
+		t.Fatalf("first Send: %v", err)
+	}
+	srv.Reject(1, "MAIL", 421, "4.4.2 closing idle connection")
+	if err := send(); err != nil {
+		t.Fatalf("Send after a 421 on the kept connection: %v", err)
+	}
+	if n := p.connections(); n != 2 {
+		t.Errorf("%d connections after the 421, want 2", n)
+	}
+
+	srv.Reject(1, "RCPT", 550, "5.1.1 mailbox unknown")
+	if err := send(); !errors.Is(err, aftercare.ErrPermanent) {
+		t.Fatalf("Send error = %v, want %v", err, aftercare.ErrPermanent)
+	}
+	if err := send(); err != nil {
+		t.Fatalf("Send after a refused message: %v", err)
+	}
+	if n := p.connections(); n != 3 {
+		t.Errorf("%d connections after a refused message, want 3", n)
+	}
+	if msgs, _ := srv.Wait(3, time.Second); len(msgs) != 3 {
+		t.Errorf("server received %d messages, want 3", len(msgs))
+	}
+}
