@@ -80,7 +80,7 @@ func New(cfg Config) (*Sender, error) {
 	if !credential.MatchString(cfg.AccountSID) || !credential.MatchString(cfg.AuthToken) {
 		return nil, errors.New("twilio: account SID and auth token must be letters and digits only; copy them again from the Twilio console")
 	}
-	var rt http.RoundTripper = errorBodies{next: unsent{next: http.DefaultTransport}}
+	var rt http.RoundTripper = errorBodies{next: unsent{next: transport()}}
 	if cfg.BaseURL != DefaultBaseURL {
 		rt = rebase{base: base, next: rt}
 	}
@@ -174,6 +174,19 @@ func Classify(err error) error {
 		cause = fmt.Errorf("%w: %w", aftercare.ErrUnsubscribed, cause)
 	}
 	return &aftercare.SendError{Class: class, Code: code, Err: cause}
+}
+
+// maxIdleConns is how many idle connections to Twilio a Sender keeps: as
+// many as a worker has sends in flight. net/http keeps 2 by default, and
+// with more sends in flight than that, sends keep opening (and
+// TLS-handshaking) new connections.
+const maxIdleConns = 100
+
+// transport is net/http's default transport, keeping maxIdleConns.
+func transport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = maxIdleConns
+	return t
 }
 
 // rebase sends each request to base instead of the host twilio-go chose.
