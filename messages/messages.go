@@ -296,6 +296,7 @@ func toHTML(locale, subject string, clinic aftercare.Clinic, body string) (strin
 		blocks = append(blocks, b)
 	}
 	var buf bytes.Buffer
+	buf.Grow(len(layoutSource) + 2*len(body)) // the layout, and the body with markup
 	err := layout.Execute(&buf, map[string]any{
 		"Locale": locale, "Subject": subject, "Clinic": clinic, "Blocks": blocks,
 	})
