@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,6 +49,7 @@ type bench struct {
 	concurrency int
 	timing      int
 	window      time.Duration
+	cpuProfile  string
 	progress    io.Writer
 	protocols   map[string]aftercare.Protocol
 	clinic      aftercare.Clinic
@@ -68,6 +70,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&b.concurrency, "concurrency", 20, "worker concurrency, for asynq and aftercare alike")
 	fs.IntVar(&b.timing, "timing", 10000, "messages for the timing run, due over --window; 0 skips it")
 	fs.DurationVar(&b.window, "window", time.Minute, "how long the timing run's messages fall due over")
+	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the send measurement (this process only) to `FILE`, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: aftercare bench [flags]\n\nStarts a private redis-server, a fake Twilio and an SMTP server, and measures\nraw asynq and aftercare in the same run. Needs redis-server on PATH.")
 		fs.PrintDefaults()
@@ -381,6 +384,11 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 	w := worker.New(worker.Config{Store: store, Renderer: renderer, SMS: sms, Email: email, Protocols: b.protocols})
 	srv := asynq.NewServerFromRedisClient(b.rdb, worker.ServerConfig(b.concurrency, 10*time.Second, slog.New(slog.DiscardHandler)))
 
+	stopProfile, err := b.startProfile()
+	if err != nil {
+		return 0, err
+	}
+	defer stopProfile()
 	start := time.Now()
 	if err := srv.Start(w.Mux()); err != nil {
 		return 0, err
@@ -411,6 +419,27 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		}
 	}
 	return float64(want) / time.Since(start).Seconds(), nil
+}
+
+// startProfile starts the CPU profile asked for with --cpuprofile, if any,
+// and returns the function that stops and writes it.
+func (b *bench) startProfile() (stop func(), err error) {
+	if b.cpuProfile == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(b.cpuProfile)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	b.step("writing a CPU profile of the send measurement to %s", b.cpuProfile)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // timingRun books b.timing appointments, SMS only, whose "stay upright"
