@@ -256,13 +256,19 @@ func MessageID(id, domain string) string {
 
 // Classify wraps a go-mail error in a *aftercare.SendError: a temporary (4xx)
 // reply is transient; a 5xx reply to the sender, recipient or message is
-// permanent; a failure to connect, authenticate or talk is transient.
+// permanent; a failure to connect, authenticate or talk is transient, except
+// no reply at all to the end of the message: the server may have taken it,
+// so the outcome is unknown.
 func Classify(err error) error {
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()
 		text := errors.New(aftercare.Redact(se.Error()))
 		switch {
+		case se.Reason == gomail.ErrSMTPDataClose && code == 0:
+			// The whole message went and no reply came back: the server
+			// may have taken it for delivery.
+			return &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "smtp:no-answer", Err: text}
 		case se.IsTemp():
 			return &aftercare.SendError{Class: aftercare.ErrTransient, Code: fmt.Sprintf("smtp:%d", code), Err: text}
 		case code >= 500 && code < 600 && se.Reason != gomail.ErrConnCheck:
