@@ -39,6 +39,7 @@ type app struct {
 	rdb       redis.UniversalClient
 	redisConn asynq.RedisConnOpt   // the same Redis, for the dashboard's own connection
 	embedded  *miniredis.Miniredis // nil with REDIS_URL
+	email     worker.Sender
 	worker    *asynq.Server
 	handler   *worker.Worker
 	metrics   *metrics.Metrics
@@ -87,6 +88,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	if err != nil {
 		return nil, err
 	}
+	a.email = email
 	if err := a.openRedis(); err != nil {
 		return nil, err
 	}
@@ -305,6 +307,9 @@ func (a *app) announce(addr string) {
 }
 
 func (a *app) close() {
+	if c, ok := a.email.(interface{ Close() }); ok {
+		c.Close() // the SMTP connections kept between sends
+	}
 	if a.rdb != nil {
 		a.rdb.Close()
 	}
