@@ -49,6 +49,7 @@ type bench struct {
 	concurrency int
 	timing      int
 	window      time.Duration
+	memory      int
 	cpuProfile  string
 	progress    io.Writer
 	protocols   map[string]aftercare.Protocol
@@ -70,6 +71,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&b.concurrency, "concurrency", 20, "worker concurrency, for asynq and aftercare alike")
 	fs.IntVar(&b.timing, "timing", 10000, "messages for the timing run, due over --window; 0 skips it")
 	fs.DurationVar(&b.window, "window", time.Minute, "how long the timing run's messages fall due over")
+	fs.IntVar(&b.memory, "memory", 100000, "bookings for the Redis memory measurement, next to as many bare asynq tasks as they plan; 0 skips it")
 	fs.StringVar(&b.cpuProfile, "cpuprofile", "", "write a CPU profile of the send measurement (this process only) to `FILE`, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: aftercare bench [flags]\n\nStarts a private redis-server, a fake Twilio and an SMTP server, and measures\nraw asynq and aftercare in the same run. Needs redis-server on PATH.")
@@ -78,8 +80,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if b.bookings < 1 || b.tasks < 1 || b.producers < 1 || b.concurrency < 1 {
-		return fmt.Errorf("bench: every count must be at least 1")
+	if b.bookings < 1 || b.tasks < 1 || b.producers < 1 || b.concurrency < 1 || b.timing < 0 || b.memory < 0 {
+		return fmt.Errorf("bench: --bookings, --tasks, --producers and --concurrency must be at least 1, --timing and --memory at least 0")
 	}
 
 	dir, err := os.MkdirTemp("", "aftercare-bench-")
@@ -102,7 +104,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	b.clinic.QuietHours = aftercare.QuietHours{} // measure sending, not waiting for the morning
 
-	enqueue, rawTaskBytes, err := b.rawEnqueue(ctx)
+	enqueue, _, err := b.rawEnqueue(ctx, b.tasks)
 	if err != nil {
 		return err
 	}
@@ -110,7 +112,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	schedule, bookingBytes, tasksPerBooking, err := b.schedule(ctx)
+	schedule, _, tasksPerBooking, err := b.schedule(ctx, b.bookings)
 	if err != nil {
 		return err
 	}
@@ -122,16 +124,20 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	var timing []benchResult
+	var timing, memory []benchResult
 	if b.timing > 0 {
 		if timing, err = b.timingRun(ctx); err != nil {
+			return err
+		}
+	}
+	if b.memory > 0 {
+		if memory, err = b.memoryRun(ctx); err != nil {
 			return err
 		}
 	}
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 
-	perTask := bookingBytes / tasksPerBooking
 	results := []benchResult{
 		{"raw asynq: enqueue (scheduled tasks)", fmt.Sprintf("%.0f tasks/s", enqueue), ""},
 		{"raw asynq: process no-op tasks", fmt.Sprintf("%.0f tasks/s", process), ""},
@@ -141,10 +147,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			fmt.Sprintf("%.2fx raw enqueue per task", viaHTTP*tasksPerBooking/enqueue)},
 		{"aftercare: send, due now -> provider -> recorded", fmt.Sprintf("%.0f messages/s", send),
 			fmt.Sprintf("%.2fx raw no-op processing", send/process)},
-		{"Redis memory per booking", fmt.Sprintf("%.0f bytes (%.1f tasks, %.0f bytes a task)", bookingBytes, tasksPerBooking, perTask),
-			fmt.Sprintf("%.2fx a raw asynq task (%.0f bytes)", perTask/rawTaskBytes, rawTaskBytes)},
 	}
 	results = append(results, timing...)
+	results = append(results, memory...)
 	results = append(results, benchResult{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), rss()), ""})
 	fmt.Fprintf(stdout, "aftercare bench: %d bookings, %d raw tasks, %d producers, worker concurrency %d, %d CPUs, %s\n\n",
 		b.bookings, b.tasks, b.producers, b.concurrency, runtime.NumCPU(), runtime.Version())
@@ -182,8 +187,9 @@ func (b *bench) usedMemory(ctx context.Context) (int64, error) {
 }
 
 // parallel runs fn(i) for i in [0, n) on b.producers goroutines and
-// returns the elapsed time and the first error.
-func (b *bench) parallel(n int, fn func(i int) error) (time.Duration, error) {
+// returns the elapsed time and the first error. If it runs for more than
+// 10 s it prints how far it got, as "what: done/n", every 10 s.
+func (b *bench) parallel(what string, n int, fn func(i int) error) (time.Duration, error) {
 	var (
 		next     atomic.Int64
 		wg       sync.WaitGroup
@@ -191,6 +197,20 @@ func (b *bench) parallel(n int, fn func(i int) error) (time.Duration, error) {
 		firstErr error
 	)
 	start := time.Now()
+	finished := make(chan struct{})
+	defer close(finished)
+	go func() {
+		tick := time.NewTicker(10 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-finished:
+				return
+			case <-tick.C:
+				b.step("%s: %d/%d", what, min(next.Load(), int64(n)), n)
+			}
+		}
+	}()
 	for range b.producers {
 		wg.Go(func() {
 			for {
@@ -211,8 +231,8 @@ func (b *bench) parallel(n int, fn func(i int) error) (time.Duration, error) {
 
 // rawEnqueue enqueues bare tasks scheduled for later, as aftercare's are,
 // and returns tasks per second and Redis bytes per task.
-func (b *bench) rawEnqueue(ctx context.Context) (float64, float64, error) {
-	b.step("raw asynq: enqueueing %d scheduled tasks", b.tasks)
+func (b *bench) rawEnqueue(ctx context.Context, n int) (float64, float64, error) {
+	b.step("raw asynq: enqueueing %d scheduled tasks", n)
 	before, err := b.fresh(ctx)
 	if err != nil {
 		return 0, 0, err
@@ -220,7 +240,7 @@ func (b *bench) rawEnqueue(ctx context.Context) (float64, float64, error) {
 	client := asynq.NewClientFromRedisClient(b.rdb)
 	later := time.Now().Add(time.Hour)
 	payload := []byte(`{"n":0}`)
-	elapsed, err := b.parallel(b.tasks, func(int) error {
+	elapsed, err := b.parallel("raw enqueue", n, func(int) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", payload), asynq.ProcessAt(later), asynq.Queue("bench"))
 		return err
 	})
@@ -228,7 +248,7 @@ func (b *bench) rawEnqueue(ctx context.Context) (float64, float64, error) {
 		return 0, 0, err
 	}
 	after, err := b.usedMemory(ctx)
-	return float64(b.tasks) / elapsed.Seconds(), float64(after-before) / float64(b.tasks), err
+	return float64(n) / elapsed.Seconds(), float64(after-before) / float64(n), err
 }
 
 // rawProcess runs bare no-op tasks through an asynq server at the bench's
@@ -239,7 +259,7 @@ func (b *bench) rawProcess(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	client := asynq.NewClientFromRedisClient(b.rdb)
-	if _, err := b.parallel(b.tasks, func(int) error {
+	if _, err := b.parallel("raw enqueue", b.tasks, func(int) error {
 		_, err := client.EnqueueContext(ctx, asynq.NewTask("bench:noop", nil), asynq.Queue("bench"))
 		return err
 	}); err != nil {
@@ -281,15 +301,15 @@ func (b *bench) scheduler() *scheduler.Client {
 
 // schedule books through the Go package and returns bookings per second,
 // Redis bytes per booking and tasks per booking.
-func (b *bench) schedule(ctx context.Context) (float64, float64, float64, error) {
-	b.step("aftercare: booking %d appointments through the Go package", b.bookings)
+func (b *bench) schedule(ctx context.Context, n int) (float64, float64, float64, error) {
+	b.step("aftercare: booking %d appointments through the Go package", n)
 	before, err := b.fresh(ctx)
 	if err != nil {
 		return 0, 0, 0, err
 	}
 	sched := b.scheduler()
 	var tasks atomic.Int64
-	elapsed, err := b.parallel(b.bookings, func(i int) error {
+	elapsed, err := b.parallel("booked", n, func(i int) error {
 		tl, _, err := sched.Book(ctx, b.booking(i))
 		if err == nil {
 			for _, m := range tl.Messages {
@@ -304,8 +324,32 @@ func (b *bench) schedule(ctx context.Context) (float64, float64, float64, error)
 		return 0, 0, 0, err
 	}
 	after, err := b.usedMemory(ctx)
-	return float64(b.bookings) / elapsed.Seconds(), float64(after-before) / float64(b.bookings),
-		float64(tasks.Load()) / float64(b.bookings), err
+	return float64(n) / elapsed.Seconds(), float64(after-before) / float64(n),
+		float64(tasks.Load()) / float64(n), err
+}
+
+// memoryRun books b.memory appointments, then enqueues as many bare asynq
+// tasks as they planned, each on an empty Redis, and compares the memory
+// each takes per task.
+func (b *bench) memoryRun(ctx context.Context) ([]benchResult, error) {
+	_, perBooking, tasksPerBooking, err := b.schedule(ctx, b.memory)
+	if err != nil {
+		return nil, err
+	}
+	tasks := int(float64(b.memory)*tasksPerBooking + 0.5)
+	_, perRaw, err := b.rawEnqueue(ctx, tasks)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := b.fresh(ctx); err != nil { // give the memory back
+		return nil, err
+	}
+	perTask := perBooking / tasksPerBooking
+	return []benchResult{{
+		fmt.Sprintf("Redis memory per booking (%d bookings)", b.memory),
+		fmt.Sprintf("%.0f bytes (%.1f tasks, %.0f bytes a task)", perBooking, tasksPerBooking, perTask),
+		fmt.Sprintf("%.2fx a bare asynq task (%.0f bytes, %d tasks)", perTask/perRaw, perRaw, tasks),
+	}}, nil
 }
 
 // scheduleHTTP books through the HTTP API on loopback and returns bookings
@@ -318,7 +362,7 @@ func (b *bench) scheduleHTTP(ctx context.Context) (float64, error) {
 	srv := httptest.NewServer(api.New(api.Config{Bookings: b.scheduler(), Tokens: []string{"bench"}}))
 	defer srv.Close()
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: b.producers}}
-	elapsed, err := b.parallel(b.bookings, func(i int) error {
+	elapsed, err := b.parallel("booked", b.bookings, func(i int) error {
 		bk := b.booking(i)
 		body, _ := json.Marshal(map[string]any{
 			"id": bk.ID, "treatment": bk.Treatment, "appointment_at": bk.AppointmentAt.Format(time.RFC3339),
@@ -352,7 +396,7 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	sched := b.scheduler()
-	if _, err := b.parallel(b.bookings, func(i int) error {
+	if _, err := b.parallel("booked", b.bookings, func(i int) error {
 		_, _, err := sched.Book(ctx, b.booking(i))
 		return err
 	}); err != nil {
@@ -394,7 +438,7 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	defer srv.Shutdown()
-	for got, last, moved := 0, 0, time.Now(); got < want; got = len(tw.Messages()) + len(mail.Messages()) {
+	for got, last, moved := 0, 0, time.Now(); got < want; got = tw.Len() + mail.Len() {
 		if got != last {
 			last, moved = got, time.Now()
 		}
@@ -403,22 +447,40 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// Sent counts once the status is recorded too.
-	for i := b.bookings - 1; i >= 0; i-- {
-		for {
-			rec, err := store.Get(ctx, b.booking(i).ID)
-			if err != nil {
-				return 0, err
-			}
-			s, _ := rec.Message("consent", aftercare.SMS)
-			e, _ := rec.Message("consent", aftercare.Email)
-			if s.Status == aftercare.StatusSent && e.Status == aftercare.StatusSent {
-				break
-			}
-			time.Sleep(time.Millisecond)
+	// Sent counts once the status is recorded too: read every status in one
+	// pipeline until all say sent.
+	for {
+		sent, err := b.consentsSent(ctx)
+		if err != nil {
+			return 0, err
 		}
+		if sent == want {
+			break
+		}
+		time.Sleep(time.Millisecond)
 	}
 	return float64(want) / time.Since(start).Seconds(), nil
+}
+
+// consentsSent counts the bookings' consent messages recorded sent.
+func (b *bench) consentsSent(ctx context.Context) (int, error) {
+	pipe := b.rdb.Pipeline()
+	cmds := make([]*redis.SliceCmd, b.bookings)
+	for i := range cmds {
+		cmds[i] = pipe.HMGet(ctx, redisstore.Key(b.booking(i).ID), "m:consent:sms", "m:consent:email")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	sent := 0
+	for _, c := range cmds {
+		for _, v := range c.Val() {
+			if v == string(aftercare.StatusSent) {
+				sent++
+			}
+		}
+	}
+	return sent, nil
 }
 
 // startProfile starts the CPU profile asked for with --cpuprofile, if any,
@@ -470,7 +532,7 @@ func (b *bench) timingRun(ctx context.Context) ([]benchResult, error) {
 	}
 	b.step("timing: booking %d texts due over %s from %s", b.timing, b.window, first.Format(time.TimeOnly))
 	sched := b.scheduler()
-	if _, err := b.parallel(b.timing, func(i int) error {
+	if _, err := b.parallel("booked", b.timing, func(i int) error {
 		_, _, err := sched.Book(ctx, aftercare.Booking{
 			ID: fmt.Sprintf("timing_%06d", i), Treatment: "botox", AppointmentAt: due[phone(i)],
 			Patient: aftercare.Patient{FirstName: "Ana", Phone: phone(i), Timezone: "UTC", SMSOptIn: true},
@@ -493,9 +555,9 @@ func (b *bench) timingRun(ctx context.Context) ([]benchResult, error) {
 	// sent at the end of treatment, are timed.
 	want := 2 * b.timing
 	deadline := first.Add(b.window + 2*time.Minute)
-	for len(tw.Messages()) < want {
+	for tw.Len() < want {
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("timing: only %d of %d texts arrived", len(tw.Messages()), want)
+			return nil, fmt.Errorf("timing: only %d of %d texts arrived", tw.Len(), want)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

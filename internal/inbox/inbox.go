@@ -26,6 +26,13 @@ func (b *Inbox[T]) Add(v T) {
 	b.added = make(chan struct{})
 }
 
+// Len returns how many items there are, without copying them.
+func (b *Inbox[T]) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.items)
+}
+
 // All returns a copy of the items, oldest first.
 func (b *Inbox[T]) All() []T {
 	items, _ := b.snapshot()

@@ -23,6 +23,9 @@ func TestWait(t *testing.T) {
 	if !ok || len(items) != 3 || items[2] != 2 {
 		t.Fatalf("Wait = %v, %v", items, ok)
 	}
+	if n := b.Len(); n != 3 {
+		t.Errorf("Len = %d, want 3", n)
+	}
 	items[0] = 99
 	if b.All()[0] != 0 {
 		t.Error("All shares memory with the caller's copy")

@@ -99,6 +99,9 @@ func (s *Server) Close() error {
 // Messages returns the messages accepted so far, oldest first.
 func (s *Server) Messages() []Message { return s.inbox.All() }
 
+// Len returns how many messages were accepted.
+func (s *Server) Len() int { return s.inbox.Len() }
+
 // Wait blocks until at least n messages have been accepted or timeout has
 // passed, and returns the messages and whether there were n.
 func (s *Server) Wait(n int, timeout time.Duration) ([]Message, bool) {

@@ -87,6 +87,9 @@ func (s *Server) Close() {
 // Messages returns a copy of the accepted messages, in the order received.
 func (s *Server) Messages() []Message { return s.inbox.All() }
 
+// Len returns how many messages were accepted.
+func (s *Server) Len() int { return s.inbox.Len() }
+
 // Wait blocks until at least n messages were accepted or timeout passes. It
 // returns the messages accepted so far and whether there were n.
 func (s *Server) Wait(n int, timeout time.Duration) ([]Message, bool) {
