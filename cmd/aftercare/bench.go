@@ -150,7 +150,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	results = append(results, timing...)
 	results = append(results, memory...)
-	results = append(results, benchResult{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), rss()), ""})
+	results = append(results, benchResult{"bench process heap in use at the end", fmt.Sprintf("%.1f MiB (RSS %s)", float64(mem.HeapInuse)/(1<<20), procStatus("self", "VmRSS")), ""})
 	fmt.Fprintf(stdout, "aftercare bench: %d bookings, %d raw tasks, %d producers, worker concurrency %d, %d CPUs, %s\n\n",
 		b.bookings, b.tasks, b.producers, b.concurrency, runtime.NumCPU(), runtime.Version())
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -588,14 +588,16 @@ func twilioSender(base string) (worker.Sender, error) {
 		From: "+15555550100", BaseURL: base})
 }
 
-// rss is the process's resident set size, from /proc.
-func rss() string {
-	data, err := os.ReadFile("/proc/self/status")
+// procStatus returns a field of /proc/PID/status ("VmRSS", "VmHWM"), such
+// as "40960 kB", for pid "self" or a number; "unknown" where there is no
+// /proc.
+func procStatus(pid, field string) string {
+	data, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return "unknown"
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			return strings.TrimSpace(v)
 		}
 	}

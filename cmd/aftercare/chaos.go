@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -218,6 +219,10 @@ was left without a final status. Needs redis-server on PATH.
 	if err != nil {
 		return err
 	}
+	var peaks []string
+	for _, p := range c.live() {
+		peaks = append(peaks, fmt.Sprintf("worker %d: %s", p.n, procStatus(strconv.Itoa(p.cmd.Process.Pid), "VmHWM")))
+	}
 	exits := c.stopWorkers()
 
 	renderer, err := messages.New(clinic, protocols)
@@ -230,7 +235,7 @@ was left without a final status. Needs redis-server on PATH.
 	}
 	t := tallyRun(recs, cutoff, received, unmatched)
 	t.violations = append(t.violations, exits...)
-	c.report(stdout, t)
+	c.report(stdout, t, peaks)
 	if len(t.violations) > 0 {
 		return fmt.Errorf("chaos: %d problems (the first are listed above)", len(t.violations))
 	}
@@ -624,7 +629,7 @@ func tallyRun(recs []*aftercare.Record, cutoff time.Time, received map[msgKey]in
 }
 
 // report prints the faults and the tally.
-func (c *chaos) report(w io.Writer, t chaosTally) {
+func (c *chaos) report(w io.Writer, t chaosTally, peaks []string) {
 	var faults []string
 	for _, f := range chaosFaults {
 		faults = append(faults, fmt.Sprintf("%s %d", f.name, c.faults[f.name]))
@@ -645,6 +650,7 @@ func (c *chaos) report(w io.Writer, t chaosTally) {
 	fmt.Fprintf(tw, "  lost: no final status, or recorded sent and never received\t%d\n", t.lost)
 	fmt.Fprintf(tw, "not due yet, still scheduled\t%d\n", t.notDue)
 	fmt.Fprintf(tw, "received by a provider for no message\t%d\n", t.unmatched)
+	fmt.Fprintf(tw, "peak RSS of the workers running at the end\t%s\n", strings.Join(peaks, ", "))
 	tw.Flush()
 	if len(t.violations) == 0 {
 		fmt.Fprintln(w, "\nOK: every due message went out exactly once or ended with its reason; none twice.")
