@@ -112,13 +112,13 @@ func TestBenchRuns(t *testing.T) {
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"bench", "--bookings", "20", "--tasks", "200", "--producers", "2", "--concurrency", "4",
-		"--timing", "20", "--window", "2s"},
+		"--timing", "20", "--window", "2s", "--memory", "50"},
 		func(string) (string, bool) { return "", false }, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"raw asynq: enqueue", "raw asynq: process", "book through the Go package", "book through the HTTP API",
-		"raw no-op processing", "Redis memory per booking", "a raw asynq task", "provider call - due time", "0 early"} {
+		"raw no-op processing", "Redis memory per booking (50 bookings)", "a bare asynq task", "provider call - due time", "0 early"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out.String())
 		}
