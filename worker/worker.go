@@ -179,6 +179,14 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	entry := func(outcome, detail string) aftercare.Attempt {
 		return aftercare.Attempt{At: w.now(), Step: ref.Step, Channel: ref.Channel, Number: attempt, Outcome: outcome, Detail: detail}
 	}
+	// uncertain records a message that may have gone out (a worker died
+	// while sending it, or the provider got it and never answered) as
+	// failed: a message is never sent twice, so the clinic follows up.
+	uncertain := func(why string) {
+		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
+			"outcome unknown: "+why+"; not sent again to avoid a duplicate", entry(outcomeUncertain, why))
+		done(outcomeUncertain, why)
+	}
 
 	rec, err := w.store.Get(ctx, ref.BookingID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
@@ -197,8 +205,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// An earlier run stopped between claiming and recording (its worker
 		// died): the message may have gone out. Whatever else has happened
 		// since (a cancel, the deadline, a STOP), that is what is recorded.
-		w.recordUncertain(ctx, log, ref, entry)
-		done(outcomeUncertain, diedWhileSending)
+		uncertain(diedWhileSending)
 		return nil
 	case rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel():
 		done(outcomeDropped, "booking cancelled")
@@ -273,8 +280,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		return nil
 	case prev == aftercare.StatusSending:
 		// Claimed by an earlier run after this one read the record.
-		w.recordUncertain(ctx, log, ref, entry)
-		done(outcomeUncertain, diedWhileSending)
+		uncertain(diedWhileSending)
 		return nil
 	case prev != aftercare.StatusScheduled:
 		done(outcomeDropped, "message "+string(prev))
@@ -308,9 +314,7 @@ func (w *Worker) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		// The provider got the request and no answer came back: like a
 		// worker that died mid-send, the message may be out, so it is not
 		// sent again.
-		w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
-			"outcome unknown: "+reason+"; not sent again to avoid a duplicate", entry(outcomeUncertain, reason))
-		done(outcomeUncertain, reason)
+		uncertain(reason)
 		return fmt.Errorf("%w: %s", asynq.SkipRetry, reason)
 	}
 	if errors.Is(err, aftercare.ErrPermanent) {
@@ -366,17 +370,9 @@ func (d *Deferred) Error() string {
 // Redis restart or failover.
 const recordFor = 30 * time.Second
 
-// diedWhileSending is why a message found sending is failed.
+// diedWhileSending is why a message found sending, claimed by a run that
+// stopped before recording, is failed.
 const diedWhileSending = "an earlier attempt stopped while sending"
-
-// recordUncertain records a message found sending, whose earlier attempt
-// stopped between claiming and recording, as failed: it may or may not have
-// gone out, and a message is never sent twice, so the clinic is left to
-// follow up.
-func (w *Worker) recordUncertain(ctx context.Context, log *slog.Logger, ref aftercare.MessageRef, entry func(outcome, detail string) aftercare.Attempt) {
-	w.record(ctx, log, ref, aftercare.StatusSending, aftercare.StatusFailed, "",
-		"outcome unknown: "+diedWhileSending+"; not sent again to avoid a duplicate", entry(outcomeUncertain, diedWhileSending))
-}
 
 // record writes a status change, with the attempt for the history, even if
 // ctx was cancelled (a shutdown in the middle of a send), retrying with
