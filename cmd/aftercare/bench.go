@@ -405,7 +405,7 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 	want := 2 * b.bookings
 	b.step("aftercare: sending %d consent messages (SMS and email) at concurrency %d", want, b.concurrency)
 
-	tw := twiliotest.New("AC00000000000000000000000000000000", "00000000000000000000000000000000")
+	tw := twiliotest.New(fakeAccountSID, fakeAuthToken)
 	defer tw.Close()
 	mail, err := smtptest.New()
 	if err != nil {
@@ -511,7 +511,7 @@ func (b *bench) timingRun(ctx context.Context) ([]benchResult, error) {
 	if _, err := b.fresh(ctx); err != nil {
 		return nil, err
 	}
-	tw := twiliotest.New("AC00000000000000000000000000000000", "00000000000000000000000000000000")
+	tw := twiliotest.New(fakeAccountSID, fakeAuthToken)
 	defer tw.Close()
 	sms, err := twilioSender(tw.URL())
 	if err != nil {
@@ -582,9 +582,15 @@ func (b *bench) timingRun(ctx context.Context) ([]benchResult, error) {
 	}, nil
 }
 
+// The credentials bench and chaos give their fake Twilio.
+const (
+	fakeAccountSID = "AC00000000000000000000000000000000"
+	fakeAuthToken  = "00000000000000000000000000000000"
+)
+
 // twilioSender is the Twilio sender pointed at a fake.
 func twilioSender(base string) (worker.Sender, error) {
-	return twilio.New(twilio.Config{AccountSID: "AC00000000000000000000000000000000", AuthToken: "00000000000000000000000000000000",
+	return twilio.New(twilio.Config{AccountSID: fakeAccountSID, AuthToken: fakeAuthToken,
 		From: "+15555550100", BaseURL: base})
 }
 

@@ -79,10 +79,8 @@ type workerProc struct {
 }
 
 const (
-	chaosAccount = "AC00000000000000000000000000000000"
-	chaosToken   = "00000000000000000000000000000000"
-	chaosFrom    = "care@chaos.example"
-	chaosClinic  = "name: Chaos Clinic\nphone: \"+1 555 555 0199\"\naddress: 1 Test Street\ntimezone: UTC\n"
+	chaosFrom   = "care@chaos.example"
+	chaosClinic = "name: Chaos Clinic\nphone: \"+1 555 555 0199\"\naddress: 1 Test Street\ntimezone: UTC\n"
 )
 
 func chaosCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -152,7 +150,7 @@ was left without a final status. Needs redis-server on PATH.
 	defer c.redis.Stop()
 	c.rdb = redis.NewClient(&redis.Options{Addr: c.redis.Addr})
 	defer c.rdb.Close()
-	c.twilio = twiliotest.New(chaosAccount, chaosToken)
+	c.twilio = twiliotest.New(fakeAccountSID, fakeAuthToken)
 	defer c.twilio.Close()
 	if c.mail, err = smtptest.New(); err != nil {
 		return err
@@ -166,7 +164,7 @@ was left without a final status. Needs redis-server on PATH.
 	c.env = []string{
 		"AFTERCARE_ENV=development", "REDIS_URL=redis://" + c.redis.Addr, "HTTP_ADDR=127.0.0.1:0",
 		"AFTERCARE_API_TOKENS=chaos", "AFTERCARE_DATA_KEY=", "AFTERCARE_PROTOCOLS_DIR=",
-		"TWILIO_ACCOUNT_SID=" + chaosAccount, "TWILIO_AUTH_TOKEN=" + chaosToken, "TWILIO_FROM_NUMBER=+15555550100",
+		"TWILIO_ACCOUNT_SID=" + fakeAccountSID, "TWILIO_AUTH_TOKEN=" + fakeAuthToken, "TWILIO_FROM_NUMBER=+15555550100",
 		"TWILIO_MESSAGING_SERVICE_SID=", "TWILIO_API_BASE_URL=" + c.twilio.URL(), "AFTERCARE_PUBLIC_URL=",
 		"SMTP_URL=" + c.mail.URL(), "MAIL_FROM=" + chaosFrom,
 		"AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=", "LOG_FORMAT=json",
