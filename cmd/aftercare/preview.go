@@ -21,7 +21,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	fs := flag.NewFlagSet("preview", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nowFlag := fs.String("now", "", "plan as if booked at this RFC 3339 time (default now)")
-	localeFlag := fs.String("locale", "", "render in this locale instead of the patient's (en, es)")
+	locale := fs.String("locale", "", "render in this locale instead of the patient's (en, es)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: aftercare preview [--now TIME] [--locale LOCALE] FILE\n\nPrints the timeline and every message the booking in FILE (JSON, - for stdin)\nwould get, in the patient's time, using AFTERCARE_CLINIC_FILE and\nAFTERCARE_PROTOCOLS_DIR. Nothing is stored or sent.")
 		fs.PrintDefaults()
@@ -55,54 +55,68 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err != nil {
 		return err
 	}
-
-	data, err := readFile(fs.Arg(0))
+	b, p, err := previewBooking(fs.Arg(0), *locale, protocols)
 	if err != nil {
 		return err
-	}
-	b, err := api.ParseBooking(strings.NewReader(string(data)))
-	if err == nil && *localeFlag != "" {
-		b.Patient.Locale = *localeFlag
-	}
-	if err == nil {
-		err = b.Normalize()
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", fs.Arg(0), err)
-	}
-	p, ok := protocols[b.Treatment]
-	if !ok {
-		return fmt.Errorf("%s: treatment: unknown treatment %q", fs.Arg(0), b.Treatment)
 	}
 
 	tl := &aftercare.Timeline{ID: b.ID, Version: 1, Status: aftercare.BookingScheduled,
 		Messages: scheduler.Plan(&b, p, clinic.QuietHours, now, now)}
 	fmt.Fprintf(stdout, "Booked %s; times are the patient's (%s).\n", now.In(b.Location()).Format("Mon Jan 2 15:04 MST"), b.Patient.Timezone)
 	printTimeline(stdout, tl)
+	return printMessages(stdout, renderer, &b, tl.Messages)
+}
+
+// previewBooking reads and checks the booking in file, in locale if one is
+// given, and returns it with its protocol.
+func previewBooking(file, locale string, protocols map[string]aftercare.Protocol) (aftercare.Booking, aftercare.Protocol, error) {
+	data, err := readFile(file)
+	if err != nil {
+		return aftercare.Booking{}, aftercare.Protocol{}, err
+	}
+	b, err := api.ParseBooking(strings.NewReader(string(data)))
+	if err == nil && locale != "" {
+		b.Patient.Locale = locale
+	}
+	if err == nil {
+		err = b.Normalize()
+	}
+	if err != nil {
+		return b, aftercare.Protocol{}, fmt.Errorf("%s: %w", file, err)
+	}
+	p, ok := protocols[b.Treatment]
+	if !ok {
+		return b, p, fmt.Errorf("%s: treatment: unknown treatment %q", file, b.Treatment)
+	}
+	return b, p, nil
+}
+
+// printMessages renders each planned message, with an SMS's cost and the
+// note that says why a message moved or was dropped.
+func printMessages(w io.Writer, renderer *messages.Renderer, b *aftercare.Booking, msgs []aftercare.Message) error {
 	first := true
-	for _, m := range tl.Messages {
+	for _, m := range msgs {
 		isFirst := first && m.Channel == aftercare.SMS && m.Status == aftercare.StatusScheduled
 		if isFirst {
 			first = false
 		}
-		out, err := renderer.Render(&b, m.Step, m.Channel, isFirst)
+		out, err := renderer.Render(b, m.Step, m.Channel, isFirst)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "\n── %s / %s ── %s ── %s", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
+		fmt.Fprintf(w, "\n── %s / %s ── %s ── %s", m.Step, m.Channel, m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Status)
 		if m.Channel == aftercare.SMS {
 			n, enc := messages.Segments(out.Text)
-			fmt.Fprintf(stdout, " ── %d %s, %d characters", n, plural(n, "part", "parts"), len([]rune(out.Text)))
-			fmt.Fprintf(stdout, " (%s)", enc)
+			fmt.Fprintf(w, " ── %d %s, %d characters (%s)", n, plural(n, "part", "parts"), len([]rune(out.Text)), enc)
 		}
-		fmt.Fprintln(stdout)
+		fmt.Fprintln(w)
 		if m.Note != "" {
-			fmt.Fprintf(stdout, "(%s)\n", m.Note)
+			fmt.Fprintf(w, "(%s)\n", m.Note)
 		}
 		if out.Subject != "" {
-			fmt.Fprintf(stdout, "Subject: %s\n\n", out.Subject)
+			fmt.Fprintf(w, "Subject: %s\n\n", out.Subject)
 		}
-		fmt.Fprintln(stdout, out.Text)
+		fmt.Fprintln(w, out.Text)
 	}
 	return nil
 }
