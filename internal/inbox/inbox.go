@@ -35,28 +35,21 @@ func (b *Inbox[T]) Len() int {
 
 // All returns a copy of the items, oldest first.
 func (b *Inbox[T]) All() []T {
-	items, _ := b.snapshot()
-	return items
-}
-
-func (b *Inbox[T]) snapshot() ([]T, chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.added == nil {
-		b.added = make(chan struct{})
-	}
-	return append([]T(nil), b.items...), b.added
+	return append([]T(nil), b.items...)
 }
 
 // Wait blocks until there are at least n items or timeout has passed, and
-// returns the items and whether there were n.
+// returns the items and whether there were n. It copies the items once, at
+// the end: waiting on thousands does not copy them on every arrival.
 func (b *Inbox[T]) Wait(n int, timeout time.Duration) ([]T, bool) {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
-		items, added := b.snapshot()
-		if len(items) >= n {
-			return items, true
+		added, ok := b.atLeast(n)
+		if ok {
+			return b.All(), true
 		}
 		select {
 		case <-added:
@@ -65,4 +58,18 @@ func (b *Inbox[T]) Wait(n int, timeout time.Duration) ([]T, bool) {
 			return items, len(items) >= n
 		}
 	}
+}
+
+// atLeast reports whether there are n items, and if not, returns the
+// channel the next Add closes.
+func (b *Inbox[T]) atLeast(n int) (chan struct{}, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.items) >= n {
+		return nil, true
+	}
+	if b.added == nil {
+		b.added = make(chan struct{})
+	}
+	return b.added, false
 }
