@@ -141,7 +141,7 @@ func (s *Server) auth(next http.HandlerFunc) http.Handler {
 		if !ok || !s.validToken(strings.TrimSpace(token)) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aftercare"`)
 			writeProblem(w, aftercare.Errorf(aftercare.EUNAUTHORIZED,
-				"send a valid API token as \"Authorization: Bearer <token>\"; tokens are set with AFTERCARE_API_TOKENS"))
+				"send a valid API token as \"Authorization: Bearer <token>\"; the service's operator issues them"))
 			return
 		}
 		next(w, r)
@@ -165,6 +165,9 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tl, created, err := s.cfg.Bookings.Book(r.Context(), b)
+	if aftercare.ErrorCode(err) == aftercare.ECONFLICT {
+		err = hint(err, "send PUT /v1/bookings/"+b.ID+" to change it")
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -69,3 +69,15 @@ func writeProblem(w http.ResponseWriter, err error) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(p)
 }
+
+// hint adds how to fix err over HTTP to the message of the *aftercare.Error
+// in its chain: the domain says what is wrong, the API which call mends it.
+func hint(err error, fix string) error {
+	e, ok := errors.AsType[*aftercare.Error](err)
+	if !ok {
+		return err
+	}
+	withFix := *e
+	withFix.Message += "; " + fix
+	return &withFix
+}

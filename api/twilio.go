@@ -19,7 +19,7 @@ import (
 func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (map[string]string, bool) {
 	if s.cfg.TwilioAuthToken == "" || s.cfg.PublicURL == "" {
 		writeProblem(w, &httpError{status: http.StatusServiceUnavailable, title: "Webhook not configured",
-			detail: "set TWILIO_AUTH_TOKEN and AFTERCARE_PUBLIC_URL so Twilio's signatures can be checked"})
+			detail: "the service has no Twilio auth token or public URL configured, so it cannot check Twilio's signatures"})
 		return nil, false
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
@@ -36,7 +36,7 @@ func (s *Server) twilioForm(w http.ResponseWriter, r *http.Request) (map[string]
 		s.log.Warn("twilio webhook with a bad signature", "path", r.URL.Path)
 		s.countWebhook(path.Base(r.URL.Path), "forbidden")
 		writeProblem(w, &httpError{status: http.StatusForbidden, title: "Bad signature",
-			detail: "X-Twilio-Signature does not match; check AFTERCARE_PUBLIC_URL is the URL Twilio calls"})
+			detail: "X-Twilio-Signature does not match; check that the service's public URL is the URL Twilio calls"})
 		return nil, false
 	}
 	return params, true

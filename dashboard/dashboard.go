@@ -58,7 +58,7 @@ func basicAuth(next http.Handler, user, password string) http.Handler {
 		u, p, ok := r.BasicAuth()
 		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(password)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Basic realm="aftercare dashboard", charset="UTF-8"`)
-			http.Error(w, "sign in with DASHBOARD_USER and DASHBOARD_PASSWORD", http.StatusUnauthorized)
+			http.Error(w, "sign in with the dashboard's user name and password", http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)

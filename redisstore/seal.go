@@ -71,7 +71,7 @@ func (s *sealer) open(value, context string) ([]byte, error) {
 	id, data, ok := strings.Cut(rest, ":")
 	gcm := s.aead[id]
 	if !ok || gcm == nil {
-		return nil, fmt.Errorf("sealed with key %s, which is not among AFTERCARE_DATA_KEY", id)
+		return nil, fmt.Errorf("sealed with key %s, which is not among the store's data keys", id)
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(data)
 	if err != nil || len(raw) < gcm.NonceSize() {

@@ -127,7 +127,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, _, err := old.Create(ctx, rec, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := next.Get(ctx, "bk_rot"); err == nil || !strings.Contains(err.Error(), "not among AFTERCARE_DATA_KEY") {
+	if _, err := next.Get(ctx, "bk_rot"); err == nil || !strings.Contains(err.Error(), "not among the store's data keys") {
 		t.Errorf("reading with the wrong key: %v", err)
 	}
 	if _, err := both.Get(ctx, "bk_rot"); err != nil {

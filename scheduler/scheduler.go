@@ -138,7 +138,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	if !created {
 		if stored.Fingerprint != rec.Fingerprint {
 			return nil, false, aftercare.Errorf(aftercare.ECONFLICT,
-				"booking %s already exists with different details; use PUT /v1/bookings/%s to change it", b.ID, b.ID)
+				"booking %s already exists with different details; reschedule it to change it", b.ID)
 		}
 		rec = stored
 	}

@@ -60,21 +60,26 @@ type idleConn struct {
 	since time.Time
 }
 
-// New returns a Sender for cfg, or an error naming what is wrong with it.
+// New returns a Sender for cfg. A Config that cannot work is an EINVALID
+// *aftercare.Error naming each bad field (URL, From).
 func New(cfg Config) (*Sender, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	var fs aftercare.Fields
 	from, err := mail.ParseAddress(cfg.From)
 	if err != nil {
-		return nil, fmt.Errorf("MAIL_FROM %q is not an email address", cfg.From)
-	}
-	if cfg.FromName != "" {
-		from.Name = cfg.FromName
+		fs.Add("From", "%q is not an email address; use one such as care@clinic.example", cfg.From)
 	}
 	host, opts, err := parseURL(cfg.URL)
 	if err != nil {
+		fs.Add("URL", "%v", err)
+	}
+	if err := fs.Err("the SMTP settings are not valid"); err != nil {
 		return nil, err
+	}
+	if cfg.FromName != "" {
+		from.Name = cfg.FromName
 	}
 	// A connection is reused only after a message went through on it, which
 	// ends the SMTP transaction, and a broken one shows at MAIL FROM (see
@@ -83,17 +88,17 @@ func New(cfg Config) (*Sender, error) {
 	opts = append(opts, gomail.WithTimeout(cfg.Timeout), gomail.WithoutRset(), gomail.WithoutNoop())
 	c, err := gomail.NewClient(host, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("SMTP_URL: %w", err)
+		return nil, (aftercare.Fields{{Field: "URL", Message: err.Error()}}).Err("the SMTP settings are not valid")
 	}
 	_, domain, _ := strings.Cut(from.Address, "@")
 	return &Sender{client: c, from: from.String(), domain: domain}, nil
 }
 
-// parseURL turns SMTP_URL into a host and go-mail options.
+// parseURL turns the server URL into a host and go-mail options.
 func parseURL(raw string) (string, []gomail.Option, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Hostname() == "" {
-		return "", nil, fmt.Errorf("SMTP_URL must look like smtp://user:pass@host:587 or smtps://user:pass@host:465")
+		return "", nil, errors.New("must look like smtp://user:pass@host:587 or smtps://user:pass@host:465")
 	}
 	var opts []gomail.Option
 	port := 587
@@ -104,11 +109,11 @@ func parseURL(raw string) (string, []gomail.Option, error) {
 		port = 465
 		opts = append(opts, gomail.WithSSL())
 	default:
-		return "", nil, fmt.Errorf("SMTP_URL scheme %q: use smtp (STARTTLS) or smtps (implicit TLS)", u.Scheme)
+		return "", nil, fmt.Errorf("scheme %q: use smtp (STARTTLS) or smtps (implicit TLS)", u.Scheme)
 	}
 	if p := u.Port(); p != "" {
 		if port, err = strconv.Atoi(p); err != nil {
-			return "", nil, fmt.Errorf("SMTP_URL port %q is not a number", p)
+			return "", nil, fmt.Errorf("port %q is not a number", p)
 		}
 	}
 	opts = append(opts, gomail.WithPort(port))
@@ -116,11 +121,11 @@ func parseURL(raw string) (string, []gomail.Option, error) {
 	case "":
 	case "none":
 		if u.Scheme != "smtp" || !loopback(u.Hostname()) {
-			return "", nil, fmt.Errorf("SMTP_URL: tls=none is allowed only for smtp:// on a loopback host, not %s", u.Hostname())
+			return "", nil, fmt.Errorf("tls=none is allowed only for smtp:// on a loopback host, not %s", u.Hostname())
 		}
 		opts = append(opts, gomail.WithTLSPolicy(gomail.NoTLS))
 	default:
-		return "", nil, fmt.Errorf("SMTP_URL: unknown tls=%s; the only value is none", tls)
+		return "", nil, fmt.Errorf("unknown tls=%s; the only value is none", tls)
 	}
 	if user := u.User.Username(); user != "" {
 		pass, _ := u.User.Password()

@@ -318,13 +318,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		want string // part of the error text
 	}{
 		{"bad scheme", smtp.Config{URL: "http://mail.example.com", From: "care@clinic.example"}, `scheme "http"`},
-		{"no host", smtp.Config{URL: "mail.example.com:587", From: "care@clinic.example"}, "SMTP_URL must look like"},
+		{"no host", smtp.Config{URL: "mail.example.com:587", From: "care@clinic.example"}, "URL: must look like"},
 		{"tls=none off loopback", smtp.Config{URL: "smtp://mail.example.com:25?tls=none", From: "care@clinic.example"}, "loopback"},
 		{"tls=none with smtps", smtp.Config{URL: "smtps://127.0.0.1?tls=none", From: "care@clinic.example"}, "loopback"},
 		{"unknown tls", smtp.Config{URL: "smtp://127.0.0.1:25?tls=maybe", From: "care@clinic.example"}, "unknown tls=maybe"},
-		{"port out of range", smtp.Config{URL: "smtp://mail.example.com:70000", From: "care@clinic.example"}, "SMTP_URL"},
-		{"bad MAIL_FROM", smtp.Config{URL: "smtp://mail.example.com", From: "care at clinic"}, "MAIL_FROM"},
-		{"no MAIL_FROM", smtp.Config{URL: "smtp://mail.example.com"}, "MAIL_FROM"},
+		{"port out of range", smtp.Config{URL: "smtp://mail.example.com:70000", From: "care@clinic.example"}, "URL: "},
+		{"bad from address", smtp.Config{URL: "smtp://mail.example.com", From: "care at clinic"}, "From: "},
+		{"no from address", smtp.Config{URL: "smtp://mail.example.com"}, "From: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -61,24 +61,30 @@ var credential = regexp.MustCompile(`^[a-zA-Z0-9]+$`)
 // twilio-go builds its requests without a context: a send in flight is
 // bounded by Timeout, not by the caller's context.
 func New(cfg Config) (*Sender, error) {
-	if cfg.AccountSID == "" || cfg.AuthToken == "" {
-		return nil, errors.New("twilio: account SID and auth token are required")
-	}
-	if cfg.From == "" && cfg.MessagingServiceSID == "" {
-		return nil, errors.New("twilio: set a From number or a Messaging Service SID")
-	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = DefaultBaseURL
 	}
+	var fs aftercare.Fields
+	for _, c := range []struct{ field, value string }{{"AccountSID", cfg.AccountSID}, {"AuthToken", cfg.AuthToken}} {
+		switch {
+		case c.value == "":
+			fs.Add(c.field, "is required")
+		case !credential.MatchString(c.value):
+			fs.Add(c.field, "must be letters and digits only; copy it again from the Twilio console")
+		}
+	}
+	if cfg.From == "" && cfg.MessagingServiceSID == "" {
+		fs.Add("From", "set a From number or a Messaging Service SID")
+	}
 	base, err := url.Parse(strings.TrimSuffix(cfg.BaseURL, "/"))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		return nil, fmt.Errorf("twilio: base URL %q must be an http(s) URL", cfg.BaseURL)
+		fs.Add("BaseURL", "%q must be an http(s) URL", cfg.BaseURL)
 	}
-	if !credential.MatchString(cfg.AccountSID) || !credential.MatchString(cfg.AuthToken) {
-		return nil, errors.New("twilio: account SID and auth token must be letters and digits only; copy them again from the Twilio console")
+	if err := fs.Err("the Twilio settings are not valid"); err != nil {
+		return nil, err
 	}
 	var rt http.RoundTripper = errorBodies{next: unsent{next: transport()}}
 	if cfg.BaseURL != DefaultBaseURL {

@@ -259,13 +259,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		edit func(*twilio.Config)
 		want string
 	}{
-		{"no account SID", func(c *twilio.Config) { c.AccountSID = "" }, "account SID and auth token"},
-		{"no auth token", func(c *twilio.Config) { c.AuthToken = "" }, "account SID and auth token"},
-		{"no sender", func(c *twilio.Config) { c.From = "" }, "From number or a Messaging Service SID"},
-		{"base URL scheme", func(c *twilio.Config) { c.BaseURL = "ftp://api.twilio.com" }, "must be an http(s) URL"},
+		{"no account SID", func(c *twilio.Config) { c.AccountSID = "" }, "AccountSID: is required"},
+		{"no auth token", func(c *twilio.Config) { c.AuthToken = "" }, "AuthToken: is required"},
+		{"no sender", func(c *twilio.Config) { c.From = "" }, "From: set a From number or a Messaging Service SID"},
+		{"base URL scheme", func(c *twilio.Config) { c.BaseURL = "ftp://api.twilio.com" }, "BaseURL: \"ftp://api.twilio.com\" must be an http(s) URL"},
 		{"base URL without scheme", func(c *twilio.Config) { c.BaseURL = "api.twilio.com" }, "must be an http(s) URL"},
 		{"base URL unparsable", func(c *twilio.Config) { c.BaseURL = "http://[::1" }, "must be an http(s) URL"},
-		{"token with punctuation", func(c *twilio.Config) { c.AuthToken = "abc-def" }, "letters and digits only"},
+		{"token with punctuation", func(c *twilio.Config) { c.AuthToken = "abc-def" }, "AuthToken: must be letters and digits only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

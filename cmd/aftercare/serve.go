@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -201,15 +202,37 @@ func senders(cfg *config.Config, stdout io.Writer) (sms, email worker.Sender, er
 			BaseURL:             cfg.TwilioAPIBaseURL,
 			StatusCallback:      statusCallback(cfg.PublicURL),
 		}); err != nil {
-			return nil, nil, err
+			return nil, nil, settingsError(err, map[string]string{
+				"AccountSID": "TWILIO_ACCOUNT_SID", "AuthToken": "TWILIO_AUTH_TOKEN",
+				"From": "TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID", "BaseURL": "TWILIO_API_BASE_URL",
+			})
 		}
 	}
 	if cfg.SMTPEnabled() {
 		if email, err = smtp.New(smtp.Config{URL: cfg.SMTPURL, From: cfg.MailFrom, FromName: cfg.Clinic.SenderName}); err != nil {
-			return nil, nil, err
+			return nil, nil, settingsError(err, map[string]string{"URL": "SMTP_URL", "From": "MAIL_FROM"})
 		}
 	}
 	return sms, email, nil
+}
+
+// settingsError renames the fields of an adapter's configuration error
+// after the settings they come from: adapters name their own fields, and
+// only this command knows the environment.
+func settingsError(err error, settings map[string]string) error {
+	e, ok := errors.AsType[*aftercare.Error](err)
+	if !ok || len(e.Fields) == 0 {
+		return err
+	}
+	lines := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		name := settings[f.Field]
+		if name == "" {
+			name = f.Field
+		}
+		lines[i] = name + ": " + f.Message
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 func (a *app) openRedis() error {

@@ -372,6 +372,33 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	}
 }
 
+// TestSenderSettingsNamed: a sender adapter names its own fields; the
+// command reports each under the setting it comes from.
+func TestSenderSettingsNamed(t *testing.T) {
+	t.Parallel()
+	cfg, err := config.Load(func(k string) (string, bool) {
+		v, ok := map[string]string{
+			"SMTP_URL": "http://mail.example", "MAIL_FROM": "care at clinic",
+			"TWILIO_ACCOUNT_SID": "AC-1", "TWILIO_AUTH_TOKEN": "t", "TWILIO_FROM_NUMBER": "+15555550100",
+		}[k]
+		return v, ok
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = senders(cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "TWILIO_ACCOUNT_SID: must be letters and digits only") {
+		t.Errorf("senders = %v, want the Twilio account SID named by its setting", err)
+	}
+	cfg.TwilioAccountSID = ""
+	_, _, err = senders(cfg, io.Discard)
+	for _, want := range []string{`MAIL_FROM: "care at clinic" is not an email address`, `SMTP_URL: scheme "http"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("senders = %v, want it to say %q", err, want)
+		}
+	}
+}
+
 func TestHelpListsEverySetting(t *testing.T) {
 	t.Parallel()
 	var out bytes.Buffer
