@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,11 +48,21 @@ func (p Patient) LogValue() slog.Value {
 	)
 }
 
-// Locales the messages are written in; the first is the default.
-var Locales = []string{"en", "es"}
+// DefaultLocale is the language of a patient who names none, and of a
+// message with no template in the patient's language.
+const DefaultLocale = "en"
 
-// MaxDuration bounds duration_minutes; no injection visit lasts a day.
-const MaxDuration = 24 * 60
+// locales are the languages messages are written in.
+var locales = []string{DefaultLocale, "es"}
+
+// Locales returns the languages messages are written in, the default first.
+func Locales() []string { return slices.Clone(locales) }
+
+// knownLocale reports whether messages are written in locale l.
+func knownLocale(l string) bool { return slices.Contains(locales, l) }
+
+// maxDurationMinutes bounds duration_minutes; no injection visit lasts a day.
+const maxDurationMinutes = 24 * 60
 
 var bookingID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
@@ -122,8 +133,8 @@ func (b *Booking) Normalize() error {
 	if b.AppointmentAt.IsZero() {
 		fs.Add("appointment_at", "is required, as an RFC 3339 time such as 2026-12-01T15:00:00-05:00")
 	}
-	if b.DurationMinutes < 0 || b.DurationMinutes > MaxDuration {
-		fs.Add("duration_minutes", "must be between 0 and %d", MaxDuration)
+	if b.DurationMinutes < 0 || b.DurationMinutes > maxDurationMinutes {
+		fs.Add("duration_minutes", "must be between 0 and %d", maxDurationMinutes)
 	}
 	b.Patient.normalize(&fs)
 	if err := fs.Err("the booking is not valid"); err != nil {
@@ -169,9 +180,9 @@ func (p *Patient) normalize(fs *Fields) {
 
 	p.Locale = strings.ToLower(strings.TrimSpace(p.Locale))
 	if p.Locale == "" {
-		p.Locale = Locales[0]
+		p.Locale = DefaultLocale
 	} else if !knownLocale(p.Locale) {
-		fs.Add("patient.locale", "must be one of %s", strings.Join(Locales, ", "))
+		fs.Add("patient.locale", "must be one of %s", strings.Join(locales, ", "))
 	}
 
 	switch {
@@ -182,15 +193,6 @@ func (p *Patient) normalize(fs *Fields) {
 	case !p.SMSOptIn && !p.EmailOptIn:
 		fs.Add("patient", "needs at least one channel: set sms_opt_in or email_opt_in to true")
 	}
-}
-
-func knownLocale(l string) bool {
-	for _, k := range Locales {
-		if l == k {
-			return true
-		}
-	}
-	return false
 }
 
 // NormalizePhone parses a phone number written in E.164 ("+15555550123",

@@ -1,6 +1,9 @@
 package aftercare
 
-import "time"
+import (
+	"slices"
+	"time"
+)
 
 // Channel is a way to reach a patient.
 type Channel string
@@ -18,8 +21,9 @@ func (c Channel) Valid() bool { return c == SMS || c == Email }
 type MessageStatus string
 
 // Message statuses. A message starts scheduled (or is dropped at plan time as
-// expired or skipped); the worker moves it to sending and then to sent or
-// failed. Delivery receipts move sent to delivered or failed.
+// expired or skipped); the worker moves it to sending and then to sent,
+// failed or outcome unknown. Delivery receipts move sent to delivered or
+// failed. CanBecome lists every change a message may make.
 const (
 	StatusScheduled  MessageStatus = "scheduled"
 	StatusSending    MessageStatus = "sending"
@@ -30,11 +34,43 @@ const (
 	StatusSkipped    MessageStatus = "skipped"
 	StatusSuppressed MessageStatus = "suppressed"
 	StatusCancelled  MessageStatus = "cancelled"
+	// StatusOutcomeUnknown: the provider may have taken the message (a
+	// worker died while sending it, or the provider never answered), so it
+	// is not sent again; a person at the clinic has to find out.
+	StatusOutcomeUnknown MessageStatus = "outcome_unknown"
 )
 
 // Final reports whether nothing more will happen to a message in status s.
 func (s MessageStatus) Final() bool {
 	return s != StatusScheduled && s != StatusSending
+}
+
+// Happened reports whether a message in status s went out, or may have:
+// it is being sent, was sent or delivered, or its outcome is unknown. Such a
+// message is never sent again.
+func (s MessageStatus) Happened() bool {
+	switch s {
+	case StatusSending, StatusSent, StatusDelivered, StatusOutcomeUnknown:
+		return true
+	}
+	return false
+}
+
+// transitions lists, for each status, the statuses a message in it may
+// move to. A scheduled message is claimed (sending), or dropped before it
+// goes; a message being sent ends, or goes back to scheduled for a retry
+// (cancelled or failed instead if its booking changed meanwhile, see
+// MessageRef.Change); a receipt moves a sent message on.
+var transitions = map[MessageStatus][]MessageStatus{
+	StatusScheduled: {StatusSending, StatusExpired, StatusSkipped, StatusSuppressed, StatusCancelled},
+	StatusSending: {StatusSent, StatusFailed, StatusOutcomeUnknown, StatusSuppressed,
+		StatusScheduled, StatusCancelled},
+	StatusSent: {StatusDelivered, StatusFailed},
+}
+
+// CanBecome reports whether a message in status s may move to status to.
+func (s MessageStatus) CanBecome(to MessageStatus) bool {
+	return slices.Contains(transitions[s], to)
 }
 
 // Message is one planned send of one step on one channel, with its state.
@@ -88,8 +124,8 @@ type Attempt struct {
 	Step    string    `json:"step"`
 	Channel Channel   `json:"channel"`
 	// Number counts the runs of this message's task, from 1.
-	Number  int    `json:"attempt"`
-	Outcome string `json:"outcome"`
+	Number  int     `json:"attempt"`
+	Outcome Outcome `json:"outcome"`
 	// Detail is the provider id of a send, or the reason or error code.
 	Detail string `json:"detail,omitempty"`
 }
@@ -98,6 +134,21 @@ type Attempt struct {
 type Reply struct {
 	At   time.Time `json:"at"`
 	Text string    `json:"text"`
+}
+
+// Receipt is a provider's report on a message it took, in aftercare's
+// terms: the provider adapter or webhook handler translates its own words.
+type Receipt struct {
+	// Key identifies the report; a report seen before changes nothing.
+	Key string
+	// ProviderID is the provider's id of the message (a Twilio SID).
+	ProviderID string
+	// Status is StatusDelivered or StatusFailed; a receipt with any other
+	// status changes nothing.
+	Status MessageStatus
+	// Reason says why delivery failed, with the provider's code
+	// ("twilio:30003: carrier undelivered").
+	Reason string
 }
 
 // Record is everything stored for a booking: the booking itself (with the

@@ -35,6 +35,16 @@ type Step struct {
 	RepeatOnReschedule bool `yaml:"repeat_on_reschedule"`
 }
 
+// Step returns the step of p named name, if there is one.
+func (p Protocol) Step(name string) (Step, bool) {
+	for _, s := range p.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Step{}, false
+}
+
 // StepCancellation is the built-in step that tells a patient their booking
 // was cancelled, when the clinic asks for it. It is part of no protocol.
 const StepCancellation = "cancellation"
@@ -94,47 +104,4 @@ type Clinic struct {
 	// NameTreatmentInSMS lets SMS templates name the treatment. Off by
 	// default: someone else may read the patient's phone.
 	NameTreatmentInSMS bool `yaml:"name_treatment_in_sms"`
-}
-
-// QuietHours is a daily window, in the patient's local time, in which
-// non-clinical messages are not sent. Start after End means it spans
-// midnight (21:00 to 08:00). Empty, or Start equal to End, means none.
-type QuietHours struct {
-	Start string `yaml:"start"`
-	End   string `yaml:"end"`
-}
-
-// Until reports whether t falls inside the quiet hours, read on the wall
-// clock of loc (the patient's zone), and if so when they end.
-func (q QuietHours) Until(t time.Time, loc *time.Location) (time.Time, bool) {
-	if q.Start == "" || q.End == "" || q.Start == q.End {
-		return t, false
-	}
-	sh, sm := Clock(q.Start)
-	eh, em := Clock(q.End)
-	start, end := sh*60+sm, eh*60+em
-
-	local := t.In(loc)
-	y, mo, d := local.Date()
-	now := local.Hour()*60 + local.Minute()
-	var inside bool
-	if start < end {
-		inside = now >= start && now < end
-	} else {
-		inside = now >= start || now < end
-		if now >= start {
-			d++ // they end tomorrow morning
-		}
-	}
-	if !inside {
-		return t, false
-	}
-	return time.Date(y, mo, d, eh, em, 0, 0, loc), true
-}
-
-// Clock parses a "15:04" clock time; a malformed one reads as midnight.
-// Protocol and clinic files are validated when loaded.
-func Clock(s string) (hour, minute int) {
-	t, _ := time.Parse("15:04", s)
-	return t.Hour(), t.Minute()
 }

@@ -2,7 +2,9 @@ package aftercare
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"time"
 )
 
 // The task contract. Task type names, queue names and payload field names are
@@ -40,9 +42,6 @@ func (r MessageRef) TaskID() string {
 // booking is cancelled: only the cancellation notice may.
 func (r MessageRef) SurvivesCancel() bool { return r.Step == StepCancellation }
 
-// Field names the message inside its booking record.
-func (r MessageRef) Field() string { return r.Step + ":" + string(r.Channel) }
-
 // TaskType is the asynq task type that sends on the ref's channel.
 func (r MessageRef) TaskType() string {
 	if r.Channel == Email {
@@ -76,4 +75,31 @@ func ParseMessageRef(payload []byte) (MessageRef, error) {
 		return r, fmt.Errorf("task payload %s is incomplete", payload)
 	}
 	return r, nil
+}
+
+// A run of a send task tells the task queue what comes next by the error
+// it returns: nil, done; ErrFinal, never again; *Deferred, again at a given
+// time; ErrRateLimited, again shortly (neither of those two counts as a
+// failure); any other error, failed for now, so again after a backoff, the
+// last retry landing before the message's deadline.
+
+// ErrFinal wraps the error of a run that gave its message a final status in
+// failure (failed, outcome unknown): the task is not run again, and is kept
+// where operators see it (asynq's archive).
+var ErrFinal = errors.New("message ended in failure; not retried")
+
+// Deferred is the error of a run that found its message inside quiet
+// hours: the task runs again at Until, without counting as a failure.
+type Deferred struct{ Until time.Time }
+
+func (d *Deferred) Error() string {
+	return "quiet hours: deferred until " + d.Until.Format(time.RFC3339)
+}
+
+// QueueStats is the state of one task queue, for the metrics.
+type QueueStats struct {
+	Queue                                                  string
+	Pending, Active, Scheduled, Retry, Archived, Completed int
+	// Latency is the age of the oldest pending task.
+	Latency time.Duration
 }

@@ -24,7 +24,7 @@ type Bookings interface {
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
 	Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error)
-	Receipt(ctx context.Context, key, providerID, status, errorCode string) error
+	Receipt(ctx context.Context, r aftercare.Receipt) error
 }
 
 // Config holds the API's dependencies.

@@ -24,6 +24,7 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
 )
 
 const (
@@ -50,7 +51,7 @@ func setup(t *testing.T) *testBundle {
 		t.Fatal(err)
 	}
 	clinic.QuietHours.Start, clinic.QuietHours.End = "", ""
-	sched := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	sched := scheduler.New(redisstore.New(rdb), taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 	renderer, err := messages.New(clinic, protocols)
 	if err != nil {
 		t.Fatal(err)

@@ -82,18 +82,37 @@ func (s *Server) twilioStatus(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	sid, status := params["MessageSid"], params["MessageStatus"]
-	key := r.Header.Get("I-Twilio-Idempotency-Token")
-	if key == "" {
-		key = sid + ":" + status
+	receipt := twilioReceipt(params)
+	if key := r.Header.Get("I-Twilio-Idempotency-Token"); key != "" {
+		receipt.Key = key
 	}
-	if err := s.cfg.Bookings.Receipt(r.Context(), key, sid, status, params["ErrorCode"]); err != nil {
+	if err := s.cfg.Bookings.Receipt(r.Context(), receipt); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("delivery receipt", "message_sid", sid, "status", status, "error_code", params["ErrorCode"])
-	s.countWebhook("status", receiptResult(status))
+	s.log.Info("delivery receipt", "message_sid", receipt.ProviderID, "status", params["MessageStatus"], "error_code", params["ErrorCode"])
+	s.countWebhook("status", receiptResult(params["MessageStatus"]))
 	writeTwiML(w, "")
+}
+
+// twilioReceipt reads a Twilio status callback in aftercare's terms:
+// "delivered" is delivered; "undelivered" and "failed" are failed, with
+// Twilio's error code; any other status (queued, sent, ...) leaves the
+// receipt's status empty, which changes nothing. The key is the message and
+// its status.
+func twilioReceipt(params map[string]string) aftercare.Receipt {
+	sid, status := params["MessageSid"], params["MessageStatus"]
+	r := aftercare.Receipt{Key: sid + ":" + status, ProviderID: sid}
+	switch status {
+	case "delivered":
+		r.Status = aftercare.StatusDelivered
+	case "undelivered", "failed":
+		r.Status, r.Reason = aftercare.StatusFailed, "carrier "+status
+		if code := params["ErrorCode"]; code != "" {
+			r.Reason = "twilio:" + code + ": " + r.Reason
+		}
+	}
+	return r
 }
 
 // receiptResult is a receipt status as a metric label: Twilio's known

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/hibiken/asynqmon"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
 )
@@ -20,7 +21,8 @@ const Path = "/monitoring"
 
 // Config configures the dashboard.
 type Config struct {
-	Redis    asynq.RedisConnOpt
+	// Redis is a client for the dashboard's own use.
+	Redis    redis.UniversalClient
 	User     string
 	Password string
 	// Writable lets operators delete, run and archive tasks from the page.
@@ -31,17 +33,24 @@ type Config struct {
 func New(cfg Config) http.Handler {
 	mon := asynqmon.New(asynqmon.Options{
 		RootPath:         Path,
-		RedisConnOpt:     cfg.Redis,
+		RedisConnOpt:     conn{cfg.Redis},
 		ReadOnly:         !cfg.Writable,
-		PayloadFormatter: asynqmon.PayloadFormatterFunc(FormatPayload),
+		PayloadFormatter: asynqmon.PayloadFormatterFunc(formatPayload),
 		ResultFormatter:  asynqmon.ResultFormatterFunc(func(string, []byte) string { return "" }),
 	})
 	return basicAuth(mon, cfg.User, cfg.Password)
 }
 
-// FormatPayload shows a send task as what it refers to. Payloads carry no
+// conn hands asynqmon the client it was given rather than a new one.
+type conn struct{ rdb redis.UniversalClient }
+
+func (c conn) MakeRedisClient() any { return c.rdb }
+
+var _ asynq.RedisConnOpt = conn{}
+
+// formatPayload shows a send task as what it refers to. Payloads carry no
 // patient data; this keeps it that way on screen even if one ever did.
-func FormatPayload(taskType string, payload []byte) string {
+func formatPayload(taskType string, payload []byte) string {
 	ref, err := aftercare.ParseMessageRef(payload)
 	if err != nil {
 		return fmt.Sprintf("(%s: unreadable payload)", taskType)

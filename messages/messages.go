@@ -114,7 +114,7 @@ func (r *Renderer) load(fsys fs.FS) error {
 		}
 		loc := path.Dir(file)
 		if _, ok := locales[loc]; !ok {
-			return fmt.Errorf("template %s: unknown locale directory %q; use one of %s", file, loc, strings.Join(aftercare.Locales, ", "))
+			return fmt.Errorf("template %s: unknown locale directory %q; use one of %s", file, loc, strings.Join(aftercare.Locales(), ", "))
 		}
 		set := r.sets[loc]
 		if set == nil {
@@ -138,7 +138,7 @@ func (r *Renderer) check() error {
 		b := sampleBooking(p.Treatment)
 		for _, step := range Steps(p) {
 			for _, ch := range step.Channels {
-				for _, loc := range aftercare.Locales {
+				for _, loc := range aftercare.Locales() {
 					b.Patient.Locale = loc
 					if _, err := r.Render(&b, step.Name, ch, true); err != nil {
 						errs = append(errs, err)
@@ -147,7 +147,7 @@ func (r *Renderer) check() error {
 			}
 		}
 	}
-	for _, loc := range aftercare.Locales {
+	for _, loc := range aftercare.Locales() {
 		if _, err := r.Help(loc); err != nil {
 			errs = append(errs, err)
 		}
@@ -260,7 +260,7 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 // one, in the locale and then in the default locale.
 func (r *Renderer) lookup(loc, treatment, step string, ch aftercare.Channel) (string, *template.Template) {
 	names := []string{treatment + "." + step + "." + string(ch), step + "." + string(ch)}
-	for _, l := range []string{loc, aftercare.Locales[0]} {
+	for _, l := range []string{loc, aftercare.DefaultLocale} {
 		set := r.sets[l]
 		if set == nil {
 			continue
@@ -271,7 +271,7 @@ func (r *Renderer) lookup(loc, treatment, step string, ch aftercare.Channel) (st
 			}
 		}
 	}
-	return aftercare.Locales[0], nil
+	return aftercare.DefaultLocale, nil
 }
 
 // block is a paragraph (Lines) or a list (Items) of an email body.

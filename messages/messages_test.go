@@ -60,7 +60,7 @@ func TestGolden(t *testing.T) {
 				firstSMS = step.Name
 			}
 		}
-		for _, locale := range aftercare.Locales {
+		for _, locale := range aftercare.Locales() {
 			b := sample()
 			b.Treatment, b.Patient.Locale = treatment, locale
 			for _, step := range messages.Steps(p) {

@@ -1,15 +1,13 @@
 // Package metrics exposes aftercare's Prometheus metrics: what the worker
 // sent and how late, provider call times, webhook outcomes, opt-outs, and
-// the asynq queues. Label values are steps, channels, outcomes and queue
+// the task queues. Label values are steps, channels, outcomes and queue
 // names: never patient data.
 package metrics
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,14 +24,19 @@ type Metrics struct {
 	webhooks *prometheus.CounterVec
 }
 
-// New returns Metrics; with inspector set, it also reports the size and
-// latency of each asynq queue when scraped.
-func New(inspector *asynq.Inspector) *Metrics {
+// Queues reports the task queues; the taskqueue package implements it.
+type Queues interface {
+	Stats() ([]aftercare.QueueStats, error)
+}
+
+// New returns Metrics; with queues set, it also reports the size and
+// latency of each task queue when scraped.
+func New(queues Queues) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aftercare_messages_total",
-			Help: "Send attempts by step, channel and outcome (sent, failed, retry, expired, skipped, suppressed, uncertain, deferred, rate_limited, dropped).",
+			Help: "Send attempts by step, channel and outcome (sent, failed, outcome_unknown, retry, expired, skipped, suppressed, deferred, rate_limited, dropped).",
 		}, []string{"step", "channel", "outcome"}),
 		provider: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "aftercare_provider_call_seconds",
@@ -52,8 +55,8 @@ func New(inspector *asynq.Inspector) *Metrics {
 	}
 	m.registry.MustRegister(m.messages, m.provider, m.lateness, m.webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if inspector != nil {
-		m.registry.MustRegister(queues{inspector})
+	if queues != nil {
+		m.registry.MustRegister(collector{queues})
 	}
 	return m
 }
@@ -66,9 +69,9 @@ func (m *Metrics) Handler() http.Handler {
 // Attempt records one run of a send task. provider is the provider call's
 // duration and late how long after its time the message went out; both are
 // only recorded for a send.
-func (m *Metrics) Attempt(step string, ch aftercare.Channel, outcome string, provider, late time.Duration) {
-	m.messages.WithLabelValues(step, string(ch), outcome).Inc()
-	if outcome == "sent" {
+func (m *Metrics) Attempt(step string, ch aftercare.Channel, outcome aftercare.Outcome, provider, late time.Duration) {
+	m.messages.WithLabelValues(step, string(ch), string(outcome)).Inc()
+	if outcome == aftercare.OutcomeSent {
 		m.provider.WithLabelValues(string(ch)).Observe(provider.Seconds())
 		m.lateness.WithLabelValues(string(ch)).Observe(max(late, 0).Seconds())
 	}
@@ -79,36 +82,33 @@ func (m *Metrics) Webhook(hook, result string) {
 	m.webhooks.WithLabelValues(hook, result).Inc()
 }
 
-// queues reports the asynq queues: tasks by state, and latency (the age of
-// the oldest pending task).
-type queues struct{ inspector *asynq.Inspector }
+// collector reports the task queues: tasks by state, and latency (the age
+// of the oldest pending task).
+type collector struct{ queues Queues }
 
 var (
-	queueTasks = prometheus.NewDesc("aftercare_queue_tasks", "Tasks in each asynq queue by state.", []string{"queue", "state"}, nil)
-	queueAge   = prometheus.NewDesc("aftercare_queue_latency_seconds", "Age of the oldest pending task in each asynq queue.", []string{"queue"}, nil)
+	queueTasks = prometheus.NewDesc("aftercare_queue_tasks", "Tasks in each queue by state.", []string{"queue", "state"}, nil)
+	queueAge   = prometheus.NewDesc("aftercare_queue_latency_seconds", "Age of the oldest pending task in each queue.", []string{"queue"}, nil)
 )
 
-func (q queues) Describe(ch chan<- *prometheus.Desc) {
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueTasks
 	ch <- queueAge
 }
 
-func (q queues) Collect(ch chan<- prometheus.Metric) {
-	for _, name := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
-		info, err := q.inspector.GetQueueInfo(name)
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			continue
-		}
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(queueTasks, err)
-			continue
-		}
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	stats, err := c.queues.Stats()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(queueTasks, err)
+		return
+	}
+	for _, q := range stats {
 		for state, n := range map[string]int{
-			"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed,
+			"pending": q.Pending, "active": q.Active, "scheduled": q.Scheduled,
+			"retry": q.Retry, "archived": q.Archived, "completed": q.Completed,
 		} {
-			ch <- prometheus.MustNewConstMetric(queueTasks, prometheus.GaugeValue, float64(n), name, state)
+			ch <- prometheus.MustNewConstMetric(queueTasks, prometheus.GaugeValue, float64(n), q.Queue, state)
 		}
-		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, info.Latency.Seconds(), name)
+		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, q.Latency.Seconds(), q.Queue)
 	}
 }

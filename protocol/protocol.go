@@ -83,14 +83,14 @@ func Parse(data []byte) (aftercare.Protocol, error) {
 	if err := dec.Decode(&p); err != nil {
 		return p, err
 	}
-	return p, Validate(&p)
+	return p, validate(&p)
 }
 
 var name = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 
-// Validate checks a protocol and fills in the default policies (quiet hours
+// validate checks a protocol and fills in the default policies (quiet hours
 // "defer", if_late "send").
-func Validate(p *aftercare.Protocol) error {
+func validate(p *aftercare.Protocol) error {
 	if !name.MatchString(p.Treatment) {
 		return fmt.Errorf("treatment %q must be lower-case letters, digits and '_', starting with a letter", p.Treatment)
 	}

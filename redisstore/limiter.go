@@ -51,30 +51,22 @@ redis.call('PEXPIRE', KEYS[1], wait + math.ceil(1000 / rate) + 1000)
 return wait
 `)
 
-// Wait blocks until a message may go out on ch. It returns a SendError of
-// class ErrRateLimited if that would take longer than MaxWait.
-func (l *Limiter) Wait(ctx context.Context, ch aftercare.Channel) error {
+// Reserve takes the next slot for a message on ch and returns how long
+// until it comes; the caller waits that long before sending. It returns a
+// SendError of class ErrRateLimited, and reserves nothing, if the slot is
+// more than MaxWait away.
+func (l *Limiter) Reserve(ctx context.Context, ch aftercare.Channel) (time.Duration, error) {
 	rate := l.rates[ch]
 	if rate <= 0 {
-		return nil
+		return 0, nil
 	}
 	ms, err := takeScript.Run(ctx, l.rdb, []string{"aftercare:rate:{" + string(ch) + "}"}, rate, l.MaxWait.Milliseconds()).Int64()
 	if err != nil {
-		return fmt.Errorf("rate limit: %w", err)
+		return 0, fmt.Errorf("rate limit: %w", err)
 	}
 	if ms < 0 {
-		return &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "rate:" + string(ch),
+		return 0, &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "rate:" + string(ch),
 			Err: fmt.Errorf("%s sends are %s behind the %g/s limit", ch, time.Duration(-ms)*time.Millisecond, rate)}
 	}
-	if ms == 0 {
-		return nil
-	}
-	timer := time.NewTimer(time.Duration(ms) * time.Millisecond)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return time.Duration(ms) * time.Millisecond, nil
 }

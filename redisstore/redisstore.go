@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -200,7 +201,7 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		fields = append(fields, "hn", len(rec.History))
 	}
 	for _, m := range rec.Messages {
-		f := field(m)
+		f := field(m.Ref("", 0))
 		fields = append(fields, "m:"+f, string(m.Status))
 		if m.ProviderID != "" {
 			fields = append(fields, "p:"+f, m.ProviderID)
@@ -276,20 +277,35 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 			if err := json.Unmarshal([]byte(h["h:"+strconv.Itoa(i)]), &a); err != nil {
 				return nil, fmt.Errorf("history %d: %w", i, err)
 			}
+			if a.Outcome == legacyUncertain {
+				a.Outcome = aftercare.OutcomeUnknown
+			}
 			rec.History = append(rec.History, a)
 		}
 	}
 	rec.Messages = make([]aftercare.Message, len(plan))
 	for i, p := range plan {
 		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc), Note: p.Note}
-		f := field(m)
+		f := field(m.Ref("", 0))
 		m.Status = aftercare.MessageStatus(h["m:"+f])
 		m.ProviderID = h["p:"+f]
 		m.Error = h["e:"+f]
+		if m.Status == aftercare.StatusFailed && strings.HasPrefix(m.Error, legacyUnknown) {
+			m.Status = aftercare.StatusOutcomeUnknown
+		}
 		rec.Messages[i] = m
 	}
 	return rec, nil
 }
+
+// Records written before outcome_unknown was a status of its own (see the
+// migration notes in the README) keep such a message as failed with an
+// error that starts "outcome unknown", and the attempt's outcome as
+// "uncertain"; decode reads both as outcome unknown.
+const (
+	legacyUnknown                     = "outcome unknown"
+	legacyUncertain aftercare.Outcome = "uncertain"
+)
 
 // claimScript: KEYS[1] booking; ARGV version, message field, "1" if the
 // message may go out on a cancelled booking (the cancellation notice). It
@@ -314,7 +330,7 @@ return h[3]
 // whether the number opted out of SMS (see OptedOut).
 func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone string) (aftercare.MessageStatus, bool, error) {
 	keys := []string{Key(ref.BookingID)}
-	args := []any{ref.Version, ref.Field(), flag(ref.SurvivesCancel())}
+	args := []any{ref.Version, field(ref), flag(ref.SurvivesCancel())}
 	var (
 		res *redis.Cmd
 		out *redis.BoolCmd
@@ -358,15 +374,15 @@ func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), scr
 	return res
 }
 
-// transitionScript: KEYS[1] booking; ARGV field, from, to, provider id,
-// error, version, "1" if the message may go out on a cancelled booking,
-// attempt JSON. It returns 1 if it changed the message, else 0.
+// transitionScript: KEYS[1] booking; ARGV message field, from, version,
+// then the status and reason of the change's three targets (to, if
+// cancelled, if superseded), the provider id and the attempt JSON. It
+// returns 1 if it changed the message, else 0.
 //
-// A change from scheduled also needs the booking to be at the version
-// given; a change from sending was earned by a claim and is always
-// recorded. A send handed back for a retry (sending -> scheduled) after the
-// booking was cancelled or changed has no task left to retry it: it ends
-// cancelled or failed instead.
+// The message changes only if it is in status from; the target is the
+// first of: if the booking is cancelled, if it is at another version, to.
+// An empty target status leaves the message as it is. The script applies
+// the change's rules (aftercare.MessageRef.Change); it makes none.
 //
 // The attempt is added to the history whether or not the message changed,
 // unless the record has expired, or the attempt is already the last entry
@@ -374,50 +390,59 @@ func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), scr
 var transitionScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status', 'hn')
 local changed = 0
-if h[2] == ARGV[2] and (ARGV[2] ~= 'scheduled' or h[1] == ARGV[6]) then
-  local to, err = ARGV[3], ARGV[5]
-  if ARGV[2] == 'sending' and to == 'scheduled' then
-    if h[3] == 'cancelled' and ARGV[7] ~= '1' then
-      to = 'cancelled'
-    elseif h[1] ~= ARGV[6] then
-      to, err = 'failed', err .. '; not retried because the booking changed meanwhile'
-    end
+if h[2] == ARGV[2] then
+  local to, reason = ARGV[4], ARGV[5]
+  if h[3] == 'cancelled' then
+    to, reason = ARGV[6], ARGV[7]
+  elseif h[1] ~= ARGV[3] then
+    to, reason = ARGV[8], ARGV[9]
   end
-  redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], err)
-  if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[4]) end
-  changed = 1
+  if to ~= '' then
+    redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], reason)
+    if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[10]) end
+    changed = 1
+  end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 and (not h[4] or redis.call('HGET', KEYS[1], 'h:' .. h[4]) ~= ARGV[8]) then
+if redis.call('EXISTS', KEYS[1]) == 1 and (not h[4] or redis.call('HGET', KEYS[1], 'h:' .. h[4]) ~= ARGV[11]) then
   local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
-  redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[8])
+  redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[11])
 end
 return changed
 `)
 
-// Transition moves the message ref names from status from to status to,
-// storing the provider id (if not empty) and the error text (cleared when
-// empty), and adds attempt a to the booking's history. It reports false,
-// leaving the message as it is, if the message is not in status from; the
-// attempt is added all the same, unless the record has expired.
+// Transition makes change c to the message it names (see aftercare.Change),
+// storing the provider id (if not empty) and the reason (an empty one
+// clears the message's error), and adds c.Attempt to the booking's
+// history. It reports false, leaving the message as it is, if the message
+// is not in status c.From or the change leaves it; the attempt is added
+// all the same, unless the record has expired. A change the domain does not
+// allow (aftercare.MessageStatus.CanBecome) is an error.
 //
 // An SMS that goes to sent with a provider id (a Twilio SID) is also
 // linked to it for its delivery receipts (ByProvider), in the same round
 // trip.
-func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, to aftercare.MessageStatus, providerID, errText string, a aftercare.Attempt) (bool, error) {
-	entry, err := json.Marshal(a)
+func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error) {
+	for _, t := range []aftercare.Target{c.To, c.IfCancelled, c.IfSuperseded} {
+		if t.Status != "" && !c.From.CanBecome(t.Status) {
+			return false, fmt.Errorf("record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
+		}
+	}
+	entry, err := json.Marshal(c.Attempt)
 	if err != nil {
 		return false, err
 	}
-	keys := []string{Key(ref.BookingID)}
-	args := []any{ref.Field(), string(from), string(to), providerID, errText, ref.Version, flag(ref.SurvivesCancel()), entry}
+	keys := []string{Key(c.Ref.BookingID)}
+	args := []any{field(c.Ref), string(c.From), c.Ref.Version,
+		string(c.To.Status), c.To.Reason, string(c.IfCancelled.Status), c.IfCancelled.Reason,
+		string(c.IfSuperseded.Status), c.IfSuperseded.Reason, c.ProviderID, entry}
 	var (
 		res  *redis.Cmd
 		link *redis.StatusCmd
 	)
-	if ref.Channel == aftercare.SMS && to == aftercare.StatusSent && providerID != "" {
+	if c.Ref.Channel == aftercare.SMS && c.To.Status == aftercare.StatusSent && c.ProviderID != "" {
 		// The link goes first: a receipt for a message that reads sent
 		// finds it.
-		res = s.runAfter(ctx, func(p redis.Pipeliner) { link = p.Set(ctx, sidKey(providerID), ref.Payload(), receiptTTL) },
+		res = s.runAfter(ctx, func(p redis.Pipeliner) { link = p.Set(ctx, sidKey(c.ProviderID), c.Ref.Payload(), receiptTTL) },
 			transitionScript, keys, args...)
 	} else {
 		res = transitionScript.Run(ctx, s.rdb, keys, args...)
@@ -427,7 +452,7 @@ func (s *Store) Transition(ctx context.Context, ref aftercare.MessageRef, from, 
 		err = fmt.Errorf("link provider id: %w", link.Err())
 	}
 	if err != nil {
-		return false, fmt.Errorf("record %s %s: %w", ref.TaskID(), to, err)
+		return false, fmt.Errorf("record %s %s: %w", c.Ref.TaskID(), c.To.Status, err)
 	}
 	return n == 1, nil
 }
@@ -440,7 +465,8 @@ func flag(b bool) string {
 	return "0"
 }
 
-func field(m aftercare.Message) string { return m.Ref("", 0).Field() }
+// field names a message inside its booking's hash.
+func field(ref aftercare.MessageRef) string { return ref.Step + ":" + string(ref.Channel) }
 
 const optOutKey = "aftercare:optout"
 

@@ -2,6 +2,7 @@ package redisstore_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,10 +97,14 @@ func TestClaimTransition(t *testing.T) {
 		{"claim", func() (any, error) { return claim(ref) }, aftercare.StatusScheduled},
 		{"claim again finds it sending", func() (any, error) { return claim(ref) }, aftercare.StatusSending},
 		{"wrong from", func() (any, error) {
-			return tb.store.Transition(ctx, ref, aftercare.StatusScheduled, aftercare.StatusExpired, "", "", attempt)
+			c := ref.Change(aftercare.StatusScheduled, aftercare.StatusExpired, "late")
+			c.Attempt = attempt
+			return tb.store.Transition(ctx, c)
 		}, false},
 		{"sent", func() (any, error) {
-			return tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", attempt)
+			c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
+			c.ProviderID, c.Attempt = "SM1", attempt
+			return tb.store.Transition(ctx, c)
 		}, true},
 		{"claim a sent message", func() (any, error) { return claim(ref) }, aftercare.StatusSent},
 		{"old version", func() (any, error) {
@@ -168,19 +173,24 @@ func TestTransitionHistory(t *testing.T) {
 	tb.create(t)
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
 	at := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
-	sent := aftercare.Attempt{At: at, Step: "consent", Channel: aftercare.SMS, Number: 1, Outcome: "sent", Detail: "SM1"}
+	sent := aftercare.Attempt{At: at, Step: "consent", Channel: aftercare.SMS, Number: 1, Outcome: aftercare.OutcomeSent, Detail: "SM1"}
 	again := sent
 	again.At, again.Number = at.Add(time.Minute), 2
+	record := func(ref aftercare.MessageRef, providerID string, a aftercare.Attempt) (bool, error) {
+		c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
+		c.ProviderID, c.Attempt = providerID, a
+		return tb.store.Transition(ctx, c)
+	}
 
 	if _, _, err := tb.store.Claim(ctx, ref, ""); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []bool{true, false} { // the second is a retried call
-		if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", sent); err != nil || changed != want {
+		if changed, err := record(ref, "SM1", sent); err != nil || changed != want {
 			t.Fatalf("Transition = %v, %v; want %v", changed, err, want)
 		}
 	}
-	if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM1", "", again); err != nil || changed {
+	if changed, err := record(ref, "SM1", again); err != nil || changed {
 		t.Fatalf("Transition of a sent message = %v, %v; want false", changed, err)
 	}
 	rec, err := tb.store.Get(ctx, "bk_1")
@@ -200,7 +210,7 @@ func TestTransitionHistory(t *testing.T) {
 	// An email's Message-ID is not linked: receipts come from Twilio only.
 	email := ref
 	email.Channel = aftercare.Email
-	if _, err := tb.store.Transition(ctx, email, aftercare.StatusSending, aftercare.StatusSent, "<id@clinic.example>", "", sent); err != nil {
+	if _, err := record(email, "<id@clinic.example>", sent); err != nil {
 		t.Fatal(err)
 	}
 	if n := tb.rdb.Exists(ctx, "aftercare:sid:<id@clinic.example>").Val(); n != 0 {
@@ -208,7 +218,7 @@ func TestTransitionHistory(t *testing.T) {
 	}
 
 	tb.rdb.Del(ctx, redisstore.Key("bk_1"))
-	if changed, err := tb.store.Transition(ctx, ref, aftercare.StatusSending, aftercare.StatusSent, "SM2", "", again); err != nil || changed {
+	if changed, err := record(ref, "SM2", again); err != nil || changed {
 		t.Fatalf("Transition on an expired record = %v, %v; want false", changed, err)
 	}
 	if n := tb.rdb.Exists(ctx, redisstore.Key("bk_1")).Val(); n != 0 {
@@ -237,5 +247,92 @@ func TestClaimReadsOptOut(t *testing.T) {
 	}
 	if _, out, err := tb.store.Claim(ctx, ref, ""); err != nil || out {
 		t.Fatalf("Claim without a number = %v, %v; want no opt-out read", out, err)
+	}
+}
+
+// TestTransitionTargets: a change lands on the target the booking's state
+// picks, as aftercare.MessageRef.Change lays them out, and a change the
+// domain forbids is refused before it reaches Redis.
+func TestTransitionTargets(t *testing.T) {
+	t.Parallel()
+	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	tests := []struct {
+		name     string
+		booking  []any // fields set on the record after the claim
+		change   aftercare.Change
+		changed  bool
+		status   aftercare.MessageStatus
+		errorHas string
+	}{
+		{"retry", nil, ref.Change(aftercare.StatusSending, aftercare.StatusScheduled, "twilio:20500"),
+			true, aftercare.StatusScheduled, "twilio:20500"},
+		{"retry after a cancel", []any{"status", "cancelled"}, ref.Change(aftercare.StatusSending, aftercare.StatusScheduled, "twilio:20500"),
+			true, aftercare.StatusCancelled, "twilio:20500"},
+		{"retry after a reschedule", []any{"version", 2}, ref.Change(aftercare.StatusSending, aftercare.StatusScheduled, "twilio:20500"),
+			true, aftercare.StatusFailed, "not retried because the booking changed"},
+		{"sent after a cancel is still sent", []any{"status", "cancelled"}, ref.Change(aftercare.StatusSending, aftercare.StatusSent, ""),
+			true, aftercare.StatusSent, ""},
+		{"expire a superseded version's message", []any{"version", 2, "m:consent:sms", "scheduled"},
+			ref.Change(aftercare.StatusScheduled, aftercare.StatusExpired, "late"), false, aftercare.StatusScheduled, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			ctx := context.Background()
+			tb.create(t)
+			if _, _, err := tb.store.Claim(ctx, ref, ""); err != nil {
+				t.Fatal(err)
+			}
+			if tt.booking != nil {
+				tb.rdb.HSet(ctx, redisstore.Key("bk_1"), tt.booking...)
+			}
+			changed, err := tb.store.Transition(ctx, tt.change)
+			if err != nil || changed != tt.changed {
+				t.Fatalf("Transition = %v, %v; want %v", changed, err, tt.changed)
+			}
+			rec, err := tb.store.Get(ctx, "bk_1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, _ := rec.Message("consent", aftercare.SMS)
+			if m.Status != tt.status || !strings.Contains(m.Error, tt.errorHas) {
+				t.Errorf("message %s (%q), want %s with %q", m.Status, m.Error, tt.status, tt.errorHas)
+			}
+		})
+	}
+
+	tb := setup(t)
+	tb.create(t)
+	if _, err := tb.store.Transition(context.Background(), ref.Change(aftercare.StatusSent, aftercare.StatusScheduled, "")); err == nil {
+		t.Error("sent -> scheduled was written")
+	}
+}
+
+// TestReadsLegacyOutcomeUnknown: records written before outcome_unknown was
+// a status keep such a message as failed with "outcome unknown: ..." and
+// its attempt as "uncertain"; both read as outcome unknown.
+func TestReadsLegacyOutcomeUnknown(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	tb.create(t)
+	tb.rdb.HSet(ctx, redisstore.Key("bk_1"),
+		"m:consent:sms", "failed", "e:consent:sms", "outcome unknown: an earlier attempt stopped while sending; not sent again to avoid a duplicate",
+		"hn", 1, "h:1", `{"at":"2026-11-20T10:00:00Z","step":"consent","channel":"sms","attempt":2,"outcome":"uncertain","detail":"an earlier attempt stopped while sending"}`)
+	rec, err := tb.store.Get(ctx, "bk_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := rec.Message("consent", aftercare.SMS); m.Status != aftercare.StatusOutcomeUnknown {
+		t.Errorf("message status %s, want outcome_unknown", m.Status)
+	}
+	if len(rec.History) != 1 || rec.History[0].Outcome != aftercare.OutcomeUnknown {
+		t.Errorf("history %+v, want one outcome_unknown attempt", rec.History)
+	}
+	// A failure that is not in doubt stays failed.
+	tb.rdb.HSet(ctx, redisstore.Key("bk_1"), "e:consent:sms", "twilio:21211: invalid To number")
+	if rec, _ = tb.store.Get(ctx, "bk_1"); rec.Messages[0].Status != aftercare.StatusFailed {
+		t.Errorf("a permanent failure reads %s", rec.Messages[0].Status)
 	}
 }

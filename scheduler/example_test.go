@@ -15,6 +15,7 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
 )
 
 // newExampleClient returns a Client on an in-memory Redis whose clock reads
@@ -24,7 +25,7 @@ func newExampleClient() (*scheduler.Client, func()) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("") // the built-in example clinic
-	client := scheduler.New(redisstore.New(rdb), scheduler.AsynqTasks(rdb), scheduler.Config{
+	client := scheduler.New(redisstore.New(rdb), taskqueue.New(rdb), scheduler.Config{
 		Protocols: protocols,
 		Clinic:    clinic,
 		Now:       func() time.Time { return time.Date(2026, 11, 24, 17, 0, 0, 0, time.UTC) },

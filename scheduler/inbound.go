@@ -10,9 +10,9 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// MaxReply bounds a stored patient reply; a concatenated SMS is at most ten
+// maxReply bounds a stored patient reply; a concatenated SMS is at most ten
 // parts of 160.
-const MaxReply = 1600
+const maxReply = 1600
 
 // Inbound handles a text from a patient's phone and returns what it asked
 // for and the locale of their latest booking (for the answer to HELP):
@@ -26,19 +26,19 @@ const MaxReply = 1600
 func (c *Client) Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error) {
 	phone, err := aftercare.NormalizePhone(from)
 	if err != nil {
-		return aftercare.KeywordOther, aftercare.Locales[0], aftercare.Errorf(aftercare.EINVALID, "From %s", err)
+		return aftercare.KeywordOther, aftercare.DefaultLocale, aftercare.Errorf(aftercare.EINVALID, "From %s", err)
 	}
 	kw := aftercare.ParseReply(body)
 	now := c.cfg.Now()
 	ids, err := c.store.Bookings(ctx, phone)
 	if err != nil {
-		return kw, aftercare.Locales[0], err
+		return kw, aftercare.DefaultLocale, err
 	}
 	latest, err := c.latest(ctx, phone, ids)
 	if err != nil {
-		return kw, aftercare.Locales[0], err
+		return kw, aftercare.DefaultLocale, err
 	}
-	locale := aftercare.Locales[0]
+	locale := aftercare.DefaultLocale
 	if latest != nil {
 		locale = latest.Booking.Patient.Locale
 	}
@@ -64,7 +64,7 @@ func (c *Client) Inbound(ctx context.Context, from, body string) (aftercare.Keyw
 			case rec.Booking.Patient.Phone != phone:
 				return false, nil // the booking changed number meanwhile
 			case kw == aftercare.KeywordOther:
-				rec.Replies = append(rec.Replies, aftercare.Reply{At: now, Text: clip(strings.TrimSpace(body), MaxReply)})
+				rec.Replies = append(rec.Replies, aftercare.Reply{At: now, Text: clip(strings.TrimSpace(body), maxReply)})
 				return true, nil
 			case rec.ConsentAcknowledgedAt == nil:
 				rec.ConsentAcknowledgedAt = &now

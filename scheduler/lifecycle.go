@@ -20,10 +20,7 @@ import (
 // A cancelled booking cannot be rescheduled (ECONFLICT); a booking that does
 // not exist is ENOTFOUND.
 func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error) {
-	if err := b.Normalize(); err != nil {
-		return nil, false, err
-	}
-	p, err := c.protocol(b.Treatment)
+	p, err := c.check(&b)
 	if err != nil {
 		return nil, false, err
 	}
@@ -163,31 +160,25 @@ var errUnchanged = errors.New("unchanged")
 
 // carry merges the previous messages of a booking into its new plan. A
 // message keeps its previous state if keep says so for its step, or if it
-// was sent (or is being sent) and its step is not repeated on reschedule.
-// Sent messages the new plan no longer has (a channel the patient left, the
-// cancellation notice) stay in the timeline as history.
+// happened (it went out or may have) and its step is not repeated on
+// reschedule. Messages that happened and are not in the new plan (a channel
+// the patient left, the cancellation notice) stay in the timeline as
+// history.
 func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(aftercare.Step) bool) []aftercare.Message {
-	steps := map[string]aftercare.Step{}
-	for _, s := range p.Steps {
-		steps[s.Name] = s
-	}
-	happened := func(m aftercare.Message) bool {
-		return m.Status == aftercare.StatusSending || m.Status == aftercare.StatusSent || m.Status == aftercare.StatusDelivered
-	}
 	out := slices.Clone(next)
 	for i, m := range out {
 		j := slices.IndexFunc(prev, func(o aftercare.Message) bool { return o.Step == m.Step && o.Channel == m.Channel })
 		if j < 0 {
 			continue
 		}
-		step := steps[m.Step]
-		if keep(step) || (happened(prev[j]) && !step.RepeatOnReschedule) {
+		step, _ := p.Step(m.Step)
+		if keep(step) || (prev[j].Status.Happened() && !step.RepeatOnReschedule) {
 			out[i] = prev[j]
 		}
 	}
 	for _, o := range prev {
 		inNext := slices.ContainsFunc(next, func(m aftercare.Message) bool { return m.Step == o.Step && m.Channel == o.Channel })
-		if !inNext && happened(o) {
+		if !inNext && o.Status.Happened() {
 			out = append(out, o)
 		}
 	}

@@ -53,43 +53,28 @@ func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours
 	return msgs
 }
 
-// Notes say why a message is not simply sent at its step's time.
+// Notes of the late rule; aftercare.Place gives those of the deadline and
+// quiet hours.
 const (
-	noteLateSkipped   = "booked after its time; this step is left out when booked late"
-	noteLateNow       = "booked after its time; sent at once"
-	noteDeadline      = "its send-by deadline had passed"
-	noteQuietDeferred = "moved to the end of quiet hours"
-	noteQuietExpired  = "fell in quiet hours, which end after its send-by deadline"
-	noteQuietSkipped  = "fell in quiet hours; this step is skipped then"
-	noteQuietIgnored  = "sent in quiet hours: a clinical safety message"
+	noteLateSkipped = "booked after its time; this step is left out when booked late"
+	noteLateNow     = "booked after its time; sent at once"
 )
 
-// schedule applies the late, deadline and quiet-hour rules to one step, and
-// says which moved or dropped it.
+// schedule applies the late rule to one step, then the deadline and quiet
+// hours (aftercare.Place), and says which moved or dropped it.
 func schedule(step aftercare.Step, due, deadline time.Time, quiet aftercare.QuietHours, now time.Time, loc *time.Location) (time.Time, aftercare.MessageStatus, string) {
-	sendAt, note := due, ""
+	sendAt, late := due, ""
 	if sendAt.Before(now) {
 		if step.IfLate == aftercare.LateSkip {
 			return sendAt, aftercare.StatusSkipped, noteLateSkipped
 		}
-		sendAt, note = now, noteLateNow
+		sendAt, late = now, noteLateNow
 	}
-	if !sendAt.Before(deadline) {
-		return sendAt, aftercare.StatusExpired, noteDeadline
+	at, status, note := aftercare.Place(sendAt, deadline, step.Quiet, quiet, loc)
+	if note == "" {
+		note = late
 	}
-	end, inside := quiet.Until(sendAt, loc)
-	switch {
-	case !inside:
-		return sendAt, aftercare.StatusScheduled, note
-	case step.Quiet == aftercare.QuietIgnore:
-		return sendAt, aftercare.StatusScheduled, noteQuietIgnored
-	case step.Quiet == aftercare.QuietSkip:
-		return sendAt, aftercare.StatusSkipped, noteQuietSkipped
-	case !end.Before(deadline):
-		return end, aftercare.StatusExpired, noteQuietExpired
-	default:
-		return end, aftercare.StatusScheduled, noteQuietDeferred
-	}
+	return at, status, note
 }
 
 // resolve places rule relative to base in loc: move Days calendar days, set
@@ -101,9 +86,8 @@ func resolve(r aftercare.TimeRule, base time.Time, loc *time.Location) time.Time
 		y, m, d := t.Date()
 		h, mi, s := t.Clock()
 		ns := t.Nanosecond()
-		if r.At != "" {
-			h, mi = aftercare.Clock(r.At)
-			s, ns = 0, 0
+		if ah, am, err := aftercare.ParseClock(r.At); err == nil { // checked when the protocol was loaded
+			h, mi, s, ns = ah, am, 0, 0
 		}
 		t = time.Date(y, m, d+r.Days, h, mi, s, ns, loc)
 	}

@@ -8,28 +8,21 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// Receipt applies a provider's delivery receipt for the message it knows as
-// providerID: "delivered" marks it delivered; "undelivered" or "failed"
-// marks it failed with the carrier's error code and, for an SMS, sends the
-// same step once by email if the patient opted into email, that step has no
-// email of its own, and its deadline has not passed. Other statuses
-// ("queued", "sent", ...) change nothing. key identifies the callback: a
-// receipt seen before changes nothing either.
-func (c *Client) Receipt(ctx context.Context, key, providerID, status, errorCode string) error {
-	var to aftercare.MessageStatus
-	switch status {
-	case "delivered":
-		to = aftercare.StatusDelivered
-	case "undelivered", "failed":
-		to = aftercare.StatusFailed
-	default:
+// Receipt applies a provider's delivery receipt (see aftercare.Receipt) to
+// the message it names: delivered, or failed with the provider's reason.
+// An SMS that failed is sent once by email instead if the patient opted
+// into email, its step has no email of its own, and its deadline has not
+// passed. A receipt with another status, for a message that is not sent, or
+// seen before (by its key) changes nothing.
+func (c *Client) Receipt(ctx context.Context, r aftercare.Receipt) error {
+	if r.Status != aftercare.StatusDelivered && r.Status != aftercare.StatusFailed {
 		return nil
 	}
-	first, err := c.store.FirstReceipt(ctx, key)
+	first, err := c.store.FirstReceipt(ctx, r.Key)
 	if err != nil || !first {
 		return err
 	}
-	ref, err := c.store.ByProvider(ctx, providerID)
+	ref, err := c.store.ByProvider(ctx, r.ProviderID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return nil // not ours, or too old
 	}
@@ -38,20 +31,17 @@ func (c *Client) Receipt(ctx context.Context, key, providerID, status, errorCode
 	}
 	_, _, err = c.change(ctx, ref.BookingID, func(rec *aftercare.Record, now time.Time) (bool, error) {
 		i := slices.IndexFunc(rec.Messages, func(m aftercare.Message) bool {
-			return m.Step == ref.Step && m.Channel == ref.Channel && m.ProviderID == providerID
+			return m.Step == ref.Step && m.Channel == ref.Channel && m.ProviderID == r.ProviderID
 		})
 		if i < 0 || rec.Messages[i].Status != aftercare.StatusSent {
 			return false, nil
 		}
 		m := &rec.Messages[i]
-		m.Status = to
-		if to == aftercare.StatusDelivered {
+		m.Status = r.Status
+		if r.Status == aftercare.StatusDelivered {
 			return true, nil
 		}
-		m.Error = "carrier " + status
-		if errorCode != "" {
-			m.Error = "twilio:" + errorCode + ": " + m.Error
-		}
+		m.Error = r.Reason
 		b := &rec.Booking
 		_, hasEmail := rec.Message(m.Step, aftercare.Email)
 		if m.Channel == aftercare.SMS && b.Patient.EmailOptIn && b.Patient.Email != "" && !hasEmail &&

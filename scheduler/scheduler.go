@@ -1,4 +1,6 @@
-// Package scheduler turns bookings into planned messages and asynq tasks.
+// Package scheduler turns bookings into planned messages, keeps them in the
+// store and one task per scheduled message in the task queue, through every
+// change (reschedule, treatment reported, cancel, receipts, replies).
 // Client is the Go API a clinic backend (or aftercare's own HTTP API) calls.
 package scheduler
 
@@ -7,14 +9,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
 )
@@ -42,28 +40,17 @@ type Store interface {
 	FirstReceipt(ctx context.Context, key string) (bool, error)
 }
 
-// Tasks puts send tasks into Redis and takes them out again.
+// Tasks keeps one task per scheduled message, which runs the message's
+// send at its time. The taskqueue package implements it.
 type Tasks interface {
-	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
-	DeleteTask(queue, id string) error
+	// Schedule makes sure the task of message ref exists, due at at; one
+	// that exists already is left as it is.
+	Schedule(ctx context.Context, ref aftercare.MessageRef, at time.Time) error
+	// Unschedule removes the task of message ref. One that already ran, is
+	// running (it finds its message changed when it claims it, and stops)
+	// or never existed is no error.
+	Unschedule(ctx context.Context, ref aftercare.MessageRef) error
 }
-
-// AsynqTasks is Tasks on rdb: an asynq client to enqueue and an inspector to
-// delete.
-func AsynqTasks(rdb redis.UniversalClient) Tasks {
-	return asynqTasks{asynq.NewClientFromRedisClient(rdb), asynq.NewInspectorFromRedisClient(rdb)}
-}
-
-type asynqTasks struct {
-	client    *asynq.Client
-	inspector *asynq.Inspector
-}
-
-func (t asynqTasks) EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error) {
-	return t.client.EnqueueContext(ctx, task, opts...)
-}
-
-func (t asynqTasks) DeleteTask(queue, id string) error { return t.inspector.DeleteTask(queue, id) }
 
 // Config holds what the Client needs besides its Store and Tasks.
 type Config struct {
@@ -74,9 +61,6 @@ type Config struct {
 	// Retention is how long a booking record is kept after its last
 	// deadline. Default 30 days.
 	Retention time.Duration
-	// MaxRetry is how often a failing send is retried (deadlines cut retries
-	// short). Default 25.
-	MaxRetry int
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -93,9 +77,6 @@ func New(store Store, tasks Tasks, cfg Config) *Client {
 	if cfg.Retention == 0 {
 		cfg.Retention = 30 * 24 * time.Hour
 	}
-	if cfg.MaxRetry == 0 {
-		cfg.MaxRetry = 25
-	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -110,10 +91,7 @@ func New(store Store, tasks Tasks, cfg Config) *Client {
 // enqueued and the stored timeline is returned with created false. A
 // different body for an existing id is an ECONFLICT error.
 func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error) {
-	if err := b.Normalize(); err != nil {
-		return nil, false, err
-	}
-	p, err := c.protocol(b.Treatment)
+	p, err := c.check(&b)
 	if err != nil {
 		return nil, false, err
 	}
@@ -167,10 +145,11 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 }
 
 // sync brings the tasks in Redis in line with rec, which was old before a
-// change (old is nil for a new booking): it deletes the task of every
+// change (old is nil for a new booking): it removes the task of every
 // message that was scheduled in old and is no longer scheduled under the
-// same version, and enqueues one for every scheduled message of rec. A task
-// that exists already is refused by its id, so sync can run again safely.
+// same version, and makes sure there is one for every scheduled message of
+// rec. Tasks that exist already are left as they are, so sync can run again
+// safely.
 func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if old != nil {
 		for _, m := range old.Messages {
@@ -180,13 +159,8 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			if now, ok := rec.Message(m.Step, m.Channel); ok && rec.Version == old.Version && now.Status == aftercare.StatusScheduled {
 				continue
 			}
-			ref := m.Ref(old.ID, old.Version)
-			err := c.tasks.DeleteTask(ref.Queue(), ref.TaskID())
-			// A task that is gone has run or was never there. One that is
-			// running (asynq says "active state" and has no error value for
-			// it) will find its message no longer scheduled and stop.
-			if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !strings.Contains(err.Error(), "active state") {
-				return fmt.Errorf("delete task %s: %w", ref.TaskID(), err)
+			if err := c.tasks.Unschedule(ctx, m.Ref(old.ID, old.Version)); err != nil {
+				return err
 			}
 		}
 	}
@@ -196,16 +170,8 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		}
 		ref := m.Ref(rec.ID, rec.Version)
 		ref.Deadline = m.Deadline.Unix()
-		task := asynq.NewTask(ref.TaskType(), ref.Payload(),
-			asynq.TaskID(ref.TaskID()),
-			asynq.Queue(ref.Queue()),
-			asynq.ProcessAt(m.SendAt),
-			asynq.MaxRetry(c.cfg.MaxRetry),
-			asynq.Timeout(time.Minute),
-		)
-		_, err := c.tasks.EnqueueContext(ctx, task)
-		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-			return fmt.Errorf("enqueue %s: %w", ref.TaskID(), err)
+		if err := c.tasks.Schedule(ctx, ref, m.SendAt); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -217,6 +183,15 @@ func (c *Client) index(ctx context.Context, rec *aftercare.Record, now time.Time
 		return nil
 	}
 	return c.store.IndexPhone(ctx, rec.Booking.Patient.Phone, rec.ID, rec.CreatedAt, c.expiry(rec, now))
+}
+
+// check validates b in place (see aftercare.Booking.Normalize) and returns
+// the protocol of its treatment.
+func (c *Client) check(b *aftercare.Booking) (aftercare.Protocol, error) {
+	if err := b.Normalize(); err != nil {
+		return aftercare.Protocol{}, err
+	}
+	return c.protocol(b.Treatment)
 }
 
 func (c *Client) protocol(treatment string) (aftercare.Protocol, error) {

@@ -173,7 +173,7 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 	for {
 		c, reused, err := s.conn(ctx)
 		if err != nil {
-			return "", Classify(fmt.Errorf("dial failed: %w", err))
+			return "", classify(fmt.Errorf("dial failed: %w", err))
 		}
 		err = s.client.SendWithSMTPClient(c, m)
 		if err == nil {
@@ -182,7 +182,7 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 		}
 		go quit(c)
 		if !reused || !dropped(err) {
-			return "", Classify(fmt.Errorf("send failed: %w", err))
+			return "", classify(fmt.Errorf("send failed: %w", err))
 		}
 	}
 }
@@ -259,12 +259,12 @@ func MessageID(id, domain string) string {
 	return strings.NewReplacer(":", ".", "/", ".").Replace(id) + "@" + domain
 }
 
-// Classify wraps a go-mail error in a *aftercare.SendError: a temporary (4xx)
+// classify wraps a go-mail error in a *aftercare.SendError: a temporary (4xx)
 // reply is transient; a 5xx reply to the sender, recipient or message is
 // permanent; a failure to connect, authenticate or talk is transient, except
 // no reply at all to the end of the message: the server may have taken it,
 // so the outcome is unknown.
-func Classify(err error) error {
+func classify(err error) error {
 	var se *gomail.SendError
 	if errors.As(err, &se) {
 		code := se.ErrorCode()

@@ -24,8 +24,8 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// DefaultBaseURL is Twilio's REST API.
-const DefaultBaseURL = "https://api.twilio.com"
+// defaultBaseURL is Twilio's REST API.
+const defaultBaseURL = "https://api.twilio.com"
 
 // Config configures a Sender.
 type Config struct {
@@ -35,7 +35,7 @@ type Config struct {
 	From                string
 	MessagingServiceSID string
 	// BaseURL points the client at a Twilio-compatible API. Default
-	// DefaultBaseURL.
+	// defaultBaseURL.
 	BaseURL string
 	// StatusCallback is the URL Twilio posts delivery receipts to; empty for
 	// none.
@@ -65,7 +65,7 @@ func New(cfg Config) (*Sender, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+		cfg.BaseURL = defaultBaseURL
 	}
 	var fs aftercare.Fields
 	for _, c := range []struct{ field, value string }{{"AccountSID", cfg.AccountSID}, {"AuthToken", cfg.AuthToken}} {
@@ -87,7 +87,7 @@ func New(cfg Config) (*Sender, error) {
 		return nil, err
 	}
 	var rt http.RoundTripper = errorBodies{next: unsent{next: transport()}}
-	if cfg.BaseURL != DefaultBaseURL {
+	if cfg.BaseURL != defaultBaseURL {
 		rt = rebase{base: base, next: rt}
 	}
 	httpClient := &http.Client{
@@ -120,7 +120,7 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 	}
 	resp, err := s.api.CreateMessage(params)
 	if err != nil {
-		return "", Classify(err)
+		return "", classify(err)
 	}
 	if resp.Sid == nil || *resp.Sid == "" {
 		return "", &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-sid", Err: errors.New("Twilio answered without a message SID")}
@@ -141,7 +141,7 @@ var permanent = map[int]string{
 	21635: "To number cannot receive SMS",
 }
 
-// Classify wraps a twilio-go error in a *aftercare.SendError of the right
+// classify wraps a twilio-go error in a *aftercare.SendError of the right
 // class: 429 or code 20429 is rate limited; listed codes and Twilio's other
 // 4xx answers are permanent, except 401/403 (a credentials problem an
 // operator can fix, so worth retrying); 5xx answers, answers that are not
@@ -149,7 +149,7 @@ var permanent = map[int]string{
 // connection, DNS, TLS) are transient. A request that was written and got no
 // answer (timeout, dropped connection) is uncertain: Twilio may have queued
 // the text.
-func Classify(err error) error {
+func classify(err error) error {
 	var rest *client.TwilioRestError
 	if !errors.As(err, &rest) {
 		if _, ok := errors.AsType[notSent](err); ok {
@@ -237,7 +237,7 @@ func (e notSent) Unwrap() error { return e.err }
 // body but never closes it, and which loses the HTTP status of a body that
 // is not JSON. It reads the body of every 4xx/5xx answer into memory
 // (releasing the connection), and replaces a non-JSON body with a Twilio
-// error document that carries the HTTP status, so Classify can tell a
+// error document that carries the HTTP status, so classify can tell a
 // proxy's 429 or 502 apart.
 type errorBodies struct{ next http.RoundTripper }
 

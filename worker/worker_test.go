@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
@@ -19,6 +18,7 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/worker"
 )
 
@@ -105,7 +105,7 @@ func (tb *testBundle) book(t *testing.T, sendAt, deadline time.Time) aftercare.M
 }
 
 func (tb *testBundle) process(ref aftercare.MessageRef) error {
-	return tb.worker.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload()))
+	return tb.worker.Handle(context.Background(), ref, 1)
 }
 
 func (tb *testBundle) message(t *testing.T, ref aftercare.MessageRef) aftercare.Message {
@@ -169,18 +169,18 @@ func TestNotSent(t *testing.T) {
 			if err := tb.store.SetOptOut(context.Background(), "+15555550123", true, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-		}, aftercare.StatusFailed},
+		}, aftercare.StatusOutcomeUnknown},
 		{"earlier attempt died, then the deadline passed", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.Del(context.Background(), redisstore.Key(ref.BookingID))
 			*ref = tb.book(t, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Minute))
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
-		}, aftercare.StatusFailed},
+		}, aftercare.StatusOutcomeUnknown},
 		{"earlier attempt died, then the booking was cancelled", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending", "status", "cancelled")
-		}, aftercare.StatusFailed},
+		}, aftercare.StatusOutcomeUnknown},
 		{"earlier attempt died while sending an SMS", func(t *testing.T, tb *testBundle, ref *aftercare.MessageRef) {
 			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending")
-		}, aftercare.StatusFailed},
+		}, aftercare.StatusOutcomeUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -188,8 +188,10 @@ func TestNotSent(t *testing.T) {
 			tb := setup(t)
 			ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
 			tt.before(t, tb, &ref)
-			if err := tb.process(ref); err != nil {
-				t.Fatal(err)
+			// A message in doubt ends in failure: its task is not run again.
+			err := tb.process(ref)
+			if final := errors.Is(err, aftercare.ErrFinal); (err != nil && !final) || final != (tt.want == aftercare.StatusOutcomeUnknown) {
+				t.Fatalf("Handle = %v", err)
 			}
 			if n := len(tb.sms.calls()); n != 0 {
 				t.Fatalf("%d sends, want none", n)
@@ -218,37 +220,36 @@ func TestEmailNotResentAfterCrash(t *testing.T) {
 	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
 	ref.Channel = aftercare.Email
 	tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:email", "sending")
-	if err := tb.process(ref); err != nil {
-		t.Fatal(err)
+	if err := tb.process(ref); !errors.Is(err, aftercare.ErrFinal) {
+		t.Fatalf("Handle = %v, want a final error", err)
 	}
 	if calls := tb.email.calls(); len(calls) != 0 {
 		t.Fatalf("%d email sends, want none", len(calls))
 	}
-	if m := tb.message(t, ref); m.Status != aftercare.StatusFailed || !strings.HasPrefix(m.Error, "outcome unknown") {
-		t.Errorf("message = %s (%q), want failed with outcome unknown", m.Status, m.Error)
+	if m := tb.message(t, ref); m.Status != aftercare.StatusOutcomeUnknown || !strings.Contains(m.Error, "stopped while sending") {
+		t.Errorf("message = %s (%q), want outcome_unknown and why", m.Status, m.Error)
 	}
 }
 
 func TestSendErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name      string
-		err       error
-		status    aftercare.MessageStatus
-		skipRetry bool
-		failure   bool
+		name   string
+		err    error
+		status aftercare.MessageStatus
+		final  bool
 	}{
 		{"permanent", &aftercare.SendError{Class: aftercare.ErrPermanent, Code: "twilio:21211", Err: errors.New("invalid To")},
-			aftercare.StatusFailed, true, true},
+			aftercare.StatusFailed, true},
 		{"transient", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal")},
-			aftercare.StatusScheduled, false, true},
+			aftercare.StatusScheduled, false},
 		{"rate limited", &aftercare.SendError{Class: aftercare.ErrRateLimited, Code: "twilio:20429", Err: errors.New("slow down")},
-			aftercare.StatusScheduled, false, false},
-		{"unclassified", errors.New("boom"), aftercare.StatusScheduled, false, true},
+			aftercare.StatusScheduled, false},
+		{"unclassified", errors.New("boom"), aftercare.StatusScheduled, false},
 		{"no answer: may have been accepted", &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-answer", Err: errors.New("timeout")},
-			aftercare.StatusFailed, true, true},
+			aftercare.StatusOutcomeUnknown, true},
 		{"unsubscribed with the provider", &aftercare.SendError{Class: aftercare.ErrPermanent, Code: "twilio:21610",
-			Err: fmt.Errorf("%w: twilio 21610", aftercare.ErrUnsubscribed)}, aftercare.StatusFailed, true, true},
+			Err: fmt.Errorf("%w: twilio 21610", aftercare.ErrUnsubscribed)}, aftercare.StatusFailed, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -260,11 +261,11 @@ func TestSendErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error returned to asynq")
 			}
-			if got := errors.Is(err, asynq.SkipRetry); got != tt.skipRetry {
-				t.Errorf("SkipRetry = %v, want %v (%v)", got, tt.skipRetry, err)
+			if got := errors.Is(err, aftercare.ErrFinal); got != tt.final {
+				t.Errorf("final = %v, want %v (%v)", got, tt.final, err)
 			}
-			if got := worker.IsFailure(err); got != tt.failure {
-				t.Errorf("IsFailure = %v, want %v", got, tt.failure)
+			if !tt.final && !errors.Is(err, tt.err) {
+				t.Errorf("Handle = %v, want the send error back, for asynq to retry by its class", err)
 			}
 			m := tb.message(t, ref)
 			if m.Status != tt.status || m.Error == "" {
@@ -276,7 +277,7 @@ func TestSendErrors(t *testing.T) {
 			}
 
 			// A transient failure is retried, and the retry sends.
-			if !tt.skipRetry {
+			if !tt.final {
 				tb.sms.err = nil
 				if err := tb.process(ref); err != nil {
 					t.Fatal(err)
@@ -306,43 +307,6 @@ func TestHoldsEarlyTask(t *testing.T) {
 	// Stored times have millisecond precision or better.
 	if early := due.Sub(calls[0].at); early > time.Millisecond {
 		t.Errorf("sent %s early", early)
-	}
-}
-
-func TestRetryDelay(t *testing.T) {
-	t.Parallel()
-	transient := &aftercare.SendError{Class: aftercare.ErrTransient, Err: errors.New("x")}
-	limited := &aftercare.SendError{Class: aftercare.ErrRateLimited, Err: errors.New("x")}
-	tests := []struct {
-		n        int
-		err      error
-		min, max time.Duration
-	}{
-		{0, transient, 4 * time.Second, 6 * time.Second},
-		{3, transient, 32 * time.Second, 48 * time.Second},
-		{20, transient, 8 * time.Minute, 12 * time.Minute},
-		{5, limited, 800 * time.Millisecond, 1200 * time.Millisecond},
-	}
-	for _, tt := range tests {
-		for range 50 {
-			if d := worker.RetryDelay(tt.n, tt.err, nil); d < tt.min || d > tt.max {
-				t.Fatalf("RetryDelay(%d, %v) = %s, want in [%s, %s]", tt.n, tt.err, d, tt.min, tt.max)
-			}
-		}
-	}
-
-	// A retry never lands after the message's deadline.
-	ref := aftercare.MessageRef{BookingID: "bk", Version: 1, Step: "upright", Channel: aftercare.SMS,
-		Deadline: time.Now().Add(90 * time.Second).Unix()}
-	task := asynq.NewTask(ref.TaskType(), ref.Payload())
-	for n := range 10 {
-		d := worker.RetryDelay(n, transient, task)
-		if at := time.Now().Add(d); at.After(time.Unix(ref.Deadline, 0)) {
-			t.Errorf("retry %d in %s lands after the deadline", n, d)
-		}
-	}
-	if d := worker.RetryDelay(20, transient, task); d > 90*time.Second || d < 60*time.Second {
-		t.Errorf("late retry in %s, want it just before the deadline", d)
 	}
 }
 
@@ -379,7 +343,7 @@ func TestCancelRacesSend(t *testing.T) {
 			t.Parallel()
 			tb := setup(t)
 			protocols, _ := protocol.Builtin()
-			sched := scheduler.New(tb.store, scheduler.AsynqTasks(tb.rdb), scheduler.Config{Protocols: protocols})
+			sched := scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols})
 			b := aftercare.Booking{ID: "bk_race", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour),
 				Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "UTC", SMSOptIn: true}}
 			if _, _, err := sched.Book(context.Background(), b); err != nil {
@@ -399,7 +363,7 @@ func TestCancelRacesSend(t *testing.T) {
 			w := worker.New(worker.Config{Store: store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email})
 
 			ref := aftercare.MessageRef{BookingID: "bk_race", Version: 1, Step: "consent", Channel: aftercare.SMS}
-			if err := w.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload())); err != nil {
+			if err := w.Handle(context.Background(), ref, 1); err != nil {
 				t.Fatal(err)
 			}
 			if n := len(tb.sms.calls()); n != tt.sends {
@@ -455,14 +419,14 @@ func TestQuietHoursAtSendTime(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := aftercare.MessageRef{BookingID: b.ID, Version: 1, Step: tt.step, Channel: aftercare.SMS}
-			err := w.ProcessTask(context.Background(), asynq.NewTask(ref.TaskType(), ref.Payload()))
-			d, deferred := errors.AsType[*worker.Deferred](err)
+			err := w.Handle(context.Background(), ref, 1)
+			d, deferred := errors.AsType[*aftercare.Deferred](err)
 			if deferred != tt.deferred || (!deferred && err != nil) {
 				t.Fatalf("ProcessTask = %v, want deferred %v", err, tt.deferred)
 			}
 			if deferred {
-				if !d.Until.Equal(morning) || worker.IsFailure(err) {
-					t.Errorf("deferred until %s (failure %v), want %s and no failure", d.Until, worker.IsFailure(err), morning)
+				if !d.Until.Equal(morning) {
+					t.Errorf("deferred until %s, want %s", d.Until, morning)
 				}
 			}
 			if n := len(tb.sms.calls()); n != tt.sends {

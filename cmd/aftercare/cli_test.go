@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -100,27 +99,5 @@ func TestPreview(t *testing.T) {
 	err = run(context.Background(), []string{"preview", bad}, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "appointment_at") {
 		t.Errorf("preview of a bad booking: %v", err)
-	}
-}
-
-// TestBenchRuns keeps the bench command working: a tiny run prints every
-// line of the table.
-func TestBenchRuns(t *testing.T) {
-	t.Parallel()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		skipOutsideCI(t, "no redis-server: %v", err)
-	}
-	var out bytes.Buffer
-	err := run(context.Background(), []string{"bench", "--bookings", "20", "--tasks", "200", "--producers", "2", "--concurrency", "4",
-		"--timing", "20", "--window", "2s", "--memory", "50"},
-		func(string) (string, bool) { return "", false }, &out, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"raw asynq: enqueue", "raw asynq: process", "book through the Go package", "book through the HTTP API",
-		"raw no-op processing", "Redis memory per booking (50 bookings)", "a bare asynq task", "provider call - due time", "0 early"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("bench output lacks %q:\n%s", want, out.String())
-		}
 	}
 }

@@ -39,9 +39,6 @@ Usage:
   aftercare booking ACTION ...     create, update, cancel, treated or get a booking
                                    through a running aftercare (aftercare booking -h)
   aftercare preview FILE           print the timeline and messages a booking would get
-  aftercare bench                  measure aftercare against raw asynq (needs redis-server)
-  aftercare chaos                  run worker processes under faults and count every
-                                   message delivered, failed or sent twice (needs redis-server)
   aftercare help                   show this help
 
 With no settings, serve runs on an embedded in-memory Redis and prints every
@@ -86,10 +83,6 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return bookingCmd(ctx, args[1:], lookup, stdout, stderr)
 	case "preview":
 		return previewCmd(args[1:], lookup, stdout, stderr)
-	case "bench":
-		return benchCmd(ctx, args[1:], stdout, stderr)
-	case "chaos":
-		return chaosCmd(ctx, args[1:], stdout, stderr)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
@@ -29,19 +28,22 @@ import (
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/smtp"
+	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/twilio"
 	"github.com/aftercare/aftercare/worker"
 )
+
+var _ taskqueue.Handler = (*worker.Worker)(nil)
 
 // app is one wired aftercare process.
 type app struct {
 	cfg       *config.Config
 	log       *slog.Logger
 	rdb       redis.UniversalClient
-	redisConn asynq.RedisConnOpt   // the same Redis, for the dashboard's own connection
-	embedded  *miniredis.Miniredis // nil with REDIS_URL
+	dashRedis redis.UniversalClient // the same Redis, the dashboard's own client
+	embedded  *miniredis.Miniredis  // nil with REDIS_URL
 	email     worker.Sender
-	worker    *asynq.Server
+	worker    *taskqueue.Server
 	handler   *worker.Worker
 	metrics   *metrics.Metrics
 	http      *http.Server
@@ -98,7 +100,8 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	if err != nil {
 		return nil, fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
 	}
-	a.metrics = metrics.New(asynq.NewInspectorFromRedisClient(a.rdb))
+	queue := taskqueue.New(a.rdb)
+	a.metrics = metrics.New(queue)
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
 		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log, Metrics: a.metrics,
@@ -106,8 +109,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
 		}),
 	})
-	a.worker = asynq.NewServerFromRedisClient(a.rdb, worker.ServerConfig(cfg.Concurrency, cfg.ShutdownTimeout, log))
-	sched := scheduler.New(store, scheduler.AsynqTasks(a.rdb), scheduler.Config{
+	a.worker = taskqueue.NewServer(a.rdb, taskqueue.ServerConfig{
+		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+	})
+	sched := scheduler.New(store, queue, scheduler.Config{
 		Protocols: protocols,
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
@@ -145,7 +150,7 @@ func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) http.
 	srv.Handle("GET /metrics", a.metrics.Handler())
 	if a.cfg.DashboardEnabled() {
 		srv.Handle(dashboard.Path+"/", dashboard.New(dashboard.Config{
-			Redis: a.redisConn, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
+			Redis: a.dashRedis, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
 		}))
 	}
 	return srv
@@ -236,21 +241,24 @@ func settingsError(err error, settings map[string]string) error {
 }
 
 func (a *app) openRedis() error {
+	var clients func() redis.UniversalClient
 	if a.cfg.RedisURL == "" {
 		a.embedded = miniredis.NewMiniRedis()
 		a.embedded.ClockTTL(true)
 		if err := a.embedded.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("embedded Redis: %w", err)
 		}
-		a.rdb = redis.NewClient(&redis.Options{Addr: a.embedded.Addr()})
-		a.redisConn = asynq.RedisClientOpt{Addr: a.embedded.Addr()}
+		clients = func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: a.embedded.Addr()}) }
+	} else {
+		var err error
+		if clients, err = redisClients(a.cfg.RedisURL); err != nil {
+			return fmt.Errorf("REDIS_URL: %w", err)
+		}
+	}
+	a.rdb, a.dashRedis = clients(), clients()
+	if a.embedded != nil {
 		return nil
 	}
-	rdb, conn, err := openRedisURL(a.cfg.RedisURL)
-	if err != nil {
-		return fmt.Errorf("REDIS_URL: %w", err)
-	}
-	a.rdb, a.redisConn = rdb, conn
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := a.rdb.Ping(ctx).Err(); err != nil {
@@ -275,7 +283,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	a.announce(ln.Addr().String())
 	runsWorker := a.cfg.Role != config.RoleAPI
 	if runsWorker {
-		if err := a.worker.Start(a.handler.Mux()); err != nil {
+		if err := a.worker.Start(a.handler); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
@@ -333,8 +341,10 @@ func (a *app) close() {
 	if c, ok := a.email.(interface{ Close() }); ok {
 		c.Close() // the SMTP connections kept between sends
 	}
-	if a.rdb != nil {
-		a.rdb.Close()
+	for _, c := range []redis.UniversalClient{a.rdb, a.dashRedis} {
+		if c != nil {
+			c.Close()
+		}
 	}
 	if a.embedded != nil {
 		a.embedded.Close()

@@ -52,3 +52,15 @@ func Client(tb testing.TB) *redis.Client {
 	tb.Cleanup(func() { c.Close() })
 	return c
 }
+
+// RequireServer skips the test when redis-server is not installed, or
+// fails it when the CI variable is set: CI must run every test.
+func RequireServer(tb testing.TB) {
+	tb.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("redis-server is required in CI: %v", err)
+		}
+		tb.Skipf("redis-server is not installed: %v", err)
+	}
+}

@@ -31,6 +31,13 @@ var (
 	e164         = regexp.MustCompile(`^\+[1-9]\d{6,14}$`)
 )
 
+// Credentials a fake and the client pointed at it can share; they have the
+// shape of real ones.
+const (
+	AccountSID = "AC0123456789abcdef0123456789abcdef"
+	AuthToken  = "0123456789abcdef0123456789abcdef"
+)
+
 // Message is one accepted message.
 type Message struct {
 	SID, To, From, MessagingServiceSID, Body, StatusCallback string

@@ -1,0 +1,260 @@
+package taskqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/internal/redistest"
+)
+
+// handlerFunc adapts a function to Handler.
+type handlerFunc func(ctx context.Context, ref aftercare.MessageRef, attempt int) error
+
+func (f handlerFunc) Handle(ctx context.Context, ref aftercare.MessageRef, attempt int) error {
+	return f(ctx, ref, attempt)
+}
+
+func ref(step string) aftercare.MessageRef {
+	return aftercare.MessageRef{BookingID: "bk_q", Version: 1, Step: step, Channel: aftercare.SMS,
+		Deadline: time.Now().Add(time.Hour).Unix()}
+}
+
+// waitFor polls cond until it holds, failing the test after a minute.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// state is the asynq state of ref's task, or "" if there is none.
+func state(t *testing.T, rdb redis.UniversalClient, ref aftercare.MessageRef) asynq.TaskState {
+	t.Helper()
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(ref.Queue(), ref.TaskID())
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State
+}
+
+func TestScheduleUnschedule(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	r := ref("day1")
+	if err := q.Unschedule(ctx, r); err != nil {
+		t.Fatalf("Unschedule with no queue yet: %v", err)
+	}
+	at := time.Now().Add(time.Hour)
+	for range 2 { // a second Schedule of the same message leaves the first task
+		if err := q.Schedule(ctx, r, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := asynq.NewInspectorFromRedisClient(rdb).GetTaskInfo(r.Queue(), r.TaskID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State != asynq.TaskStateScheduled || info.Type != aftercare.TypeSendSMS || info.MaxRetry != maxRetry || !info.NextProcessAt.Equal(at.Truncate(time.Second)) {
+		t.Errorf("task = %s %s, max retry %d, at %s", info.State, info.Type, info.MaxRetry, info.NextProcessAt)
+	}
+	if stats, err := q.Stats(); err != nil || len(stats) != 1 || stats[0].Queue != aftercare.QueueSMS || stats[0].Scheduled != 1 {
+		t.Errorf("Stats = %+v, %v; want one scheduled SMS task", stats, err)
+	}
+	for range 2 { // the second finds nothing to remove
+		if err := q.Unschedule(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := state(t, rdb, r); st != 0 {
+		t.Errorf("task still there, %s", st)
+	}
+}
+
+// TestUnscheduleRunning pins how asynq reports a task that is running: it
+// cannot be deleted, and Unschedule leaves it to find its message changed.
+func TestUnscheduleRunning(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	r := ref("upright")
+	started, release := make(chan struct{}), make(chan struct{})
+	srv := NewServer(rdb, ServerConfig{Concurrency: 1, ShutdownTimeout: 5 * time.Second})
+	var got aftercare.MessageRef
+	var attempt int
+	if err := srv.Start(handlerFunc(func(_ context.Context, ref aftercare.MessageRef, n int) error {
+		got, attempt = ref, n
+		close(started)
+		<-release
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	if err := q.Schedule(ctx, r, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if err := asynq.NewInspectorFromRedisClient(rdb).DeleteTask(r.Queue(), r.TaskID()); err == nil {
+		t.Fatal("asynq deleted a running task")
+	}
+	if !q.running(r) {
+		t.Error("running = false for a running task")
+	}
+	if err := q.Unschedule(ctx, r); err != nil {
+		t.Errorf("Unschedule of a running task = %v, want nil", err)
+	}
+	close(release)
+	if got != r || attempt != 1 {
+		t.Errorf("handler got %+v, attempt %d; want %+v, 1", got, attempt, r)
+	}
+	waitFor(t, "the task is done", func() bool { return state(t, rdb, r) == 0 })
+	if q.running(r) {
+		t.Error("running = true for a finished task")
+	}
+}
+
+// TestServerOutcomes runs tasks through a real asynq server: a final error
+// leaves the task archived after one run, a deferral brings it back
+// without counting a failure, a plain error retries it.
+func TestServerOutcomes(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	var (
+		mu   sync.Mutex
+		runs = map[string][]int{}
+	)
+	srv := NewServer(rdb, ServerConfig{Concurrency: 4, ShutdownTimeout: 5 * time.Second})
+	if err := srv.Start(handlerFunc(func(_ context.Context, ref aftercare.MessageRef, attempt int) error {
+		mu.Lock()
+		runs[ref.Step] = append(runs[ref.Step], attempt)
+		n := len(runs[ref.Step])
+		mu.Unlock()
+		switch ref.Step {
+		case "final":
+			return fmt.Errorf("%w: twilio:21211", aftercare.ErrFinal)
+		case "deferred":
+			if n == 1 {
+				return &aftercare.Deferred{Until: time.Now()}
+			}
+		case "retry":
+			if n == 1 {
+				return &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal")}
+			}
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	for _, step := range []string{"final", "deferred", "retry"} {
+		if err := q.Schedule(ctx, ref(step), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the final task is archived", func() bool { return state(t, rdb, ref("final")) == asynq.TaskStateArchived })
+	waitFor(t, "the deferred task ran again", func() bool { return state(t, rdb, ref("deferred")) == 0 })
+	waitFor(t, "the retried task ran again", func() bool { return state(t, rdb, ref("retry")) == 0 })
+	mu.Lock()
+	defer mu.Unlock()
+	// asynq counts only failures as retries: a deferral does not.
+	for step, want := range map[string]string{"final": "[1]", "deferred": "[1 1]", "retry": "[1 2]"} {
+		if got := fmt.Sprint(runs[step]); got != want {
+			t.Errorf("%s: attempts %s, want %s", step, got, want)
+		}
+	}
+}
+
+// TestBadPayloadArchived: a task whose payload is not a message reference
+// is never handed to the handler, nor retried.
+func TestBadPayloadArchived(t *testing.T) {
+	t.Parallel()
+	err := adapter{handlerFunc(func(context.Context, aftercare.MessageRef, int) error {
+		t.Error("handler called")
+		return nil
+	})}.ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, []byte(`{"booking_id": "bk"}`)))
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("ProcessTask = %v, want SkipRetry", err)
+	}
+	email := ref("day1")
+	email.Channel = aftercare.Email
+	err = adapter{handlerFunc(func(context.Context, aftercare.MessageRef, int) error { return nil })}.
+		ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, email.Payload()))
+	if !errors.Is(err, asynq.SkipRetry) {
+		t.Errorf("an email payload in an SMS task: %v, want SkipRetry", err)
+	}
+}
+
+func TestIsFailure(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		err  error
+		want bool
+	}{
+		{&aftercare.Deferred{Until: time.Now()}, false},
+		{fmt.Errorf("wait: %w", &aftercare.SendError{Class: aftercare.ErrRateLimited, Err: errors.New("x")}), false},
+		{&aftercare.SendError{Class: aftercare.ErrTransient, Err: errors.New("x")}, true},
+		{errors.New("boom"), true},
+	} {
+		if got := isFailure(tt.err); got != tt.want {
+			t.Errorf("isFailure(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRetryDelay(t *testing.T) {
+	t.Parallel()
+	transient := &aftercare.SendError{Class: aftercare.ErrTransient, Err: errors.New("x")}
+	limited := &aftercare.SendError{Class: aftercare.ErrRateLimited, Err: errors.New("x")}
+	tests := []struct {
+		n        int
+		err      error
+		min, max time.Duration
+	}{
+		{0, transient, 4 * time.Second, 6 * time.Second},
+		{3, transient, 32 * time.Second, 48 * time.Second},
+		{20, transient, 8 * time.Minute, 12 * time.Minute},
+		{5, limited, 800 * time.Millisecond, 1200 * time.Millisecond},
+		{0, &aftercare.Deferred{Until: time.Now().Add(time.Hour)}, 59 * time.Minute, time.Hour},
+	}
+	for _, tt := range tests {
+		for range 50 {
+			if d := retryDelay(tt.n, tt.err, nil); d < tt.min || d > tt.max {
+				t.Fatalf("retryDelay(%d, %v) = %s, want in [%s, %s]", tt.n, tt.err, d, tt.min, tt.max)
+			}
+		}
+	}
+
+	// A retry never lands after the message's deadline.
+	r := aftercare.MessageRef{BookingID: "bk", Version: 1, Step: "upright", Channel: aftercare.SMS,
+		Deadline: time.Now().Add(90 * time.Second).Unix()}
+	task := asynq.NewTask(r.TaskType(), r.Payload())
+	for n := range 10 {
+		d := retryDelay(n, transient, task)
+		if at := time.Now().Add(d); at.After(time.Unix(r.Deadline, 0)) {
+			t.Errorf("retry %d in %s lands after the deadline", n, d)
+		}
+	}
+	if d := retryDelay(20, transient, task); d > 90*time.Second || d < 60*time.Second {
+		t.Errorf("late retry in %s, want it just before the deadline", d)
+	}
+}

@@ -1,0 +1,121 @@
+package worker
+
+import (
+	"errors"
+	"time"
+
+	"github.com/aftercare/aftercare"
+)
+
+// verdict is what a run does with its message: go ahead and send (outcome
+// empty), or end the run with outcome, for reason.
+type verdict struct {
+	outcome aftercare.Outcome
+	// reason is why; providerID is the provider's id of a message it took.
+	reason, providerID string
+	// at is when to send, or to try again (deferred).
+	at time.Time
+	// err is the error that asks asynq for another run (retry, rate
+	// limited).
+	err error
+}
+
+func (v verdict) send() bool { return v.outcome == "" }
+
+// Reasons the worker gives.
+const (
+	reasonGone     = "booking record gone"
+	reasonChanged  = "booking changed"
+	reasonCancel   = "booking cancelled"
+	reasonNoSuch   = "no such message in the booking"
+	reasonStop     = "the patient replied STOP"
+	reasonDied     = "an earlier attempt stopped while sending; not sent again, to avoid a duplicate"
+	reasonNoAnswer = "; not sent again, to avoid a duplicate"
+)
+
+// decide is the send decision before the claim: a pure function of the
+// booking record, the message ref names, its step's quiet-hour policy, the
+// clinic's quiet hours and the time. In order:
+//
+//   - a task of another version of the booking is dropped;
+//   - a message found sending was claimed by a run that stopped before
+//     recording (its worker died): it may have gone out, so its outcome is
+//     unknown, whatever happened since (a cancel, the deadline, a STOP);
+//   - a cancelled booking's message (but the cancellation notice), a
+//     message not in the booking, or one no longer scheduled is dropped;
+//   - the deadline and quiet hours are applied at its time (or now, if
+//     that is later): it is expired, skipped, or deferred to the end of
+//     quiet hours;
+//   - otherwise it is sent at its time. asynq keeps due times in whole
+//     seconds and may hand a task over a moment early; the run waits.
+func decide(rec *aftercare.Record, ref aftercare.MessageRef, policy aftercare.QuietPolicy, quiet aftercare.QuietHours, now time.Time) verdict {
+	msg, ok := rec.Message(ref.Step, ref.Channel)
+	switch {
+	case rec.Version != ref.Version:
+		return verdict{outcome: aftercare.OutcomeDropped, reason: reasonChanged}
+	case ok && msg.Status == aftercare.StatusSending:
+		return verdict{outcome: aftercare.OutcomeUnknown, reason: reasonDied}
+	case rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel():
+		return verdict{outcome: aftercare.OutcomeDropped, reason: reasonCancel}
+	case !ok:
+		return verdict{outcome: aftercare.OutcomeDropped, reason: reasonNoSuch}
+	case msg.Status != aftercare.StatusScheduled:
+		return verdict{outcome: aftercare.OutcomeDropped, reason: "message already " + string(msg.Status)}
+	}
+	due := msg.SendAt
+	if now.After(due) {
+		due = now
+	}
+	at, status, note := aftercare.Place(due, msg.Deadline, policy, quiet, rec.Booking.Location())
+	switch {
+	case status == aftercare.StatusExpired:
+		return verdict{outcome: aftercare.OutcomeExpired, reason: note}
+	case status == aftercare.StatusSkipped:
+		return verdict{outcome: aftercare.OutcomeSkipped, reason: note}
+	case at.After(due):
+		return verdict{outcome: aftercare.OutcomeDeferred, reason: note, at: at}
+	}
+	return verdict{at: at}
+}
+
+// claimed is the decision once the claim has answered with the status the
+// message had (prev) and whether its number replied STOP: only a message
+// the claim took from scheduled is sent. One found sending was claimed by
+// an earlier run that stopped; one otherwise changed (the booking was
+// cancelled or changed under this run) is dropped; a text to a number that
+// said STOP is suppressed, and no text goes.
+func claimed(prev aftercare.MessageStatus, optedOut bool) verdict {
+	switch {
+	case prev == aftercare.StatusSending:
+		return verdict{outcome: aftercare.OutcomeUnknown, reason: reasonDied}
+	case prev != aftercare.StatusScheduled:
+		return verdict{outcome: aftercare.OutcomeDropped, reason: "message " + string(prev)}
+	case optedOut:
+		return verdict{outcome: aftercare.OutcomeSuppressed, reason: reasonStop}
+	}
+	return verdict{}
+}
+
+// sent is the verdict on the provider's answer: the provider id of a
+// message it took; failed for a refusal it would repeat; outcome unknown
+// when it may have taken the message without saying so (sending again could
+// deliver it twice); and for anything else, another try.
+func sent(providerID string, err error) verdict {
+	switch {
+	case err == nil:
+		return verdict{outcome: aftercare.OutcomeSent, providerID: providerID}
+	case errors.Is(err, aftercare.ErrUncertain):
+		return verdict{outcome: aftercare.OutcomeUnknown, reason: errorText(err) + reasonNoAnswer}
+	case errors.Is(err, aftercare.ErrPermanent):
+		return verdict{outcome: aftercare.OutcomeFailed, reason: errorText(err)}
+	}
+	return verdict{outcome: aftercare.OutcomeRetry, reason: errorText(err), err: err}
+}
+
+// errorText is what is stored on the message: the provider code and cause.
+func errorText(err error) string {
+	if se, ok := errors.AsType[*aftercare.SendError](err); ok {
+		return se.Code + ": " + se.Err.Error()
+	}
+	return aftercare.Redact(err.Error())
+}
