@@ -208,16 +208,27 @@ func TestSMSLeavesOutTreatment(t *testing.T) {
 	r, protocols, _ := setup(t)
 	b := sample()
 	p := protocols["botox"]
+	rendered := 0
 	for _, step := range p.Steps {
+		if !slices.Contains(step.Channels, aftercare.SMS) {
+			continue
+		}
 		out, err := r.Render(&b, step.Name, aftercare.SMS, true)
 		if err != nil {
-			continue // step has no SMS
+			t.Fatalf("%s SMS: %v", step.Name, err)
 		}
+		if out.Text == "" {
+			t.Errorf("%s SMS is empty", step.Name)
+		}
+		rendered++
 		for _, word := range []string{"botox", "botulinum", "toxin"} {
 			if strings.Contains(strings.ToLower(out.Text), word) {
 				t.Errorf("%s SMS names the treatment (%q): someone else may read the phone", step.Name, word)
 			}
 		}
+	}
+	if rendered == 0 {
+		t.Error("no SMS rendered: the botox protocol has SMS steps")
 	}
 }
 

@@ -69,7 +69,7 @@ func TestSend(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Send: %v", err)
 	}
-	msgs, ok := srv.Wait(1, time.Second)
+	msgs, ok := srv.Wait(1, time.Minute)
 	if !ok || len(msgs) != 1 {
 		t.Fatalf("server received %d messages, want 1", len(msgs))
 	}
@@ -146,7 +146,7 @@ func TestSendKeepsMessageIDAcrossRetries(t *testing.T) {
 		}
 		ids = append(ids, id)
 	}
-	msgs, ok := srv.Wait(2, time.Second)
+	msgs, ok := srv.Wait(2, time.Minute)
 	if !ok {
 		t.Fatalf("server received %d messages, want 2", len(msgs))
 	}
@@ -184,7 +184,7 @@ func TestSendConcurrently(t *testing.T) {
 	for err := range errs {
 		t.Errorf("Send: %v", err)
 	}
-	msgs, ok := srv.Wait(n, time.Second)
+	msgs, ok := srv.Wait(n, time.Minute)
 	if !ok {
 		t.Fatalf("server received %d messages, want %d", len(msgs), n)
 	}
@@ -430,7 +430,7 @@ func TestSendReusesConnection(t *testing.T) {
 			t.Fatalf("Send %d: %v", i+1, err)
 		}
 	}
-	if _, ok := srv.Wait(3, time.Second); !ok {
+	if _, ok := srv.Wait(3, time.Minute); !ok {
 		t.Fatal("server did not receive 3 messages")
 	}
 	if n := p.connections(); n != 1 {
@@ -456,7 +456,7 @@ func TestSendAfterServerDroppedConnection(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Send after the server dropped the connection: %v", err)
 	}
-	msgs, _ := srv.Wait(2, time.Second)
+	msgs, _ := srv.Wait(2, time.Minute)
 	if len(msgs) != 2 {
 		t.Fatalf("server received %d messages, want 2", len(msgs))
 	}
@@ -503,7 +503,7 @@ func TestSendOnKeptConnectionFailures(t *testing.T) {
 	if n := p.connections(); n != 3 {
 		t.Errorf("%d connections after a refused message, want 3", n)
 	}
-	if msgs, _ := srv.Wait(3, time.Second); len(msgs) != 3 {
+	if msgs, _ := srv.Wait(3, time.Minute); len(msgs) != 3 {
 		t.Errorf("server received %d messages, want 3", len(msgs))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/internal/twiliotest"
 )
 
 // TestDeliveryReceipts: the fake Twilio calls back as Twilio does. A
@@ -20,11 +21,11 @@ func TestDeliveryReceipts(t *testing.T) {
 	// SMS-only "upright" step goes out soon after the consent.
 	end := time.Now().Truncate(time.Second).Add(2 * time.Second)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_dr", end), 201)
-	sms, ok := tb.twilio.Wait(2, 6*time.Second)
+	sms, ok := tb.twilio.Wait(2, time.Minute)
 	if !ok {
 		t.Fatalf("%d SMS, want consent and upright", len(sms))
 	}
-	consent, upright := sms[0], sms[1]
+	consent, upright := textSaying(t, sms, "Reply YES"), textSaying(t, sms, "stay upright")
 	if want := tb.url + "/webhooks/twilio/status"; consent.StatusCallback != want {
 		t.Errorf("StatusCallback = %q, want %q", consent.StatusCallback, want)
 	}
@@ -44,7 +45,7 @@ func TestDeliveryReceipts(t *testing.T) {
 		}
 	}
 	tb.waitStatus(t, "bk_dr", "upright", "email", "sent")
-	emails, _ := tb.smtp.Wait(emailsBefore+1, time.Second)
+	emails, _ := tb.smtp.Wait(emailsBefore+1, time.Minute)
 	h, _ := emails[len(emails)-1].Header()
 	if !strings.Contains(h.Get("Subject"), "A message from Test Clinic") || !strings.Contains(string(emails[len(emails)-1].Data), "stay upright") {
 		t.Errorf("fallback email: subject %q", h.Get("Subject"))
@@ -55,7 +56,7 @@ func TestDeliveryReceipts(t *testing.T) {
 			t.Errorf("upright SMS = %s %q, want failed with the carrier code", m.Status, m.Error)
 		}
 	}
-	settle()
+	tb.waitIdle(t)
 	if n := len(tb.smtp.Messages()); n != emailsBefore+1 {
 		t.Errorf("%d emails after repeated callbacks, want exactly one fallback", n-emailsBefore)
 	}
@@ -83,4 +84,20 @@ func TestStopThroughTwilio(t *testing.T) {
 		}
 	}
 	tb.checkTasks(t, "bk_stop")
+}
+
+// textSaying returns the one text whose body contains phrase: texts due
+// close together can arrive in either order.
+func textSaying(t *testing.T, texts []twiliotest.Message, phrase string) twiliotest.Message {
+	t.Helper()
+	var found []twiliotest.Message
+	for _, m := range texts {
+		if strings.Contains(m.Body, phrase) {
+			found = append(found, m)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d texts say %q, want 1", len(found), phrase)
+	}
+	return found[0]
 }

@@ -135,14 +135,7 @@ func TestWorkerKilledMidSend(t *testing.T) {
 	env := pb.env
 	tw.SetDelay(time.Hour) // Twilio takes the requests and does not answer
 	first := startWorker(t, env)
-	deadline := time.Now().Add(20 * time.Second)
-	for tw.Requests() < 4 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the first worker sent %d SMS requests in 20s", tw.Requests())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
+	waitFor(t, time.Minute, func() bool { return tw.Requests() >= 4 })
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +217,7 @@ func TestGracefulShutdown(t *testing.T) {
 
 	tw.SetDelay(2 * time.Second)
 	proc := startWorker(t, pb.env)
-	waitFor(t, 15*time.Second, func() bool { return tw.Requests() >= 1 })
+	waitFor(t, time.Minute, func() bool { return tw.Requests() >= 1 })
 	if err := proc.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -95,16 +95,17 @@ func TestRoles(t *testing.T) {
 		apiOnly.mustRequest(t, "POST", "/v1/bookings", body, 201)
 	}
 	texts := map[string]int{}
-	waitFor(t, 10*time.Second, func() bool {
+	count := func() {
 		clear(texts)
 		for _, w := range workers {
 			for _, m := range w.twilio.Messages() {
 				texts[m.To]++
 			}
 		}
-		return len(texts) == n
-	})
-	settle()
+	}
+	waitFor(t, time.Minute, func() bool { count(); return len(texts) == n })
+	apiOnly.waitIdle(t)
+	count()
 	total := 0
 	for to, c := range texts {
 		total += c

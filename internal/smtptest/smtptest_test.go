@@ -36,7 +36,7 @@ func TestAccepts(t *testing.T) {
 	if err := send(srv); err != nil {
 		t.Fatalf("SendMail: %v", err)
 	}
-	msgs, ok := srv.Wait(1, time.Second)
+	msgs, ok := srv.Wait(1, time.Minute)
 	if !ok {
 		t.Fatalf("Wait: got %d messages, want 1", len(msgs))
 	}

@@ -233,7 +233,7 @@ func TestWait(t *testing.T) {
 		})
 	}
 
-	msgs, ok := fake.Wait(n, 5*time.Second)
+	msgs, ok := fake.Wait(n, time.Minute)
 	if !ok || len(msgs) != n {
 		t.Errorf("Wait(%d) = %d messages, %v", n, len(msgs), ok)
 	}
