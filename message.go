@@ -1,6 +1,8 @@
 package aftercare
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"time"
 )
@@ -84,6 +86,21 @@ type Message struct {
 	Error      string        `json:"error"`
 	// Note says why the message was moved or dropped when planned.
 	Note string `json:"note,omitempty"`
+	// Digest identifies the exact text sent (see Digest), once sent.
+	Digest string `json:"digest,omitempty"`
+}
+
+// Digest names a rendered message's exact text: "sha256:" and the hex
+// SHA-256 of its subject (for an email), a blank line, and its text. The
+// record keeps it, so the clinic can later show what a patient received
+// and agreed to without storing the words twice.
+func Digest(out Outgoing) string {
+	h := sha256.New()
+	if out.Subject != "" {
+		h.Write([]byte(out.Subject + "\n\n"))
+	}
+	h.Write([]byte(out.Text))
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // Ref names m as the message of version of booking id.
@@ -109,10 +126,12 @@ type Timeline struct {
 	Version  int           `json:"version"`
 	Status   BookingStatus `json:"status"`
 	Messages []Message     `json:"messages"`
-	// ConsentAcknowledgedAt is when the patient answered YES to the consent
-	// details.
-	ConsentAcknowledgedAt *time.Time `json:"consent_acknowledged_at,omitempty"`
-	// Replies are the patient's other texts, kept for the clinic to read.
+	// ConsentAcknowledgedAt is when the patient acknowledged the consent
+	// details; ConsentAcknowledgement says how, and what they answered.
+	ConsentAcknowledgedAt  *time.Time       `json:"consent_acknowledged_at,omitempty"`
+	ConsentAcknowledgement *Acknowledgement `json:"consent_acknowledgement,omitempty"`
+	// Replies are the patient's texts about this booking; each is an item
+	// of the clinic inbox.
 	Replies []Reply `json:"replies,omitempty"`
 	// History is every send attempt, oldest first: the audit trail.
 	History []Attempt `json:"history,omitempty"`
@@ -130,10 +149,35 @@ type Attempt struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Reply is a text a patient sent that was not a keyword.
+// Reply is a patient's text about a booking, by its inbox item. Replies
+// kept before the inbox existed have their text here instead.
 type Reply struct {
-	At   time.Time `json:"at"`
-	Text string    `json:"text"`
+	At      time.Time `json:"at"`
+	InboxID string    `json:"inbox_id,omitempty"`
+	Urgency Urgency   `json:"urgency,omitempty"`
+	Text    string    `json:"text,omitempty"`
+}
+
+// Acknowledgement records that a patient acknowledged the consent details.
+type Acknowledgement struct {
+	At time.Time `json:"at"`
+	// Method is how: "sms_reply" (YES to the consent text).
+	Method string `json:"method"`
+	// ProviderID names the consent message answered, and Digest its text as
+	// sent.
+	ProviderID string `json:"provider_id,omitempty"`
+	Digest     string `json:"digest,omitempty"`
+}
+
+// AckBySMS is the Acknowledgement method of a YES to the consent text.
+const AckBySMS = "sms_reply"
+
+// InboundText is a text a patient sent, as the provider hands it over.
+type InboundText struct {
+	// ProviderID is the provider's id of the text (a Twilio MessageSid).
+	ProviderID string
+	From, Body string
+	ReceivedAt time.Time
 }
 
 // Receipt is a provider's report on a message it took, in aftercare's

@@ -54,8 +54,9 @@ type Change struct {
 	Ref                           MessageRef
 	From                          MessageStatus
 	To, IfCancelled, IfSuperseded Target
-	// ProviderID is the provider's id of a sent message.
-	ProviderID string
+	// ProviderID is the provider's id of a sent message, and Digest the
+	// digest of its text (see Digest).
+	ProviderID, Digest string
 	// Attempt is the run's entry in the booking's history, added with the
 	// change (or alone, if the message was no longer in status From).
 	Attempt Attempt

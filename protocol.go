@@ -12,6 +12,9 @@ type Protocol struct {
 	// Vars are values templates may use, such as how long to stay upright.
 	Vars  map[string]string `yaml:"vars"`
 	Steps []Step            `yaml:"steps"`
+	// RedFlags are this treatment's own phrases (by locale) that make a
+	// patient's text urgent, besides those shared by every treatment.
+	RedFlags map[string][]string `yaml:"red_flags"`
 }
 
 // Step is one message of a protocol, sent on each listed channel the
@@ -44,6 +47,10 @@ func (p Protocol) Step(name string) (Step, bool) {
 	}
 	return Step{}, false
 }
+
+// StepConsent is the step, by convention in every protocol, that carries
+// the consent details; a patient's YES answers it.
+const StepConsent = "consent"
 
 // StepCancellation is the built-in step that tells a patient their booking
 // was cancelled, when the clinic asks for it. It is part of no protocol.
@@ -104,4 +111,37 @@ type Clinic struct {
 	// NameTreatmentInSMS lets SMS templates name the treatment. Off by
 	// default: someone else may read the patient's phone.
 	NameTreatmentInSMS bool `yaml:"name_treatment_in_sms"`
+	// EmergencyNumber is the local emergency number patients are told to
+	// call when a symptom cannot wait.
+	EmergencyNumber string `yaml:"emergency_number"`
+	// OpeningHours are when the clinic's team reads patients' texts.
+	OpeningHours OpeningHours `yaml:"opening_hours"`
+	// Replies is how a patient's text is answered.
+	Replies ReplyPolicy `yaml:"replies"`
+	// Alerts is who is told of patients' texts.
+	Alerts Alerts `yaml:"alerts"`
+}
+
+// ReplyPolicy is how a patient's text that needs a person is answered at
+// once. Urgent texts and keywords are always answered.
+type ReplyPolicy struct {
+	// Off turns the automatic answer to other texts off.
+	Off bool `yaml:"no_automatic_answer"`
+	// Within is how soon, during opening hours, the team answers.
+	Within time.Duration `yaml:"answer_within"`
+}
+
+// Alerts is who at the clinic is told of patients' texts, and how.
+type Alerts struct {
+	// Email is the care inbox that gets an email for every text that needs
+	// a person.
+	Email string `yaml:"email"`
+	// OnCallPhone gets an SMS for every urgent text.
+	OnCallPhone string `yaml:"on_call_phone"`
+	// ReescalateAfter is how long an urgent item may stay open before the
+	// alerts go out again (and again, until someone resolves it).
+	ReescalateAfter time.Duration `yaml:"reescalate_after"`
+	// HideText leaves the patient's words out of alerts: staff read them in
+	// the inbox.
+	HideText bool `yaml:"hide_text"`
 }

@@ -53,3 +53,43 @@ func TestQuietHoursUntil(t *testing.T) {
 		})
 	}
 }
+
+func TestOpeningHours(t *testing.T) {
+	t.Parallel()
+	ny, err := time.LoadLocation("America/New_York")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := aftercare.OpeningHours{"mon": "09:00-18:00", "tue": "09:00-18:00", "sat": "10:00-14:00"}
+	if err := h.Check(); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		at   string
+		open bool
+		next string
+	}{
+		{"2026-11-30T10:00:00-05:00", true, ""},                           // Monday morning
+		{"2026-11-30T18:00:00-05:00", false, "2026-12-01T09:00:00-05:00"}, // closing time is closed
+		{"2026-11-30T07:00:00-05:00", false, "2026-11-30T09:00:00-05:00"}, // before opening
+		{"2026-12-01T20:00:00-05:00", false, "2026-12-05T10:00:00-05:00"}, // Tuesday night: Saturday next
+		{"2026-12-06T12:00:00-05:00", false, "2026-12-07T09:00:00-05:00"}, // Sunday
+		{"2026-11-30T14:30:00Z", true, ""},                                // 09:30 in New York
+	}
+	for _, tt := range tests {
+		at, _ := time.Parse(time.RFC3339, tt.at)
+		open, next := h.Open(at, ny)
+		want, _ := time.Parse(time.RFC3339, tt.next)
+		if open != tt.open || (!open && !next.Equal(want)) {
+			t.Errorf("Open(%s) = %v, next %s; want %v, %s", tt.at, open, next, tt.open, tt.next)
+		}
+	}
+	if open, next := (aftercare.OpeningHours{}).Open(time.Now(), ny); open || !next.IsZero() {
+		t.Errorf("no hours: open %v, next %s", open, next)
+	}
+	for _, bad := range []aftercare.OpeningHours{{"monday": "09:00-18:00"}, {"mon": "9-6"}, {"mon": "18:00-09:00"}} {
+		if bad.Check() == nil {
+			t.Errorf("Check(%v) = nil", bad)
+		}
+	}
+}

@@ -14,9 +14,13 @@ import (
 const (
 	TypeSendSMS   = "aftercare:send:sms"
 	TypeSendEmail = "aftercare:send:email"
+	TypeAlert     = "aftercare:alert"
 
 	QueueSMS   = "sms"
 	QueueEmail = "email"
+	// QueueAlerts carries alerts to the clinic's staff, served before the
+	// patients' messages.
+	QueueAlerts = "alerts"
 )
 
 // MessageRef is the payload of a send task: a reference to one planned
@@ -102,4 +106,43 @@ type QueueStats struct {
 	Pending, Active, Scheduled, Retry, Archived, Completed int
 	// Latency is the age of the oldest pending task.
 	Latency time.Duration
+}
+
+// AlertRef is the payload of an alert task: tell the clinic about inbox
+// item ItemID, on Channel, as round Round (0 when it arrives; 1, 2, ... as
+// an urgent item is escalated again). A ref without a channel is the
+// escalation check of its round: it sends that round's alerts if the item
+// is still open, and plans the next check. Like a MessageRef it carries no
+// patient data.
+type AlertRef struct {
+	ItemID  string  `json:"item_id"`
+	Round   int     `json:"round"`
+	Channel Channel `json:"channel,omitempty"`
+}
+
+// TaskID is the deterministic task id of the alert.
+func (r AlertRef) TaskID() string {
+	ch := string(r.Channel)
+	if ch == "" {
+		ch = "check"
+	}
+	return fmt.Sprintf("alert:%s:%d:%s", r.ItemID, r.Round, ch)
+}
+
+// Payload encodes the ref as a task payload.
+func (r AlertRef) Payload() []byte {
+	b, _ := json.Marshal(r) // cannot fail: strings and an int
+	return b
+}
+
+// ParseAlertRef decodes an alert task's payload.
+func ParseAlertRef(payload []byte) (AlertRef, error) {
+	var r AlertRef
+	if err := json.Unmarshal(payload, &r); err != nil {
+		return r, fmt.Errorf("decode alert payload: %w", err)
+	}
+	if !ValidInboxID(r.ItemID) || r.Round < 0 || (r.Channel != "" && !r.Channel.Valid()) {
+		return r, fmt.Errorf("alert payload %s is incomplete", payload)
+	}
+	return r, nil
 }

@@ -23,13 +23,14 @@ type Bookings interface {
 	Cancel(ctx context.Context, id string, notify bool) (*aftercare.Timeline, error)
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
-	Inbound(ctx context.Context, from, body string) (aftercare.Keyword, string, error)
 	Receipt(ctx context.Context, r aftercare.Receipt) error
 }
 
 // Config holds the API's dependencies.
 type Config struct {
 	Bookings Bookings
+	// Inbox takes patients' texts and serves the clinic inbox.
+	Inbox Inbox
 	// Tokens are the accepted bearer tokens. With none, every call to
 	// /v1/ is refused.
 	Tokens []string
@@ -40,8 +41,10 @@ type Config struct {
 	// webhooks; without both, the webhooks answer 503.
 	TwilioAuthToken string
 	PublicURL       string
-	// Help renders the answer to a patient's HELP in a locale.
-	Help func(locale string) (string, error)
+	// UnsignedWebhooks takes Twilio's webhooks without a signature when
+	// there is no auth token to check one with: for trying the service
+	// locally, never in production.
+	UnsignedWebhooks bool
 	// Webhooks counts webhook calls by hook and result; nil for none.
 	Webhooks func(hook, result string)
 	Logger   *slog.Logger
@@ -74,7 +77,7 @@ func New(cfg Config) *Server {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &httpError{status: http.StatusNotFound, title: "Not found",
-			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings"})
+			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings and /v1/inbox"})
 	})
 	return s
 }
@@ -99,6 +102,10 @@ func (s *Server) routes() []route {
 		{"PUT", "/v1/bookings/{id}", true, join([]int{200, 404, 409}, withBody, common), s.replaceBooking},
 		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404}, common), s.cancelBooking},
 		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
+		{"GET", "/v1/inbox", true, join([]int{200, 400, 422}, common), s.listInbox},
+		{"GET", "/v1/inbox/{id}", true, join([]int{200, 404}, common), s.getInboxItem},
+		{"POST", "/v1/inbox/{id}/resolve", true, join([]int{200, 404}, withBody, common), s.resolveInboxItem},
+		{"POST", "/v1/inbox/{id}/opt-out", true, join([]int{200, 404, 409}, withBody, common), s.optOutInboxItem},
 		{"POST", "/webhooks/twilio/inbound", false, []int{200, 400, 403, 500, 503}, s.twilioInbound},
 		{"POST", "/webhooks/twilio/status", false, []int{200, 400, 403, 500, 503}, s.twilioStatus},
 		{"GET", "/healthz", false, []int{200}, s.healthz},

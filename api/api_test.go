@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/inbox"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
 	"github.com/aftercare/aftercare/messages"
@@ -34,12 +36,19 @@ const (
 )
 
 type testBundle struct {
-	url string
-	rdb *redis.Client
+	url     string
+	rdb     *redis.Client
+	replies int
 }
 
 // setup serves the API over a real scheduler and store on a private Redis.
 func setup(t *testing.T) *testBundle {
+	t.Helper()
+	return setupWith(t, func(*api.Config) {})
+}
+
+// setupWith is setup with edit applied to the API's configuration.
+func setupWith(t *testing.T, edit func(*api.Config)) *testBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
 	protocols, err := protocol.Builtin()
@@ -56,8 +65,15 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(api.Config{Bookings: sched, Tokens: []string{token},
-		TwilioAuthToken: twilioToken, PublicURL: publicURL, Help: renderer.Help}))
+	shared, err := protocol.BuiltinRedFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	box := inbox.New(inbox.Config{Store: redisstore.New(rdb), Bookings: sched, Renderer: renderer, Alerts: taskqueue.New(rdb),
+		Clinic: clinic, RedFlags: protocol.RedFlags(protocols, shared)})
+	cfg := api.Config{Bookings: sched, Inbox: box, Tokens: []string{token}, TwilioAuthToken: twilioToken, PublicURL: publicURL}
+	edit(&cfg)
+	srv := httptest.NewServer(api.New(cfg))
 	t.Cleanup(srv.Close)
 	return &testBundle{url: srv.URL, rdb: rdb}
 }
@@ -315,7 +331,8 @@ func TestLifecycleErrors(t *testing.T) {
 
 func (tb *testBundle) reply(t *testing.T, body, signature string) (int, string) {
 	t.Helper()
-	form := url.Values{"From": {"+1 555 555 0123"}, "Body": {body}, "MessageSid": {"SMin"}}
+	tb.replies++ // each text its own Twilio message
+	form := url.Values{"From": {"+1 555 555 0123"}, "Body": {body}, "MessageSid": {fmt.Sprintf("SMin%d", tb.replies)}}
 	if signature == "sign" {
 		signature = twiliotest.Sign(twilioToken, publicURL+"/webhooks/twilio/inbound", form)
 	}
@@ -375,6 +392,8 @@ func TestPatientReplies(t *testing.T) {
 		t.Fatalf("an unsigned STOP changed the booking: %v", got)
 	}
 
+	// The consent SMS went out (no worker runs here): YES answers it.
+	tb.rdb.HSet(t.Context(), redisstore.Key("bk_1001"), "m:consent:sms", "sent", "p:consent:sms", "SMconsent", "d:consent:sms", "sha256:abc")
 	status, body := tb.reply(t, "help", "sign")
 	if status != 200 || !strings.Contains(body, "<Message>Example Aesthetics:") || !strings.Contains(body, "Reply STOP to opt out") {
 		t.Errorf("HELP = %d %s", status, body)
@@ -384,11 +403,17 @@ func TestPatientReplies(t *testing.T) {
 	}
 	tb.reply(t, "My forehead feels a bit tight, is that normal?", "sign")
 	tl := tb.timelineOf(t, "bk_1001")
-	if tl["consent_acknowledged_at"] == nil {
-		t.Error("YES did not record the consent acknowledgement")
+	ack, _ := tl["consent_acknowledgement"].(map[string]any)
+	if tl["consent_acknowledged_at"] == nil || ack["method"] != "sms_reply" || ack["provider_id"] != "SMconsent" || ack["digest"] != "sha256:abc" {
+		t.Errorf("YES recorded the acknowledgement %v, want the consent SMS it answers", ack)
 	}
-	if r, _ := tl["replies"].([]any); len(r) != 1 || !strings.Contains(r[0].(map[string]any)["text"].(string), "forehead") {
-		t.Errorf("replies = %v", tl["replies"])
+	r, _ := tl["replies"].([]any)
+	if len(r) != 3 {
+		t.Fatalf("replies = %v, want HELP, YES and the question", tl["replies"])
+	}
+	item := r[2].(map[string]any)["inbox_id"].(string)
+	if status, data, _ := tb.do(t, "GET", "/v1/inbox/"+item, "", "Bearer "+token, ""); status != 200 || !strings.Contains(string(data), "forehead") {
+		t.Errorf("GET /v1/inbox/%s = %d %s", item, status, data)
 	}
 
 	smsTasks := func() int { return len(tb.rdb.Keys(t.Context(), "asynq:{sms}:t:*").Val()) }
@@ -400,17 +425,17 @@ func TestPatientReplies(t *testing.T) {
 		t.Fatalf("STOP = %d", status)
 	}
 	tl = tb.timelineOf(t, "bk_1001")
-	for _, st := range statuses(tl, "sms") {
+	for _, st := range statuses(tl, "sms")[1:] { // the consent went out before
 		if st != "suppressed" {
-			t.Errorf("SMS statuses after STOP: %v, want all suppressed", statuses(tl, "sms"))
+			t.Errorf("SMS statuses after STOP: %v, want all but the sent consent suppressed", statuses(tl, "sms"))
 			break
 		}
 	}
 	if slices.Contains(statuses(tl, "email"), "suppressed") {
 		t.Errorf("email statuses after STOP: %v; email is not affected", statuses(tl, "email"))
 	}
-	if n := smsTasks(); n != 0 {
-		t.Errorf("%d SMS tasks left in Redis after STOP", n)
+	if n := smsTasks(); n != 1 {
+		t.Errorf("%d SMS tasks left in Redis after STOP, want the consent's alone (it finds its message sent)", n)
 	}
 	if n := len(tb.rdb.Keys(t.Context(), "asynq:{email}:t:*").Val()); n != emailTasks {
 		t.Errorf("email tasks %d, were %d", n, emailTasks)
@@ -425,6 +450,20 @@ func TestPatientReplies(t *testing.T) {
 	}
 	if keys := tb.rdb.Keys(t.Context(), "*5555550123*").Val(); len(keys) != 0 {
 		t.Errorf("a Redis key names the phone number: %v", keys)
+	}
+}
+
+// TestUnsignedWebhooks: without a Twilio auth token, a development service
+// takes an unsigned text (for trying it locally); with one, never.
+func TestUnsignedWebhooks(t *testing.T) {
+	t.Parallel()
+	dev := setupWith(t, func(c *api.Config) { c.TwilioAuthToken, c.PublicURL, c.UnsignedWebhooks = "", "", true })
+	if status, body := dev.reply(t, "help", ""); status != 200 || !strings.Contains(body, "Reply STOP") {
+		t.Errorf("unsigned HELP in development = %d %s", status, body)
+	}
+	signed := setupWith(t, func(c *api.Config) { c.UnsignedWebhooks = true })
+	if status, _ := signed.reply(t, "help", ""); status != 403 {
+		t.Errorf("unsigned HELP with an auth token set = %d, want 403", status)
 	}
 }
 

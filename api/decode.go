@@ -111,7 +111,7 @@ func decodeStrict(r io.Reader, v any) error {
 		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
 			detail: fmt.Sprintf("the body is larger than %d KiB", MaxBody>>10)}
 	case errors.Is(err, io.EOF):
-		return &httpError{status: http.StatusBadRequest, title: "Empty body", detail: "the body is empty; send the booking as a JSON object"}
+		return &httpError{status: http.StatusBadRequest, title: "Empty body", detail: "the body is empty; send a JSON object"}
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
 		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: "the body is not valid JSON: " + err.Error()}
 	case errors.As(err, &typ):
@@ -119,11 +119,11 @@ func decodeStrict(r io.Reader, v any) error {
 		if field == "" {
 			field = "(body)"
 		}
-		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid booking", detail: "a field has the wrong type",
+		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", detail: "a field has the wrong type",
 			fields: []aftercare.FieldError{{Field: field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid booking", detail: "the body has a field the API does not know",
+		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", detail: "the body has a field the API does not know",
 			fields: []aftercare.FieldError{{Field: name, Message: "unknown field; check its spelling against /openapi.yaml"}}}
 	default:
 		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: err.Error()}

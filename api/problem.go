@@ -23,7 +23,7 @@ var statuses = map[string]struct {
 	status int
 	title  string
 }{
-	aftercare.EINVALID:      {http.StatusUnprocessableEntity, "Invalid booking"},
+	aftercare.EINVALID:      {http.StatusUnprocessableEntity, "Invalid request"},
 	aftercare.ENOTFOUND:     {http.StatusNotFound, "Not found"},
 	aftercare.ECONFLICT:     {http.StatusConflict, "Conflict"},
 	aftercare.EUNAUTHORIZED: {http.StatusUnauthorized, "Unauthorized"},

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/mail"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -171,6 +172,9 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 		return nil, fmt.Errorf("AFTERCARE_CLINIC_FILE: %w", err)
 	}
 	c.Clinic = clinic
+	if c.Env == Production && clinic.Alerts.Email == "" {
+		return nil, errors.New("AFTERCARE_CLINIC_FILE: alerts.email is required in production: patients' texts must reach a person at the clinic")
+	}
 	if c.LogFormat == "" {
 		c.LogFormat = "text"
 		if c.Env == Production {
@@ -246,6 +250,9 @@ func (c *Config) check() error {
 		if len(c.DataKeys) == 0 {
 			errs = append(errs, "AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32")
 		}
+		if c.ClinicFile == "" {
+			errs = append(errs, "AFTERCARE_CLINIC_FILE is required in production (the built-in example clinic alerts an example address)")
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
@@ -312,6 +319,7 @@ func LoadClinic(path string) (aftercare.Clinic, error) {
 			errs = append(errs, fmt.Sprintf("templates_dir %q is not a directory (a relative path is read from the clinic file's directory)", c.TemplatesDir))
 		}
 	}
+	errs = append(errs, checkReplies(&c)...)
 	if len(errs) > 0 {
 		return c, errors.New(strings.Join(errs, "; "))
 	}
@@ -319,6 +327,47 @@ func LoadClinic(path string) (aftercare.Clinic, error) {
 		c.SenderName = c.Name
 	}
 	return c, nil
+}
+
+// Defaults of the clinic profile's reply and alert settings.
+const (
+	defaultEmergencyNumber = "911"
+	defaultAnswerWithin    = 2 * time.Hour
+	defaultReescalateAfter = 15 * time.Minute
+)
+
+// checkReplies validates the settings for patients' texts and fills in
+// their defaults.
+func checkReplies(c *aftercare.Clinic) []string {
+	var errs []string
+	if c.EmergencyNumber == "" {
+		c.EmergencyNumber = defaultEmergencyNumber
+	}
+	if err := c.OpeningHours.Check(); err != nil {
+		errs = append(errs, "opening_hours: "+err.Error())
+	}
+	if c.Replies.Within == 0 {
+		c.Replies.Within = defaultAnswerWithin
+	}
+	if c.Alerts.ReescalateAfter == 0 {
+		c.Alerts.ReescalateAfter = defaultReescalateAfter
+	}
+	if c.Replies.Within < 0 || c.Alerts.ReescalateAfter < time.Second {
+		errs = append(errs, "replies.answer_within and alerts.reescalate_after must be positive durations such as 2h or 15m")
+	}
+	if c.Alerts.Email != "" {
+		if addr, err := mail.ParseAddress(c.Alerts.Email); err != nil || addr.Name != "" {
+			errs = append(errs, fmt.Sprintf("alerts.email %q is not an email address", c.Alerts.Email))
+		}
+	}
+	if c.Alerts.OnCallPhone != "" {
+		if phone, err := aftercare.NormalizePhone(c.Alerts.OnCallPhone); err != nil {
+			errs = append(errs, fmt.Sprintf("alerts.on_call_phone %q %v", c.Alerts.OnCallPhone, err))
+		} else {
+			c.Alerts.OnCallPhone = phone
+		}
+	}
+	return errs
 }
 
 func oneOf(dst *string, v string, allowed ...string) error {

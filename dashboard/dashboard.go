@@ -51,6 +51,16 @@ var _ asynq.RedisConnOpt = conn{}
 // formatPayload shows a send task as what it refers to. Payloads carry no
 // patient data; this keeps it that way on screen even if one ever did.
 func formatPayload(taskType string, payload []byte) string {
+	if taskType == aftercare.TypeAlert {
+		ref, err := aftercare.ParseAlertRef(payload)
+		if err != nil {
+			return fmt.Sprintf("(%s: unreadable payload)", taskType)
+		}
+		if ref.Channel == "" {
+			return fmt.Sprintf("inbox item %s: check before alert round %d", ref.ItemID, ref.Round)
+		}
+		return fmt.Sprintf("inbox item %s: alert round %d by %s", ref.ItemID, ref.Round, ref.Channel)
+	}
 	ref, err := aftercare.ParseMessageRef(payload)
 	if err != nil {
 		return fmt.Sprintf("(%s: unreadable payload)", taskType)

@@ -46,6 +46,9 @@ type Data struct {
 	Appointment string
 	// HasEmail is true if the patient also gets emails.
 	HasEmail bool
+	// In the answers to a patient's text: Within is how soon the team
+	// answers ("2 hours"), OpensAt when it reads messages again.
+	Within, OpensAt string
 }
 
 // locale is what differs between languages besides the templates.
@@ -57,6 +60,8 @@ type locale struct {
 	// a step that has no email of its own (the fallback for an undelivered
 	// SMS).
 	fromClinic string
+	// hours writes a duration in whole hours or minutes.
+	hours func(d time.Duration) string
 }
 
 var locales = map[string]locale{
@@ -64,6 +69,7 @@ var locales = map[string]locale{
 		appointment: func(t time.Time) string { return t.Format("Mon, Jan 2 at 3:04 PM") },
 		optOut:      "Reply STOP to opt out.",
 		fromClinic:  "A message from %s",
+		hours:       func(d time.Duration) string { return span(d, "hour", "hours", "minutes") },
 	},
 	"es": {
 		appointment: func(t time.Time) string {
@@ -71,6 +77,7 @@ var locales = map[string]locale{
 		},
 		optOut:     "Baja: responda STOP.",
 		fromClinic: "Un mensaje de %s",
+		hours:      func(d time.Duration) string { return span(d, "hora", "horas", "minutos") },
 	},
 }
 
@@ -151,8 +158,135 @@ func (r *Renderer) check() error {
 		if _, err := r.Help(loc); err != nil {
 			errs = append(errs, err)
 		}
+		for _, kind := range aftercare.Answers() {
+			if _, err := r.Answer(kind, loc, sampleTime); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for _, urgent := range []bool{false, true} {
+		item := sampleItem(urgent)
+		for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+			if _, err := r.Alert(&item, 1, ch); err != nil {
+				errs = append(errs, err)
+			}
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// Answer renders the answer of kind to a patient's text in locale (English
+// where there is no template in it); opensAt is when the team reads
+// messages again, for AnswerClosed.
+func (r *Renderer) Answer(kind, locale string, opensAt time.Time) (string, error) {
+	loc, tmpl := r.lookup(locale, "", "reply."+kind, aftercare.SMS)
+	if tmpl == nil {
+		return "", fmt.Errorf("render %s/reply.%s.sms: no template reply.%s.sms.tmpl", loc, kind, kind)
+	}
+	data := Data{Clinic: r.clinic, Within: locales[loc].hours(r.clinic.Replies.Within)}
+	if !opensAt.IsZero() {
+		zone, err := aftercare.LoadLocation(r.clinic.Timezone)
+		if err != nil {
+			zone = time.UTC
+		}
+		data.OpensAt = locales[loc].appointment(opensAt.In(zone))
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return "", fmt.Errorf("render %s/%s: %w", loc, tmpl.Name(), err)
+	}
+	return strings.TrimSpace(buf.String()), nil
+}
+
+// AlertData is what the alert templates (alert.sms.tmpl, alert.email.tmpl)
+// can use: a text that needs a person, for the clinic's staff.
+type AlertData struct {
+	Clinic                       aftercare.Clinic
+	ItemID, BookingID, FirstName string
+	Urgent                       bool
+	// Round counts the alerts about the item before this one; Alert is
+	// this one's number, from 1.
+	Round, Alert int
+	// Received is when the text came, on the clinic's clock.
+	Received string
+	// Text is the patient's words, empty if the clinic keeps them out of
+	// alerts; Answer what they were answered; Flags the red flags named.
+	Text, Answer, Flags string
+	// Every is how often an urgent alert is sent again.
+	Every string
+}
+
+// maxAlertText bounds the patient's words in an SMS alert; the inbox has
+// them whole.
+const maxAlertText = 300
+
+// Alert renders the alert about item for the clinic's staff, round as in
+// AlertData, on ch: to the care inbox by email, to the on-call phone by
+// SMS. Alerts are written in the default locale.
+func (r *Renderer) Alert(item *aftercare.InboxItem, round int, ch aftercare.Channel) (aftercare.Outgoing, error) {
+	out := aftercare.Outgoing{Channel: ch, Locale: aftercare.DefaultLocale}
+	loc, tmpl := r.lookup(aftercare.DefaultLocale, "", "alert", ch)
+	if tmpl == nil {
+		return out, fmt.Errorf("render %s/alert.%s: no template alert.%s.tmpl", loc, ch, ch)
+	}
+	zone, err := aftercare.LoadLocation(r.clinic.Timezone)
+	if err != nil {
+		zone = time.UTC
+	}
+	d := AlertData{
+		Clinic: r.clinic, ItemID: item.ID, BookingID: item.BookingID, FirstName: item.FirstName,
+		Urgent: item.Urgency == aftercare.Urgent, Round: round, Alert: round + 1,
+		Received: item.ReceivedAt.In(zone).Format("Mon Jan 2 15:04 MST"),
+		Answer:   item.Answer, Flags: strings.ReplaceAll(strings.Join(item.Flags, ", "), "*", ""),
+		Every: locales[aftercare.DefaultLocale].hours(r.clinic.Alerts.ReescalateAfter),
+	}
+	if !r.clinic.Alerts.HideText {
+		d.Text = item.Text
+		if ch == aftercare.SMS && len([]rune(d.Text)) > maxAlertText {
+			d.Text = string([]rune(d.Text)[:maxAlertText]) + "..."
+		}
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, d); err != nil {
+		return out, fmt.Errorf("render %s/%s: %w", loc, tmpl.Name(), err)
+	}
+	text := strings.TrimSpace(buf.String())
+	if ch == aftercare.SMS {
+		out.To, out.Text = r.clinic.Alerts.OnCallPhone, text
+		return out, nil
+	}
+	subject, body, ok := strings.Cut(text, "\n\n")
+	if !ok || !strings.HasPrefix(subject, "Subject: ") {
+		return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
+	}
+	out.To, out.Subject, out.Text = r.clinic.Alerts.Email, strings.TrimPrefix(subject, "Subject: "), body
+	if out.HTML, err = toHTML(loc, out.Subject, r.clinic, body); err != nil {
+		return out, fmt.Errorf("render %s/%s as HTML: %w", loc, tmpl.Name(), err)
+	}
+	return out, nil
+}
+
+// span writes d in whole hours, or in minutes under an hour.
+func span(d time.Duration, hour, hours, minutes string) string {
+	switch {
+	case d == time.Hour:
+		return "1 " + hour
+	case d >= time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%d %s", d/time.Hour, hours)
+	}
+	return fmt.Sprintf("%d %s", int(d.Round(time.Minute)/time.Minute), minutes)
+}
+
+var sampleTime = time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+
+func sampleItem(urgent bool) aftercare.InboxItem {
+	item := aftercare.InboxItem{ID: "in_1764579600000abcdefgh", Kind: aftercare.InboxReply, Status: aftercare.InboxOpen,
+		Urgency: aftercare.Normal, ReceivedAt: sampleTime, BookingID: "bk_sample", FirstName: "Maximiliana",
+		Text: "Is it normal that my forehead feels tight?", Answer: "Thank you, we have your message."}
+	if urgent {
+		item.Urgency, item.Flags = aftercare.Urgent, []string{"droop*"}
+	}
+	return item
 }
 
 // Help renders the answer to a patient's HELP: who is texting, how to reach

@@ -86,6 +86,48 @@ func TestGolden(t *testing.T) {
 	}
 }
 
+// TestGoldenAnswers renders the answers to a patient's text in every locale
+// and the alerts to the clinic's staff, against their golden files.
+func TestGoldenAnswers(t *testing.T) {
+	r, _, _ := setup(t)
+	opens := time.Date(2026, 12, 2, 14, 0, 0, 0, time.UTC) // 9:00 in New York
+	for _, locale := range aftercare.Locales() {
+		for _, kind := range aftercare.Answers() {
+			t.Run(locale+"/"+kind, func(t *testing.T) {
+				text, err := r.Answer(kind, locale, opens)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, enc := messages.Segments(text)
+				golden(t, filepath.Join("testdata", locale, "reply."+kind+".sms.golden"), fmt.Sprintf("Segments: %d %s\n\n%s\n", n, enc, text))
+			})
+		}
+	}
+	received := time.Date(2026, 12, 1, 22, 5, 0, 0, time.UTC)
+	for _, urgency := range []aftercare.Urgency{aftercare.Normal, aftercare.Urgent} {
+		item := aftercare.InboxItem{ID: "in_1764626700000abcdefgh", Urgency: urgency, ReceivedAt: received, BookingID: "bk_1001",
+			FirstName: "Ana", Text: "My left eyelid is drooping, is that normal?", Answer: "Example Aesthetics: thank you, we have your message."}
+		if urgency == aftercare.Urgent {
+			item.Flags = []string{"droop*"}
+		}
+		for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+			t.Run(string(urgency)+"/alert."+string(ch), func(t *testing.T) {
+				out, err := r.Alert(&item, 1, ch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := "To: " + out.To + "\n"
+				if ch == aftercare.Email {
+					got += "Subject: " + out.Subject + "\n\n" + out.Text + "\n"
+				} else {
+					got += "\n" + out.Text + "\n"
+				}
+				golden(t, filepath.Join("testdata", "en", "alert."+string(urgency)+"."+string(ch)+".golden"), got)
+			})
+		}
+	}
+}
+
 func golden(t *testing.T, path, got string) {
 	t.Helper()
 	if *update {
@@ -118,8 +160,10 @@ func TestSMSBudget(t *testing.T) {
 	// Long but real names; a clinic whose are longer sees the cost of each
 	// message in "aftercare preview".
 	clinics := map[string]aftercare.Clinic{
-		"en": {Name: "Serrano Aesthetic Medicine Clinic", Phone: "+1 (555) 555-0100", Address: "1250 Avenue of the Americas, Suite 400, New York", Timezone: "America/New_York"},
-		"es": {Name: "Clínica Estética Peñalver", Phone: "+34 912 345 678", Address: "Calle de Serrano 45, Madrid", Timezone: "Europe/Madrid"},
+		"en": {Name: "Serrano Aesthetic Medicine Clinic", Phone: "+1 (555) 555-0100", Address: "1250 Avenue of the Americas, Suite 400, New York",
+			Timezone: "America/New_York", EmergencyNumber: "911", Replies: aftercare.ReplyPolicy{Within: 2 * time.Hour}},
+		"es": {Name: "Clínica Estética Peñalver", Phone: "+34 912 345 678", Address: "Calle de Serrano 45, Madrid",
+			Timezone: "Europe/Madrid", EmergencyNumber: "112", Replies: aftercare.ReplyPolicy{Within: 90 * time.Minute}},
 	}
 	for locale, clinic := range clinics {
 		r, err := messages.New(clinic, protocols)
@@ -145,6 +189,22 @@ func TestSMSBudget(t *testing.T) {
 				if locale == "en" && enc != messages.GSM7 {
 					t.Errorf("%s/%s.%s.sms fell into UCS-2: %s", locale, treatment, step.Name, out.Text)
 				}
+			}
+		}
+		// The answers to a patient's text, and HELP's.
+		texts := map[string]string{}
+		for _, kind := range aftercare.Answers() {
+			if texts[kind], err = r.Answer(kind, locale, time.Date(2026, 9, 30, 13, 0, 0, 0, time.UTC)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if texts["help"], err = r.Help(locale); err != nil {
+			t.Fatal(err)
+		}
+		for kind, text := range texts {
+			n, enc := messages.Segments(text)
+			if n > 3 || (locale == "en" && enc != messages.GSM7) {
+				t.Errorf("%s answer %s: %d parts (%s): %s", locale, kind, n, enc, text)
 			}
 		}
 	}

@@ -5,6 +5,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -29,9 +30,14 @@ type Queues interface {
 	Stats() ([]aftercare.QueueStats, error)
 }
 
+// Inbox reports the clinic inbox; the redisstore package implements it.
+type Inbox interface {
+	InboxStats(ctx context.Context) (aftercare.InboxStats, error)
+}
+
 // New returns Metrics; with queues set, it also reports the size and
-// latency of each task queue when scraped.
-func New(queues Queues) *Metrics {
+// latency of each task queue when scraped, and with inbox the open items.
+func New(queues Queues, inbox Inbox) *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -50,13 +56,16 @@ func New(queues Queues) *Metrics {
 		}, []string{"channel"}),
 		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "aftercare_webhooks_total",
-			Help: "Twilio webhook calls by hook (inbound, status) and result (a keyword or receipt status, forbidden, error).",
+			Help: "Twilio webhook calls by hook (inbound, status) and result (received, a receipt status, forbidden, error).",
 		}, []string{"hook", "result"}),
 	}
 	m.registry.MustRegister(m.messages, m.provider, m.lateness, m.webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queues != nil {
 		m.registry.MustRegister(collector{queues})
+	}
+	if inbox != nil {
+		m.registry.MustRegister(inboxCollector{inbox})
 	}
 	return m
 }
@@ -111,4 +120,36 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(queueAge, prometheus.GaugeValue, q.Latency.Seconds(), q.Queue)
 	}
+}
+
+// inboxCollector reports the clinic inbox: open items by urgency, and how
+// long the oldest open urgent item has waited (0 if there is none), for an
+// alert rule that pages when it waits too long.
+type inboxCollector struct{ inbox Inbox }
+
+var (
+	inboxOpen   = prometheus.NewDesc("aftercare_inbox_open_items", "Inbox items waiting for a person, by urgency.", []string{"urgency"}, nil)
+	inboxOldest = prometheus.NewDesc("aftercare_inbox_oldest_urgent_age_seconds", "How long the oldest open urgent inbox item has waited; 0 if there is none.", nil, nil)
+)
+
+func (c inboxCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- inboxOpen
+	ch <- inboxOldest
+}
+
+func (c inboxCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.inbox.InboxStats(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(inboxOpen, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(inboxOpen, prometheus.GaugeValue, float64(st.OpenUrgent), string(aftercare.Urgent))
+	ch <- prometheus.MustNewConstMetric(inboxOpen, prometheus.GaugeValue, float64(st.OpenNormal), string(aftercare.Normal))
+	age := 0.0
+	if !st.OldestUrgent.IsZero() {
+		age = time.Since(st.OldestUrgent).Seconds()
+	}
+	ch <- prometheus.MustNewConstMetric(inboxOldest, prometheus.GaugeValue, age)
 }

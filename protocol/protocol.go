@@ -28,14 +28,75 @@ func Builtin() (map[string]aftercare.Protocol, error) {
 	return Load(sub)
 }
 
-// Load reads every *.yaml file at the root of fsys as a protocol, keyed by
-// treatment. Any file that does not parse or validate fails the whole load,
-// with the file name (and line, for syntax errors) in the error.
+// BuiltinRedFlags returns the red flags shipped with aftercare that every
+// treatment shares (builtin/red_flags.yaml).
+func BuiltinRedFlags() (map[string][]string, error) {
+	sub, _ := fs.Sub(builtin, "builtin") // cannot fail: the directory is embedded
+	return LoadRedFlags(sub)
+}
+
+// RedFlagsFile is the file, beside the protocols, of the red-flag phrases
+// every treatment shares, by locale (see aftercare.RedFlags). Load skips
+// it.
+const RedFlagsFile = "red_flags.yaml"
+
+// LoadRedFlags reads RedFlagsFile at the root of fsys; a directory without
+// one has none.
+func LoadRedFlags(fsys fs.FS) (map[string][]string, error) {
+	data, err := fs.ReadFile(fsys, RedFlagsFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var flags map[string][]string
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&flags); err != nil {
+		return nil, fmt.Errorf("%s: %w", RedFlagsFile, err)
+	}
+	if err := validateFlags(flags); err != nil {
+		return nil, fmt.Errorf("%s: %w", RedFlagsFile, err)
+	}
+	return flags, nil
+}
+
+// RedFlags gathers the shared red flags and every protocol's own into one
+// matcher: a text is urgent if it names a red flag of any treatment (the
+// patient may write from a number with no booking).
+func RedFlags(protocols map[string]aftercare.Protocol, shared ...map[string][]string) *aftercare.RedFlags {
+	lists := slices.Clone(shared)
+	for _, p := range protocols {
+		lists = append(lists, p.RedFlags)
+	}
+	return aftercare.NewRedFlags(lists...)
+}
+
+func validateFlags(flags map[string][]string) error {
+	for loc, phrases := range flags {
+		if !slices.Contains(aftercare.Locales(), loc) {
+			return fmt.Errorf("red flags: unknown locale %q; use one of %v", loc, aftercare.Locales())
+		}
+		for i, p := range phrases {
+			if aftercare.NewRedFlags(map[string][]string{loc: {p}}).Len() == 0 {
+				return fmt.Errorf("red flags: %s[%d] %q has no words", loc, i, p)
+			}
+		}
+	}
+	return nil
+}
+
+// Load reads every *.yaml file at the root of fsys but RedFlagsFile as a
+// protocol, keyed by treatment. Any file that does not parse or validate
+// fails the whole load, with the file name (and line, for syntax errors) in
+// the error.
 func Load(fsys fs.FS) (map[string]aftercare.Protocol, error) {
 	names, err := fs.Glob(fsys, "*.yaml")
 	if err != nil {
 		return nil, err
 	}
+	names = slices.DeleteFunc(names, func(n string) bool { return n == RedFlagsFile })
 	if len(names) == 0 {
 		return nil, errors.New("no protocol files (*.yaml) found")
 	}
@@ -108,7 +169,7 @@ func validate(p *aftercare.Protocol) error {
 		}
 		seen[s.Name] = true
 	}
-	return nil
+	return validateFlags(p.RedFlags)
 }
 
 func validateStep(s *aftercare.Step) error {

@@ -34,8 +34,11 @@ import (
 //	m:STEP:CH status of one message
 //	p:STEP:CH provider id of one message
 //	e:STEP:CH last error of one message
-//	ack       when the patient answered YES (RFC 3339)
-//	replies   JSON list of the patient's other texts (encrypted likewise)
+//	d:STEP:CH digest of the text sent of one message
+//	ack       JSON of the consent acknowledgement (records written before
+//	          it had a method hold the time alone, RFC 3339)
+//	replies   JSON list of the patient's texts about the booking, by inbox
+//	          item (encrypted likewise)
 //	hn, h:N   count of send attempts, and attempt N as JSON
 //
 // The hash expires a retention period after the booking's last deadline.
@@ -144,17 +147,23 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		})
 		return err
 	}
+	if err := s.watch(ctx, "update booking "+id, txf, key); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// watch runs txf in a WATCH on key, starting over (up to maxUpdateTries
+// times) when key changed before txf's transaction could commit. An error
+// of txf's own is returned as is.
+func (s *Store) watch(ctx context.Context, what string, txf func(tx *redis.Tx) error, key string) error {
 	for range maxUpdateTries {
 		err := s.rdb.Watch(ctx, txf, key)
-		if errors.Is(err, redis.TxFailedErr) {
-			continue
+		if !errors.Is(err, redis.TxFailedErr) {
+			return err
 		}
-		if err != nil {
-			return nil, err
-		}
-		return rec, nil
 	}
-	return nil, fmt.Errorf("update booking %s: the record kept changing; try again", id)
+	return fmt.Errorf("%s: it kept changing; try again", what)
 }
 
 // encode lays rec out as hash fields (without the expiry).
@@ -180,8 +189,12 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		"status", string(rec.Status),
 		"plan", planJSON,
 	}
-	if rec.ConsentAcknowledgedAt != nil {
-		fields = append(fields, "ack", rec.ConsentAcknowledgedAt.UTC().Format(time.RFC3339Nano))
+	if ack := rec.ConsentAcknowledgement; ack != nil {
+		data, err := json.Marshal(ack)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, "ack", data)
 	}
 	if len(rec.Replies) > 0 {
 		replies, err := json.Marshal(rec.Replies)
@@ -208,6 +221,9 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		}
 		if m.Error != "" {
 			fields = append(fields, "e:"+f, m.Error)
+		}
+		if m.Digest != "" {
+			fields = append(fields, "d:"+f, m.Digest)
 		}
 	}
 	return fields, nil
@@ -254,12 +270,12 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 	}
 	loc := rec.Booking.Location()
 	if v := h["ack"]; v != "" {
-		at, err := time.Parse(time.RFC3339Nano, v)
+		ack, err := decodeAck(v)
 		if err != nil {
 			return nil, fmt.Errorf("ack: %w", err)
 		}
-		at = at.In(loc)
-		rec.ConsentAcknowledgedAt = &at
+		ack.At = ack.At.In(loc)
+		rec.ConsentAcknowledgement, rec.ConsentAcknowledgedAt = ack, &ack.At
 	}
 	if v := h["replies"]; v != "" {
 		replies, err := s.seal.open(v, key+"/replies")
@@ -290,12 +306,30 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		m.Status = aftercare.MessageStatus(h["m:"+f])
 		m.ProviderID = h["p:"+f]
 		m.Error = h["e:"+f]
+		m.Digest = h["d:"+f]
 		if m.Status == aftercare.StatusFailed && strings.HasPrefix(m.Error, legacyUnknown) {
 			m.Status = aftercare.StatusOutcomeUnknown
 		}
 		rec.Messages[i] = m
 	}
 	return rec, nil
+}
+
+// decodeAck reads the ack field: JSON, or the bare time records written
+// before the acknowledgement had a method kept (a YES by SMS).
+func decodeAck(v string) (*aftercare.Acknowledgement, error) {
+	if !strings.HasPrefix(v, "{") {
+		at, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return nil, err
+		}
+		return &aftercare.Acknowledgement{At: at, Method: aftercare.AckBySMS}, nil
+	}
+	var ack aftercare.Acknowledgement
+	if err := json.Unmarshal([]byte(v), &ack); err != nil {
+		return nil, err
+	}
+	return &ack, nil
 }
 
 // Records written before outcome_unknown was a status of its own (see the
@@ -376,7 +410,8 @@ func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), scr
 
 // transitionScript: KEYS[1] booking; ARGV message field, from, version,
 // then the status and reason of the change's three targets (to, if
-// cancelled, if superseded), the provider id and the attempt JSON. It
+// cancelled, if superseded), the provider id, the attempt JSON and the
+// digest of the text sent. It
 // returns 1 if it changed the message, else 0.
 //
 // The message changes only if it is in status from; the target is the
@@ -400,6 +435,7 @@ if h[2] == ARGV[2] then
   if to ~= '' then
     redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], reason)
     if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[10]) end
+    if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[12]) end
     changed = 1
   end
 end
@@ -434,7 +470,7 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 	keys := []string{Key(c.Ref.BookingID)}
 	args := []any{field(c.Ref), string(c.From), c.Ref.Version,
 		string(c.To.Status), c.To.Reason, string(c.IfCancelled.Status), c.IfCancelled.Reason,
-		string(c.IfSuperseded.Status), c.IfSuperseded.Reason, c.ProviderID, entry}
+		string(c.IfSuperseded.Status), c.IfSuperseded.Reason, c.ProviderID, entry, c.Digest}
 	var (
 		res  *redis.Cmd
 		link *redis.StatusCmd

@@ -41,16 +41,21 @@ func New(rdb redis.UniversalClient) *Queue {
 // as its payload and ref's task id. A task with that id already there is
 // left as it is: Redis refuses a second copy of a message's task.
 func (q *Queue) Schedule(ctx context.Context, ref aftercare.MessageRef, at time.Time) error {
-	task := asynq.NewTask(ref.TaskType(), ref.Payload(),
-		asynq.TaskID(ref.TaskID()),
-		asynq.Queue(ref.Queue()),
+	return q.enqueue(ctx, ref.TaskType(), ref.Queue(), ref.TaskID(), ref.Payload(), at)
+}
+
+// enqueue puts a task in queue, due at at, unless one with its id is there.
+func (q *Queue) enqueue(ctx context.Context, typ, queue, id string, payload []byte, at time.Time) error {
+	task := asynq.NewTask(typ, payload,
+		asynq.TaskID(id),
+		asynq.Queue(queue),
 		asynq.ProcessAt(at),
 		asynq.MaxRetry(maxRetry),
 		asynq.Timeout(timeout),
 	)
 	_, err := q.client.EnqueueContext(ctx, task)
 	if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
-		return fmt.Errorf("enqueue %s: %w", ref.TaskID(), err)
+		return fmt.Errorf("enqueue %s: %w", id, err)
 	}
 	return nil
 }
@@ -79,6 +84,12 @@ func (q *Queue) running(ref aftercare.MessageRef) bool {
 	return err == nil && info.State == asynq.TaskStateActive
 }
 
+// Alert makes sure the alert task ref exists, due at at; one with its id
+// already there is left as it is.
+func (q *Queue) Alert(ctx context.Context, ref aftercare.AlertRef, at time.Time) error {
+	return q.enqueue(ctx, aftercare.TypeAlert, aftercare.QueueAlerts, ref.TaskID(), ref.Payload(), at)
+}
+
 // Stats reports the size and latency of each send queue that exists (asynq
 // makes a queue when its first task is enqueued).
 func (q *Queue) Stats() ([]aftercare.QueueStats, error) {
@@ -87,7 +98,7 @@ func (q *Queue) Stats() ([]aftercare.QueueStats, error) {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}
 	var stats []aftercare.QueueStats
-	for _, name := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
+	for _, name := range []string{aftercare.QueueAlerts, aftercare.QueueSMS, aftercare.QueueEmail} {
 		if !slices.Contains(names, name) {
 			continue
 		}

@@ -99,12 +99,12 @@ func TestUnscheduleRunning(t *testing.T) {
 	srv := NewServer(rdb, ServerConfig{Concurrency: 1, ShutdownTimeout: 5 * time.Second})
 	var got aftercare.MessageRef
 	var attempt int
-	if err := srv.Start(handlerFunc(func(_ context.Context, ref aftercare.MessageRef, n int) error {
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, n int) error {
 		got, attempt = ref, n
 		close(started)
 		<-release
 		return nil
-	})); err != nil {
+	})}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
@@ -144,7 +144,7 @@ func TestServerOutcomes(t *testing.T) {
 		runs = map[string][]int{}
 	)
 	srv := NewServer(rdb, ServerConfig{Concurrency: 4, ShutdownTimeout: 5 * time.Second})
-	if err := srv.Start(handlerFunc(func(_ context.Context, ref aftercare.MessageRef, attempt int) error {
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, attempt int) error {
 		mu.Lock()
 		runs[ref.Step] = append(runs[ref.Step], attempt)
 		n := len(runs[ref.Step])
@@ -162,7 +162,7 @@ func TestServerOutcomes(t *testing.T) {
 			}
 		}
 		return nil
-	})); err != nil {
+	})}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)

@@ -11,8 +11,9 @@ import (
 // empty), or end the run with outcome, for reason.
 type verdict struct {
 	outcome aftercare.Outcome
-	// reason is why; providerID is the provider's id of a message it took.
-	reason, providerID string
+	// reason is why; providerID is the provider's id of a message it took;
+	// digest names the text the provider was given (aftercare.Digest).
+	reason, providerID, digest string
 	// at is when to send, or to try again (deferred).
 	at time.Time
 	// err is the error that asks asynq for another run (retry, rate

@@ -195,7 +195,9 @@ func (r *run) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Mes
 			r.log.Error("could not record the opt-out the provider reported", "error", oerr)
 		}
 	}
-	return sent(providerID, err)
+	v := sent(providerID, err)
+	v.digest = aftercare.Digest(out)
+	return v
 }
 
 // finish carries out verdict v on a message the run found in status from:
@@ -209,7 +211,7 @@ func (r *run) finish(ctx context.Context, from aftercare.MessageStatus, v verdic
 	}
 	if to, ok := v.outcome.Status(); ok {
 		c := r.ref.Change(from, to, v.reason)
-		c.ProviderID = v.providerID
+		c.ProviderID, c.Digest = v.providerID, v.digest
 		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.attempt, Outcome: v.outcome, Detail: detail}
 		if from == aftercare.StatusSending {
 			r.w.record(ctx, r.log, c)

@@ -97,22 +97,40 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		return fmt.Errorf("booking: unknown action %q", action)
 	}
 
-	status, data, err := call(ctx, method, strings.TrimSuffix(*base, "/")+path, *token, body)
-	if err != nil {
-		return err
-	}
-	if status >= 400 {
-		return problemError(status, data)
-	}
-	if *asJSON {
-		_, err := stdout.Write(data)
-		return err
-	}
 	var tl aftercare.Timeline
-	if err := json.Unmarshal(data, &tl); err != nil {
-		return fmt.Errorf("unexpected answer (%d): %s", status, data)
+	if done, err := callAPI(ctx, *base, *token, method, path, body, jsonTo(*asJSON, stdout), &tl); done || err != nil {
+		return err
 	}
 	printTimeline(stdout, &tl)
+	return nil
+}
+
+// callAPI calls the API at base and decodes its JSON answer into v, or,
+// with raw set, writes it there as it came and reports done. An error
+// answer becomes an error that lists each bad field.
+func callAPI(ctx context.Context, base, token, method, path string, body []byte, raw io.Writer, v any) (done bool, err error) {
+	status, data, err := call(ctx, method, strings.TrimSuffix(base, "/")+path, token, body)
+	if err != nil {
+		return false, err
+	}
+	if status >= 400 {
+		return false, problemError(status, data)
+	}
+	if raw != nil {
+		_, err := raw.Write(data)
+		return true, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("unexpected answer (%d): %s", status, data)
+	}
+	return false, nil
+}
+
+// jsonTo is where --json sends the raw answer: w, or nowhere.
+func jsonTo(asJSON bool, w io.Writer) io.Writer {
+	if asJSON {
+		return w
+	}
 	return nil
 }
 

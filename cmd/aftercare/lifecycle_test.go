@@ -122,7 +122,7 @@ func (tb *testBundle) waitIdle(t *testing.T) {
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	waitFor(t, time.Minute, func() bool {
-		for _, q := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
+		for _, q := range []string{aftercare.QueueSMS, aftercare.QueueEmail, aftercare.QueueAlerts} {
 			lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
 				insp.ListPendingTasks, insp.ListActiveTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
 			}

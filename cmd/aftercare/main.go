@@ -38,6 +38,8 @@ Usage:
                                    (--role api or worker to scale them apart)
   aftercare booking ACTION ...     create, update, cancel, treated or get a booking
                                    through a running aftercare (aftercare booking -h)
+  aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
+                                   need a person (aftercare inbox -h)
   aftercare preview FILE           print the timeline and messages a booking would get
   aftercare help                   show this help
 
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return serve(ctx, cfg, stdout, stderr)
 	case "booking":
 		return bookingCmd(ctx, args[1:], lookup, stdout, stderr)
+	case "inbox":
+		return inboxCmd(ctx, args[1:], lookup, stdout, stderr)
 	case "preview":
 		return previewCmd(args[1:], lookup, stdout, stderr)
 	default:

@@ -47,7 +47,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		return fmt.Errorf("AFTERCARE_CLINIC_FILE: %w", err)
 	}
 	dir, _ := lookup("AFTERCARE_PROTOCOLS_DIR")
-	protocols, err := loadProtocols(dir)
+	protocols, _, err := loadProtocols(dir)
 	if err != nil {
 		return err
 	}

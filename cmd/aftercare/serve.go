@@ -22,6 +22,7 @@ import (
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/console"
 	"github.com/aftercare/aftercare/dashboard"
+	"github.com/aftercare/aftercare/inbox"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/metrics"
 	"github.com/aftercare/aftercare/protocol"
@@ -33,7 +34,10 @@ import (
 	"github.com/aftercare/aftercare/worker"
 )
 
-var _ taskqueue.Handler = (*worker.Worker)(nil)
+var (
+	_ taskqueue.Handler      = (*worker.Worker)(nil)
+	_ taskqueue.AlertHandler = (*inbox.Inbox)(nil)
+)
 
 // app is one wired aftercare process.
 type app struct {
@@ -45,6 +49,7 @@ type app struct {
 	email     worker.Sender
 	worker    *taskqueue.Server
 	handler   *worker.Worker
+	inbox     *inbox.Inbox
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ready     atomic.Bool
@@ -79,7 +84,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		}
 	}()
 
-	protocols, err := loadProtocols(cfg.ProtocolsDir)
+	protocols, flags, err := loadProtocols(cfg.ProtocolsDir)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +106,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		return nil, fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
 	}
 	queue := taskqueue.New(a.rdb)
-	a.metrics = metrics.New(queue)
+	a.metrics = metrics.New(queue, store)
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
 		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log, Metrics: a.metrics,
@@ -117,8 +122,12 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
 	})
+	a.inbox = inbox.New(inbox.Config{
+		Store: store, Bookings: sched, Renderer: renderer, Alerts: queue, SMS: sms, Email: email,
+		Clinic: cfg.Clinic, RedFlags: flags, Retention: cfg.Retention, Logger: log,
+	})
 	a.http = &http.Server{
-		Handler:           a.routes(sched, renderer),
+		Handler:           a.routes(sched),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -130,7 +139,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 // routes is the HTTP surface of the process: the clinic API, webhooks,
 // metrics and dashboard; a worker-only process serves its probes and
 // metrics.
-func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) http.Handler {
+func (a *app) routes(sched *scheduler.Client) http.Handler {
 	if a.cfg.Role == config.RoleWorker {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
@@ -138,14 +147,15 @@ func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) http.
 		return mux
 	}
 	srv := api.New(api.Config{
-		Bookings:        sched,
-		Tokens:          a.cfg.APITokens,
-		Ready:           a.readiness,
-		TwilioAuthToken: a.cfg.TwilioAuthToken,
-		PublicURL:       a.cfg.PublicURL,
-		Help:            renderer.Help,
-		Webhooks:        a.metrics.Webhook,
-		Logger:          a.log,
+		Bookings:         sched,
+		Inbox:            a.inbox,
+		Tokens:           a.cfg.APITokens,
+		Ready:            a.readiness,
+		TwilioAuthToken:  a.cfg.TwilioAuthToken,
+		PublicURL:        a.cfg.PublicURL,
+		UnsignedWebhooks: a.unsignedWebhooks(),
+		Webhooks:         a.metrics.Webhook,
+		Logger:           a.log,
 	})
 	srv.Handle("GET /metrics", a.metrics.Handler())
 	if a.cfg.DashboardEnabled() {
@@ -156,19 +166,31 @@ func (a *app) routes(sched *scheduler.Client, renderer *messages.Renderer) http.
 	return srv
 }
 
-func loadProtocols(dir string) (map[string]aftercare.Protocol, error) {
+// loadProtocols loads the built-in protocols and red flags, and those of
+// dir if given: its protocols add to or replace the built-in ones, and its
+// red_flags.yaml adds to theirs.
+func loadProtocols(dir string) (map[string]aftercare.Protocol, *aftercare.RedFlags, error) {
 	set, err := protocol.Builtin()
 	if err != nil {
-		return nil, fmt.Errorf("built-in protocols: %w", err)
+		return nil, nil, fmt.Errorf("built-in protocols: %w", err)
+	}
+	shared, err := protocol.BuiltinRedFlags()
+	if err != nil {
+		return nil, nil, fmt.Errorf("built-in red flags: %w", err)
 	}
 	if dir == "" {
-		return set, nil
+		return set, protocol.RedFlags(set, shared), nil
 	}
 	extra, err := protocol.Load(os.DirFS(dir))
 	if err != nil {
-		return nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
+		return nil, nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
 	}
-	return protocol.Merge(set, extra), nil
+	extraFlags, err := protocol.LoadRedFlags(os.DirFS(dir))
+	if err != nil {
+		return nil, nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
+	}
+	set = protocol.Merge(set, extra)
+	return set, protocol.RedFlags(set, shared, extraFlags), nil
 }
 
 // statusCallback is where Twilio posts delivery receipts; none without a
@@ -267,6 +289,12 @@ func (a *app) openRedis() error {
 	return nil
 }
 
+// unsignedWebhooks reports whether the webhooks go unchecked: in
+// development, with no Twilio auth token to check them with.
+func (a *app) unsignedWebhooks() bool {
+	return a.cfg.Env == config.Development && a.cfg.TwilioAuthToken == ""
+}
+
 // readiness is /readyz: ready while running and Redis answers.
 func (a *app) readiness(ctx context.Context) error {
 	if !a.ready.Load() {
@@ -283,7 +311,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	a.announce(ln.Addr().String())
 	runsWorker := a.cfg.Role != config.RoleAPI
 	if runsWorker {
-		if err := a.worker.Start(a.handler); err != nil {
+		if err := a.worker.Start(taskqueue.Handlers{Sends: a.handler, Alerts: a.inbox}); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
@@ -323,6 +351,14 @@ func (a *app) announce(addr string) {
 	}
 	if len(a.cfg.DataKeys) == 0 {
 		a.log.Warn("AFTERCARE_DATA_KEY is not set: patient contact details are stored in Redis in plain text")
+	}
+	if alerts := a.cfg.Clinic.Alerts; alerts.Email == "" && alerts.OnCallPhone == "" {
+		a.log.Warn("the clinic profile sets no alerts (alerts.email, alerts.on_call_phone): patients' texts that need a person reach only the inbox API")
+	} else if alerts.OnCallPhone == "" {
+		a.log.Warn("the clinic profile sets no alerts.on_call_phone: urgent patient texts are alerted by email only")
+	}
+	if a.unsignedWebhooks() {
+		a.log.Warn("TWILIO_AUTH_TOKEN is not set: development mode takes Twilio's webhooks unsigned, so you can post a patient's text to /webhooks/twilio/inbound yourself")
 	}
 	if a.cfg.DevToken {
 		a.log.Warn("AFTERCARE_API_TOKENS is not set: development mode accepts the API token " + config.DevToken)

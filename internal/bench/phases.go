@@ -244,7 +244,7 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 	}
 	defer stopProfile()
 	start := time.Now()
-	if err := srv.Start(w); err != nil {
+	if err := srv.Start(taskqueue.Handlers{Sends: w}); err != nil {
 		return 0, err
 	}
 	defer srv.Shutdown()
@@ -307,7 +307,7 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 
 	w := worker.New(worker.Config{Store: redisstore.New(b.rdb), Renderer: renderer, SMS: sms, Protocols: b.protocols})
 	srv := taskqueue.NewServer(b.rdb, taskqueue.ServerConfig{Concurrency: b.Concurrency, ShutdownTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
-	if err := srv.Start(w); err != nil {
+	if err := srv.Start(taskqueue.Handlers{Sends: w}); err != nil {
 		return nil, err
 	}
 	defer srv.Shutdown()

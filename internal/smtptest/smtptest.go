@@ -16,7 +16,7 @@ import (
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
-	"github.com/aftercare/aftercare/internal/inbox"
+	"github.com/aftercare/aftercare/internal/received"
 )
 
 // Server is an SMTP server on the loopback interface. It is safe for
@@ -26,7 +26,7 @@ type Server struct {
 	l    net.Listener
 	done chan struct{}
 
-	inbox inbox.Inbox[Message]
+	inbox received.Inbox[Message]
 
 	mu       sync.Mutex
 	delay    time.Duration

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aftercare/aftercare/internal/inbox"
+	"github.com/aftercare/aftercare/internal/received"
 )
 
 var (
@@ -51,7 +51,7 @@ type Server struct {
 	closed                chan struct{}
 	closeOnce             sync.Once
 
-	inbox inbox.Inbox[Message]
+	inbox received.Inbox[Message]
 
 	mu       sync.Mutex
 	requests int
@@ -349,19 +349,29 @@ func (s *Server) Callback(sid, status, errorCode, token string) (int, error) {
 	if errorCode != "" {
 		form.Set("ErrorCode", errorCode)
 	}
-	return s.post(target, form, token)
+	code, _, err := s.post(target, form, token)
+	return code, err
 }
 
 // Reply posts a signed incoming message from a patient to the webhook at
 // target, as Twilio does. It returns the HTTP status.
 func (s *Server) Reply(target, from, body string) (int, error) {
-	return s.post(target, url.Values{"From": {from}, "Body": {body}, "MessageSid": {newSID()}, "AccountSid": {s.accountSID}}, "")
+	status, _, err := s.Incoming(target, newSID(), from, body)
+	return status, err
 }
 
-func (s *Server) post(target string, form url.Values, token string) (int, error) {
+// Incoming posts a signed incoming message with the MessageSid sid (Twilio
+// delivers a message again with the same one) and returns the HTTP status
+// and the body of the answer, the TwiML.
+func (s *Server) Incoming(target, sid, from, body string) (int, string, error) {
+	status, answer, err := s.post(target, url.Values{"From": {from}, "Body": {body}, "MessageSid": {sid}, "AccountSid": {s.accountSID}}, "")
+	return status, string(answer), err
+}
+
+func (s *Server) post(target string, form url.Values, token string) (int, []byte, error) {
 	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("X-Twilio-Signature", Sign(s.authToken, target, form))
@@ -370,9 +380,9 @@ func (s *Server) post(target string, form url.Values, token string) (int, error)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode, nil
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, data, err
 }

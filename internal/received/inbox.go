@@ -1,6 +1,6 @@
-// Package inbox is the list of messages a fake provider has accepted, which
+// Package received is the list of messages a fake provider has accepted, which
 // tests read and wait on.
-package inbox
+package received
 
 import (
 	"sync"

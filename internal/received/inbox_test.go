@@ -1,15 +1,15 @@
-package inbox_test
+package received_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/aftercare/aftercare/internal/inbox"
+	"github.com/aftercare/aftercare/internal/received"
 )
 
 func TestWait(t *testing.T) {
 	t.Parallel()
-	var b inbox.Inbox[int]
+	var b received.Inbox[int]
 	if items, ok := b.Wait(1, 20*time.Millisecond); ok || len(items) != 0 {
 		t.Fatalf("Wait on an empty inbox = %v, %v", items, ok)
 	}

@@ -1,0 +1,423 @@
+package inbox_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/inbox"
+	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
+)
+
+// planned is an alert task the inbox planned.
+type planned struct {
+	ref aftercare.AlertRef
+	at  time.Time
+}
+
+// alerts records the alert tasks the inbox plans, instead of a task queue.
+type alerts struct {
+	mu   sync.Mutex
+	refs []planned
+}
+
+func (a *alerts) Alert(_ context.Context, ref aftercare.AlertRef, at time.Time) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refs = append(a.refs, planned{ref, at})
+	return nil
+}
+
+func (a *alerts) take() []planned {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	refs := a.refs
+	a.refs = nil
+	return refs
+}
+
+// sender records what it sends.
+type sender struct {
+	mu   sync.Mutex
+	sent []aftercare.Outgoing
+}
+
+func (s *sender) Send(_ context.Context, msg aftercare.Outgoing) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, msg)
+	return "P" + msg.ID, nil
+}
+
+func (s *sender) all() []aftercare.Outgoing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]aftercare.Outgoing(nil), s.sent...)
+}
+
+// clock is a time the test moves.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type testBundle struct {
+	rdb    *redis.Client
+	store  *redisstore.Store
+	sched  *scheduler.Client
+	inbox  *inbox.Inbox
+	alerts *alerts
+	sms    *sender
+	email  *sender
+	clock  *clock
+	clinic aftercare.Clinic
+}
+
+// tuesday10 is a Tuesday at 10:00 in New York, inside the example clinic's
+// opening hours.
+var tuesday10 = time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
+
+func setup(t *testing.T) *testBundle {
+	t.Helper()
+	rdb := redistest.Client(t)
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := protocol.BuiltinRedFlags()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic, err := config.LoadClinic("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic.QuietHours = aftercare.QuietHours{}
+	renderer, err := messages.New(clinic, protocols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := redisstore.NewSealed(rdb, [][]byte{[]byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &testBundle{rdb: rdb, store: store, alerts: &alerts{}, sms: &sender{}, email: &sender{}, clock: &clock{t: tuesday10}, clinic: clinic}
+	tb.sched = scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic, Now: tb.clock.now})
+	tb.inbox = inbox.New(inbox.Config{Store: store, Bookings: tb.sched, Renderer: renderer, Alerts: tb.alerts,
+		SMS: tb.sms, Email: tb.email, Clinic: clinic, RedFlags: protocol.RedFlags(protocols, shared), Now: tb.clock.now})
+	return tb
+}
+
+const patient = "+15555550123"
+
+// book makes a booking for the patient, its consent SMS sent.
+func (tb *testBundle) book(t *testing.T, id string, sentAt time.Time) {
+	t.Helper()
+	b := aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: tb.clock.now().Add(72 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: patient, Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	if _, _, err := tb.sched.Book(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	tb.rdb.HSet(context.Background(), redisstore.Key(id), "m:consent:sms", "sent", "p:consent:sms", "SM"+id, "d:consent:sms", "sha256:"+id,
+		"hn", 1, "h:1", `{"at":"`+sentAt.Format(time.RFC3339)+`","step":"consent","channel":"sms","attempt":1,"outcome":"sent","detail":"SM`+id+`"}`)
+}
+
+func (tb *testBundle) receive(t *testing.T, sid, from, body string) (string, *aftercare.InboxItem) {
+	t.Helper()
+	answer, err := tb.inbox.Receive(context.Background(), aftercare.InboundText{ProviderID: sid, From: from, Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, _, err := tb.inbox.List(context.Background(), aftercare.InboxFilter{}, "", 1)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("List = %v, %v", items, err)
+	}
+	return answer, items[0]
+}
+
+// TestReceive: what each kind of text gets, does and leaves in the inbox.
+func TestReceive(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, from, text string
+		at               time.Duration // after Tuesday 10:00 in New York
+		answer           string        // part of it; "" for none
+		status           aftercare.InboxStatus
+		urgency          aftercare.Urgency
+		action           string
+		alerts           int // alert tasks planned at once
+		optedOut         bool
+	}{
+		{"urgent", patient, "Help! my eyelid is drooping and it is hard to swallow", 0,
+			"call 911 now", aftercare.InboxOpen, aftercare.Urgent, "kept it for the clinic", 3, false},
+		{"question in opening hours", patient, "Can I go to the gym tomorrow?", 0,
+			"answer within 2 hours", aftercare.InboxOpen, aftercare.Normal, "kept it for the clinic", 1, false},
+		{"question at night", patient, "Can I go to the gym tomorrow?", 12 * time.Hour,
+			"reads messages again Wed, Dec 2 at 9:00 AM", aftercare.InboxOpen, aftercare.Normal, "kept it for the clinic", 1, false},
+		{"unknown number", "+15555550199", "Hi, is this the clinic? My eye hurts a bit", 0,
+			"answer within", aftercare.InboxOpen, aftercare.Normal, "kept it", 1, false},
+		{"yes and more", patient, "Yes but my eyelid droops", 0,
+			"call 911 now", aftercare.InboxOpen, aftercare.Urgent, "recorded the consent acknowledgement of booking bk_1", 3, false},
+		{"opt-out words in another sense", patient, "End of day 2 and my brow still droops, should I come in?", 0,
+			"call 911 now", aftercare.InboxOpen, aftercare.Urgent, "kept it for the clinic", 3, false},
+		{"a clear wish to stop", patient, "please stop texting me", 0,
+			"no more texts", aftercare.InboxResolved, aftercare.Normal, "opted the number out", 0, true},
+		{"STOP", patient, "STOP", 0, "", aftercare.InboxResolved, aftercare.Normal, "opted the number out", 0, true},
+		{"HELP", patient, "help", 0, "Reply STOP to opt out", aftercare.InboxResolved, aftercare.Normal, "answered", 0, false},
+		{"YES", patient, "Yes", 0, "", aftercare.InboxResolved, aftercare.Normal, "recorded the consent acknowledgement", 0, false},
+		{"a Spanish text from an unknown number", "+34612345678", "Hola, me cuesta tragar", 0,
+			"llame ya al 911", aftercare.InboxOpen, aftercare.Urgent, "kept it", 3, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
+			tb.clock.add(tt.at)
+			answer, item := tb.receive(t, "SM1", tt.from, tt.text)
+			if (tt.answer == "") != (answer == "") || !strings.Contains(answer, tt.answer) {
+				t.Errorf("answer %q, want one with %q", answer, tt.answer)
+			}
+			if item.Status != tt.status || item.Urgency != tt.urgency || !strings.Contains(item.Action, tt.action) || item.Text != tt.text || item.Answer != answer {
+				t.Errorf("item %+v, want %s %s, action %q", item, tt.status, tt.urgency, tt.action)
+			}
+			if n := len(tb.alerts.take()); n != tt.alerts {
+				t.Errorf("%d alert tasks, want %d", n, tt.alerts)
+			}
+			out, err := tb.store.OptedOut(context.Background(), patient)
+			if err != nil || out != tt.optedOut {
+				t.Errorf("opted out = %v, %v; want %v", out, err, tt.optedOut)
+			}
+			// The booking notes the text, if it is the patient's.
+			rec, err := tb.store.Get(context.Background(), "bk_1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			noted := len(rec.Replies) == 1 && rec.Replies[0].InboxID == item.ID
+			if want := tt.from == patient; noted != want || (want && item.BookingID != "bk_1") {
+				t.Errorf("booking replies %+v, item booking %q; want noted %v", rec.Replies, item.BookingID, want)
+			}
+		})
+	}
+}
+
+// TestReceiveTwice: a text Twilio delivers again is one item, answered the
+// same, alerted once.
+func TestReceiveTwice(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
+	first, item := tb.receive(t, "SM1", patient, "my vision is blurry")
+	again, same := tb.receive(t, "SM1", patient, "my vision is blurry")
+	if first != again || item.ID != same.ID {
+		t.Errorf("a repeat answered %q (item %s), want %q (item %s)", again, same.ID, first, item.ID)
+	}
+	items, _, _ := tb.inbox.List(context.Background(), aftercare.InboxFilter{}, "", 10)
+	if len(items) != 1 || len(tb.alerts.take()) != 3 {
+		t.Errorf("%d items; want one, alerted once", len(items))
+	}
+	rec, _ := tb.store.Get(context.Background(), "bk_1")
+	if len(rec.Replies) != 1 {
+		t.Errorf("the booking notes %d replies, want 1", len(rec.Replies))
+	}
+}
+
+// TestAcknowledgesTheConsentJustSent: YES goes to the booking whose consent
+// SMS was sent last and is not acknowledged, with that message's id and
+// digest.
+func TestAcknowledgesTheConsentJustSent(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.book(t, "bk_old", tuesday10.Add(-48*time.Hour))
+	tb.book(t, "bk_new", tuesday10.Add(-time.Hour))
+	tb.rdb.HSet(context.Background(), redisstore.Key("bk_new"), "ack", `{"at":"2026-12-01T14:30:00Z","method":"sms_reply"}`)
+	tb.book(t, "bk_mid", tuesday10.Add(-24*time.Hour))
+	_, item := tb.receive(t, "SM1", patient, "YES")
+	if !strings.Contains(item.Action, "bk_mid") {
+		t.Errorf("action %q, want bk_mid acknowledged (bk_new already was, bk_old is older)", item.Action)
+	}
+	rec, _ := tb.store.Get(context.Background(), "bk_mid")
+	if a := rec.ConsentAcknowledgement; a == nil || a.Method != aftercare.AckBySMS || a.ProviderID != "SMbk_mid" || a.Digest != "sha256:bk_mid" {
+		t.Errorf("acknowledgement %+v", a)
+	}
+	if rec, _ := tb.store.Get(context.Background(), "bk_old"); rec.ConsentAcknowledgement != nil {
+		t.Error("bk_old was acknowledged too")
+	}
+}
+
+// TestEscalation drives the alerts of an urgent text with a clock the test
+// moves: alerts at once, again every ReescalateAfter while open, none after
+// it is resolved.
+func TestEscalation(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
+	ctx := context.Background()
+	_, item := tb.receive(t, "SM1", patient, "I can't breathe properly and my eyelid droops")
+	every := tb.clinic.Alerts.ReescalateAfter
+
+	run := func(want int) (check *planned) {
+		t.Helper()
+		refs := tb.alerts.take()
+		if len(refs) != want {
+			t.Fatalf("%d alert tasks planned, want %d: %+v", len(refs), want, refs)
+		}
+		for _, p := range refs {
+			if p.ref.Channel == "" {
+				check = &p
+				continue
+			}
+			if !p.at.Equal(tb.clock.now()) {
+				t.Errorf("alert %s planned for %s, want now", p.ref.TaskID(), p.at)
+			}
+			if err := tb.inbox.Handle(ctx, p.ref, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return check
+	}
+	check := run(3) // round 0: email, SMS, and the check of round 1
+	if check == nil || check.ref.Round != 1 || !check.at.Equal(tuesday10.Add(every)) {
+		t.Fatalf("check %+v, want round 1 in %s", check, every)
+	}
+	emails, texts := tb.email.all(), tb.sms.all()
+	if len(emails) != 1 || len(texts) != 1 {
+		t.Fatalf("%d emails and %d texts, want one of each", len(emails), len(texts))
+	}
+	if e := emails[0]; e.To != "care@example.com" || !strings.HasPrefix(e.Subject, "URGENT") || !strings.Contains(e.Text, "breathe") || !strings.Contains(e.Text, item.ID) {
+		t.Errorf("alert email to %s: %q\n%s", e.To, e.Subject, e.Text)
+	}
+	if s := texts[0]; s.To != "+15555550101" || !strings.HasPrefix(s.Text, "URGENT") || !strings.Contains(s.Text, "bk_1, Ana") {
+		t.Errorf("on-call SMS to %s: %q", s.To, s.Text)
+	}
+
+	for round := 1; round <= 2; round++ { // nobody resolves it: again, and again
+		tb.clock.add(every)
+		if err := tb.inbox.Handle(ctx, check.ref, 1); err != nil {
+			t.Fatal(err)
+		}
+		if check = run(3); check.ref.Round != round+1 || !check.at.Equal(tb.clock.now().Add(every)) {
+			t.Fatalf("check %+v after round %d", check, round)
+		}
+	}
+	if n, m := len(tb.email.all()), len(tb.sms.all()); n != 3 || m != 3 || !strings.Contains(tb.email.all()[2].Subject, "still open, alert 3") {
+		t.Fatalf("%d emails and %d texts after two rounds, want 3 each", n, m)
+	}
+	if got, _ := tb.inbox.Get(ctx, item.ID); got.Alerts != 6 {
+		t.Errorf("item counts %d alerts, want 6", got.Alerts)
+	}
+
+	if _, err := tb.inbox.Resolve(ctx, item.ID, "Dr Ruiz", "called her: sent to the emergency room"); err != nil {
+		t.Fatal(err)
+	}
+	tb.clock.add(every)
+	if err := tb.inbox.Handle(ctx, check.ref, 1); err != nil {
+		t.Fatal(err)
+	}
+	run(0)
+	if n := len(tb.email.all()); n != 3 {
+		t.Errorf("%d emails after the item was resolved, want no more", n)
+	}
+	got, _ := tb.inbox.Get(ctx, item.ID)
+	if got.Status != aftercare.InboxResolved || got.ResolvedBy != "Dr Ruiz" || got.Note == "" {
+		t.Errorf("resolved item %+v", got)
+	}
+	if st, err := tb.store.InboxStats(ctx); err != nil || st.OpenUrgent != 0 {
+		t.Errorf("stats %+v, %v; want no open urgent item", st, err)
+	}
+}
+
+// TestList: open items come urgent first, a page at a time.
+func TestList(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	texts := []string{"question 1", "my eyelid droops", "question 2", "I have a fever", "question 3"}
+	for i, text := range texts {
+		tb.clock.add(time.Minute)
+		tb.receive(t, "SM"+string(rune('a'+i)), "+15555550199", text)
+	}
+	var got []string
+	cursor := ""
+	for page := 0; ; page++ {
+		items, next, err := tb.inbox.List(ctx, aftercare.InboxFilter{Status: aftercare.InboxOpen}, cursor, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			got = append(got, it.Text)
+		}
+		if next == "" || page > 5 {
+			break
+		}
+		cursor = next
+	}
+	want := "I have a fever|my eyelid droops|question 3|question 2|question 1"
+	if strings.Join(got, "|") != want {
+		t.Errorf("open items %q, want %q", strings.Join(got, "|"), want)
+	}
+	urgent, _, _ := tb.inbox.List(ctx, aftercare.InboxFilter{Status: aftercare.InboxOpen, Urgency: aftercare.Urgent}, "", 10)
+	if len(urgent) != 2 {
+		t.Errorf("%d urgent items, want 2", len(urgent))
+	}
+	if _, _, err := tb.inbox.List(ctx, aftercare.InboxFilter{}, "nonsense", 10); aftercare.ErrorCode(err) != aftercare.EINVALID {
+		t.Errorf("a bad cursor: %v, want EINVALID", err)
+	}
+}
+
+// TestOptOutFromTheInbox: staff judge a text to be an opt-out.
+func TestOptOutFromTheInbox(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
+	_, item := tb.receive(t, "SM1", patient, "I'd rather you didn't text me about this anymore")
+	item, err := tb.inbox.OptOut(context.Background(), item.ID, "front desk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := tb.store.OptedOut(context.Background(), patient); !out || !strings.Contains(item.Action, "at the clinic's request (front desk)") {
+		t.Errorf("opted out %v, action %q", out, item.Action)
+	}
+	rec, _ := tb.store.Get(context.Background(), "bk_1")
+	for _, m := range rec.Messages {
+		if m.Channel == aftercare.SMS && m.Step != "consent" && m.Status != aftercare.StatusSuppressed {
+			t.Errorf("%s/sms = %s after the opt-out", m.Step, m.Status)
+		}
+	}
+}
+
+// TestTextEncryptedAtRest: the patient's words and number are in no Redis
+// value in plain text.
+func TestTextEncryptedAtRest(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
+	tb.receive(t, "SM1", patient, "my eyelid droops since yesterday")
+	ctx := context.Background()
+	for _, key := range tb.rdb.Keys(ctx, "*").Val() {
+		dump := tb.rdb.Dump(ctx, key).Val()
+		for _, secret := range []string{"eyelid", "5555550123"} {
+			if strings.Contains(dump, secret) || strings.Contains(key, secret) {
+				t.Errorf("key %s holds %q in plain text", key, secret)
+			}
+		}
+	}
+}
