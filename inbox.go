@@ -25,7 +25,12 @@ type InboxItem struct {
 	// FirstName is the patient's, from that booking, for the person who
 	// calls back.
 	FirstName string `json:"first_name,omitempty"`
-	// From is the number the text came from, and Text what it said.
+	// Step, Channel and MessageStatus name the message of a delivery item.
+	Step          string        `json:"step,omitempty"`
+	Channel       Channel       `json:"channel,omitempty"`
+	MessageStatus MessageStatus `json:"message_status,omitempty"`
+	// From is the number the text came from, and Text what it said (for a
+	// delivery item, what happened).
 	From string `json:"from"`
 	Text string `json:"text"`
 	// Keyword is what the text asked aftercare to do; Flags the red-flag
@@ -54,8 +59,20 @@ type InboxKind string
 
 // Inbox kinds.
 const (
-	InboxReply InboxKind = "reply" // a patient's text
+	InboxReply    InboxKind = "reply"    // a patient's text
+	InboxDelivery InboxKind = "delivery" // a message that may not have reached the patient
 )
+
+// Problem is a message that ended without reaching the patient, or may
+// have: a person at the clinic must know.
+type Problem struct {
+	Ref    MessageRef
+	Status MessageStatus
+	Reason string
+	At     time.Time
+	// Clinical marks a step that matters to the patient's safety.
+	Clinical bool
+}
 
 // InboxStatus is whether an item still waits for a person.
 type InboxStatus string

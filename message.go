@@ -60,13 +60,14 @@ func (s MessageStatus) Happened() bool {
 
 // transitions lists, for each status, the statuses a message in it may
 // move to. A scheduled message is claimed (sending), or dropped before it
-// goes; a message being sent ends, or goes back to scheduled for a retry
-// (cancelled or failed instead if its booking changed meanwhile, see
-// MessageRef.Change); a receipt moves a sent message on.
+// goes; a message being sent ends (expired, when its deadline comes before
+// a retry could), or goes back to scheduled for a retry (cancelled or
+// failed instead if its booking changed meanwhile, see MessageRef.Change);
+// a receipt moves a sent message on.
 var transitions = map[MessageStatus][]MessageStatus{
 	StatusScheduled: {StatusSending, StatusExpired, StatusSkipped, StatusSuppressed, StatusCancelled},
 	StatusSending: {StatusSent, StatusFailed, StatusOutcomeUnknown, StatusSuppressed,
-		StatusScheduled, StatusCancelled},
+		StatusExpired, StatusScheduled, StatusCancelled},
 	StatusSent: {StatusDelivered, StatusFailed},
 }
 

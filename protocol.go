@@ -36,6 +36,14 @@ type Step struct {
 	// earlier version was sent, because what it says depends on the
 	// appointment time (a reminder). Other steps are sent once per booking.
 	RepeatOnReschedule bool `yaml:"repeat_on_reschedule"`
+	// Fallback is the channel that carries the step when its text cannot
+	// reach the patient: no SMS opt-in, a STOP, a number that failed for
+	// good, a text undelivered or expired. It goes once, before the step's
+	// deadline.
+	Fallback Channel `yaml:"fallback"`
+	// Clinical marks a step whose message matters to the patient's safety:
+	// the clinic is told if it cannot reach them.
+	Clinical bool `yaml:"clinical"`
 }
 
 // Step returns the step of p named name, if there is one.
@@ -111,6 +119,9 @@ type Clinic struct {
 	// NameTreatmentInSMS lets SMS templates name the treatment. Off by
 	// default: someone else may read the patient's phone.
 	NameTreatmentInSMS bool `yaml:"name_treatment_in_sms"`
+	// QuietEmail applies the quiet hours to emails too; by default they
+	// are a rule for texts.
+	QuietEmail bool `yaml:"quiet_hours_email"`
 	// EmergencyNumber is the local emergency number patients are told to
 	// call when a symptom cannot wait.
 	EmergencyNumber string `yaml:"emergency_number"`
@@ -144,4 +155,13 @@ type Alerts struct {
 	// HideText leaves the patient's words out of alerts: staff read them in
 	// the inbox.
 	HideText bool `yaml:"hide_text"`
+}
+
+// QuietFor returns the quiet hours that apply to messages on ch: the
+// clinic's for texts, and for emails only if the clinic asks.
+func (c Clinic) QuietFor(ch Channel) QuietHours {
+	if ch == Email && !c.QuietEmail {
+		return QuietHours{}
+	}
+	return c.QuietHours
 }

@@ -3,10 +3,14 @@ package aftercare
 import (
 	"regexp"
 	"strings"
+	"unicode/utf8"
 )
 
 var (
-	emailPattern = regexp.MustCompile(`[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`)
+	// An address is anything but spaces, angle brackets, quotes and list
+	// punctuation around an "@" and a dotted domain, whatever its letters:
+	// maría@example.com and rej@bücher.example are addresses too.
+	emailPattern = regexp.MustCompile(`[^\s@<>()\[\]"',;:]+@[^\s@<>()\[\]"',;:]+\.[^\s@<>()\[\]"',;:.]{2,}`)
 	// A phone number is "+" and digits (with the usual separators), or a run
 	// of seven or more bare digits. Dates and times do not match.
 	phonePattern = regexp.MustCompile(`\+\d[\d ().-]{5,}\d|\b\d{7,}\b`)
@@ -19,7 +23,8 @@ var (
 func Redact(s string) string {
 	s = emailPattern.ReplaceAllStringFunc(s, func(addr string) string {
 		local, domain, _ := strings.Cut(addr, "@")
-		return local[:1] + "•••@" + domain
+		first, _ := utf8.DecodeRuneInString(local)
+		return string(first) + "•••@" + domain
 	})
 	return phonePattern.ReplaceAllStringFunc(s, func(num string) string {
 		keep := 4

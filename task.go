@@ -146,3 +146,10 @@ func ParseAlertRef(payload []byte) (AlertRef, error) {
 	}
 	return r, nil
 }
+
+// Run is one run of a task: its number, from 1, and whether it is the last
+// the task queue will make (its retries are spent).
+type Run struct {
+	Attempt int
+	Last    bool
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ type Bookings interface {
 	Book(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error)
 	Reschedule(ctx context.Context, b aftercare.Booking) (*aftercare.Timeline, bool, error)
 	Cancel(ctx context.Context, id string, notify bool) (*aftercare.Timeline, error)
+	StopAftercare(ctx context.Context, id, reason string) (*aftercare.Timeline, error)
+	Resend(ctx context.Context, id, step string, ch aftercare.Channel, by, reason string) (*aftercare.Timeline, error)
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
 	Receipt(ctx context.Context, r aftercare.Receipt) error
@@ -100,8 +103,9 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/bookings", true, join([]int{200, 201, 409}, withBody, common), s.createBooking},
 		{"GET", "/v1/bookings/{id}", true, join([]int{200, 404}, common), s.getBooking},
 		{"PUT", "/v1/bookings/{id}", true, join([]int{200, 404, 409}, withBody, common), s.replaceBooking},
-		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404}, common), s.cancelBooking},
+		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404, 409, 422}, common), s.cancelBooking},
 		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
+		{"POST", "/v1/bookings/{id}/messages/{step}/{channel}/resend", true, join([]int{200, 404, 409}, withBody, common), s.resend},
 		{"GET", "/v1/inbox", true, join([]int{200, 400, 422}, common), s.listInbox},
 		{"GET", "/v1/inbox/{id}", true, join([]int{200, 404}, common), s.getInboxItem},
 		{"POST", "/v1/inbox/{id}/resolve", true, join([]int{200, 404}, withBody, common), s.resolveInboxItem},
@@ -213,23 +217,49 @@ func (s *Server) replaceBooking(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) {
-	notify := false
-	switch v := r.URL.Query().Get("notify"); v {
-	case "", "false":
-	case "true":
-		notify = true
-	default:
-		writeProblem(w, &httpError{status: http.StatusBadRequest, title: "Bad query",
-			detail: fmt.Sprintf("notify=%s: use notify=true to tell the patient, or leave it out", v)})
+	q := r.URL.Query()
+	notify, err := queryBool(q, "notify", "use notify=true to tell the patient, or leave it out")
+	if err != nil {
+		writeProblem(w, err)
 		return
 	}
-	tl, err := s.cfg.Bookings.Cancel(r.Context(), r.PathValue("id"), notify)
+	stop, err := queryBool(q, "stop_aftercare", "use stop_aftercare=true with a reason to stop a treated booking's aftercare")
+	if err == nil && stop && notify {
+		err = &httpError{status: http.StatusBadRequest, title: "Bad query",
+			detail: "notify and stop_aftercare go apart: stopping the aftercare does not tell the patient the visit is cancelled"}
+	}
+	if err != nil {
+		writeProblem(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	var tl *aftercare.Timeline
+	if stop {
+		tl, err = s.cfg.Bookings.StopAftercare(r.Context(), id, q.Get("reason"))
+	} else {
+		tl, err = s.cfg.Bookings.Cancel(r.Context(), id, notify)
+		if aftercare.ErrorCode(err) == aftercare.ECONFLICT {
+			err = hint(err, "send DELETE /v1/bookings/"+id+"?stop_aftercare=true&reason=... to stop it")
+		}
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.log.Info("booking cancelled", "booking", tl.ID, "notify", notify)
+	s.log.Info("booking cancelled", "booking", tl.ID, "notify", notify, "aftercare_stopped", stop)
 	writeJSON(w, http.StatusOK, tl)
+}
+
+// queryBool reads a true/false query value; absent is false.
+func queryBool(q url.Values, name, fix string) (bool, error) {
+	switch v := q.Get(name); v {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	default:
+		return false, &httpError{status: http.StatusBadRequest, title: "Bad query", detail: fmt.Sprintf("%s=%s: %s", name, v, fix)}
+	}
 }
 
 // treatedRequest is the body of POST /v1/bookings/{id}/treated.
@@ -254,6 +284,32 @@ func (s *Server) treated(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("treatment reported", "booking", tl.ID, "version", tl.Version, "next", next(tl))
+	writeJSON(w, http.StatusOK, tl)
+}
+
+// resendRequest is the body of POST .../resend.
+type resendRequest struct {
+	Reason string `json:"reason"`
+	By     string `json:"by"`
+}
+
+func (s *Server) resend(w http.ResponseWriter, r *http.Request) {
+	var req resendRequest
+	if err := decodeJSON(w, r, &req); err != nil {
+		writeProblem(w, err)
+		return
+	}
+	ch := aftercare.Channel(r.PathValue("channel"))
+	if !ch.Valid() {
+		writeProblem(w, aftercare.Errorf(aftercare.ENOTFOUND, "no channel %q; use sms or email", ch))
+		return
+	}
+	tl, err := s.cfg.Bookings.Resend(r.Context(), r.PathValue("id"), r.PathValue("step"), ch, req.By, req.Reason)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("message sent again on purpose", "booking", tl.ID, "version", tl.Version, "step", r.PathValue("step"), "channel", ch)
 	writeJSON(w, http.StatusOK, tl)
 }
 

@@ -60,7 +60,7 @@ func (in *Inbox) round(item *aftercare.InboxItem, n int) []aftercare.AlertRef {
 // still open and plans the next check; an alert goes to its channel unless
 // the item was resolved before a later round's alert went out. An item
 // gone (expired) ends its alerts.
-func (in *Inbox) Handle(ctx context.Context, ref aftercare.AlertRef, _ int) error {
+func (in *Inbox) Handle(ctx context.Context, ref aftercare.AlertRef, _ aftercare.Run) error {
 	item, err := in.cfg.Store.InboxItem(ctx, ref.ItemID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return nil

@@ -288,7 +288,7 @@ func TestEscalation(t *testing.T) {
 			if !p.at.Equal(tb.clock.now()) {
 				t.Errorf("alert %s planned for %s, want now", p.ref.TaskID(), p.at)
 			}
-			if err := tb.inbox.Handle(ctx, p.ref, 1); err != nil {
+			if err := tb.inbox.Handle(ctx, p.ref, aftercare.Run{Attempt: 1}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -311,7 +311,7 @@ func TestEscalation(t *testing.T) {
 
 	for round := 1; round <= 2; round++ { // nobody resolves it: again, and again
 		tb.clock.add(every)
-		if err := tb.inbox.Handle(ctx, check.ref, 1); err != nil {
+		if err := tb.inbox.Handle(ctx, check.ref, aftercare.Run{Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
 		if check = run(3); check.ref.Round != round+1 || !check.at.Equal(tb.clock.now().Add(every)) {
@@ -329,7 +329,7 @@ func TestEscalation(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.clock.add(every)
-	if err := tb.inbox.Handle(ctx, check.ref, 1); err != nil {
+	if err := tb.inbox.Handle(ctx, check.ref, aftercare.Run{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
 	run(0)

@@ -204,6 +204,9 @@ type AlertData struct {
 	Clinic                       aftercare.Clinic
 	ItemID, BookingID, FirstName string
 	Urgent                       bool
+	// Delivery: the item is a message that may not have reached the
+	// patient, not a patient's text.
+	Delivery bool
 	// Round counts the alerts about the item before this one; Alert is
 	// this one's number, from 1.
 	Round, Alert int
@@ -235,12 +238,12 @@ func (r *Renderer) Alert(item *aftercare.InboxItem, round int, ch aftercare.Chan
 	}
 	d := AlertData{
 		Clinic: r.clinic, ItemID: item.ID, BookingID: item.BookingID, FirstName: item.FirstName,
-		Urgent: item.Urgency == aftercare.Urgent, Round: round, Alert: round + 1,
+		Urgent: item.Urgency == aftercare.Urgent, Delivery: item.Kind == aftercare.InboxDelivery, Round: round, Alert: round + 1,
 		Received: item.ReceivedAt.In(zone).Format("Mon Jan 2 15:04 MST"),
 		Answer:   item.Answer, Flags: strings.ReplaceAll(strings.Join(item.Flags, ", "), "*", ""),
 		Every: locales[aftercare.DefaultLocale].hours(r.clinic.Alerts.ReescalateAfter),
 	}
-	if !r.clinic.Alerts.HideText {
+	if !r.clinic.Alerts.HideText || d.Delivery { // a delivery item's text is aftercare's, not the patient's
 		d.Text = item.Text
 		if ch == aftercare.SMS && len([]rune(d.Text)) > maxAlertText {
 			d.Text = string([]rune(d.Text)[:maxAlertText]) + "..."

@@ -213,6 +213,13 @@ func validateStep(s *aftercare.Step) error {
 	default:
 		return fmt.Errorf("if_late: %q is not one of send, skip", s.IfLate)
 	}
+	switch {
+	case s.Fallback == "":
+	case !s.Fallback.Valid():
+		return fmt.Errorf("fallback: unknown channel %q; use email", s.Fallback)
+	case slices.Contains(s.Channels, s.Fallback):
+		return fmt.Errorf("fallback: %s is one of the step's channels already", s.Fallback)
+	}
 	return nil
 }
 

@@ -219,8 +219,8 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		if m.ProviderID != "" {
 			fields = append(fields, "p:"+f, m.ProviderID)
 		}
-		if m.Error != "" {
-			fields = append(fields, "e:"+f, m.Error)
+		if m.Error != "" { // a provider's words can quote an address: never stored as they came
+			fields = append(fields, "e:"+f, aftercare.Redact(m.Error))
 		}
 		if m.Digest != "" {
 			fields = append(fields, "d:"+f, m.Digest)
@@ -460,17 +460,18 @@ return changed
 func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error) {
 	for _, t := range []aftercare.Target{c.To, c.IfCancelled, c.IfSuperseded} {
 		if t.Status != "" && !c.From.CanBecome(t.Status) {
-			return false, fmt.Errorf("record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
+			return false, aftercare.Errorf(aftercare.EINVALID, "record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
 		}
 	}
+	c.Attempt.Detail = aftercare.Redact(c.Attempt.Detail)
 	entry, err := json.Marshal(c.Attempt)
 	if err != nil {
 		return false, err
 	}
 	keys := []string{Key(c.Ref.BookingID)}
 	args := []any{field(c.Ref), string(c.From), c.Ref.Version,
-		string(c.To.Status), c.To.Reason, string(c.IfCancelled.Status), c.IfCancelled.Reason,
-		string(c.IfSuperseded.Status), c.IfSuperseded.Reason, c.ProviderID, entry, c.Digest}
+		string(c.To.Status), aftercare.Redact(c.To.Reason), string(c.IfCancelled.Status), aftercare.Redact(c.IfCancelled.Reason),
+		string(c.IfSuperseded.Status), aftercare.Redact(c.IfSuperseded.Reason), c.ProviderID, entry, c.Digest}
 	var (
 		res  *redis.Cmd
 		link *redis.StatusCmd
@@ -586,9 +587,65 @@ func (s *Store) ByProvider(ctx context.Context, providerID string) (aftercare.Me
 // FirstReceipt reports whether the receipt named key is seen for the first
 // time, remembering it; providers send the same callback more than once.
 func (s *Store) FirstReceipt(ctx context.Context, key string) (bool, error) {
-	ok, err := s.rdb.SetNX(ctx, "aftercare:receipt:"+key, 1, receiptTTL).Result()
+	ok, err := s.rdb.SetNX(ctx, receiptKey(key), 1, receiptTTL).Result()
 	if err != nil {
 		return false, fmt.Errorf("remember receipt: %w", err)
 	}
 	return ok, nil
+}
+
+// ForgetReceipt forgets the receipt named key, so that the provider's next
+// try of it is applied.
+func (s *Store) ForgetReceipt(ctx context.Context, key string) error {
+	if err := s.rdb.Del(ctx, receiptKey(key)).Err(); err != nil {
+		return fmt.Errorf("forget receipt: %w", err)
+	}
+	return nil
+}
+
+func receiptKey(key string) string { return "aftercare:receipt:" + key }
+
+// keptTTL is how long a receipt waits for its message to be recorded sent.
+const keptTTL = 24 * time.Hour
+
+func keptKey(providerID string) string { return "aftercare:receipt:kept:{" + providerID + "}" }
+
+// KeepReceipt keeps r until its message is recorded sent (KeptReceipts),
+// for a day at most.
+func (s *Store) KeepReceipt(ctx context.Context, r aftercare.Receipt) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.RPush(ctx, keptKey(r.ProviderID), data)
+		p.Expire(ctx, keptKey(r.ProviderID), keptTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("keep receipt: %w", err)
+	}
+	return nil
+}
+
+// KeptReceipts takes the receipts kept for providerID, oldest first.
+func (s *Store) KeptReceipts(ctx context.Context, providerID string) ([]aftercare.Receipt, error) {
+	var list *redis.StringSliceCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		list = p.LRange(ctx, keptKey(providerID), 0, -1)
+		p.Del(ctx, keptKey(providerID))
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take kept receipts: %w", err)
+	}
+	var out []aftercare.Receipt
+	for _, v := range list.Val() {
+		var r aftercare.Receipt
+		if err := json.Unmarshal([]byte(v), &r); err != nil {
+			return nil, fmt.Errorf("kept receipt: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aftercare/aftercare"
 )
@@ -33,8 +35,12 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 			return false, nil
 		}
 		b.TreatedAt = rec.Booking.TreatedAt // what the clinic reported stays true
-		next := Plan(&b, p, c.cfg.Clinic.QuietHours, rec.CreatedAt, now)
-		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false })
+		next := Plan(&b, p, c.cfg.Clinic, rec.CreatedAt, now)
+		moved := map[aftercare.Channel]bool{
+			aftercare.SMS:   b.Patient.Phone != rec.Booking.Patient.Phone,
+			aftercare.Email: b.Patient.Email != rec.Booking.Patient.Email,
+		}
+		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, moved)
 		rec.Booking, rec.Fingerprint = b, fp
 		rec.Version++
 		return true, nil
@@ -70,10 +76,10 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 		}
 		at := at.In(b.Location())
 		b.TreatedAt = &at
-		next := Plan(&b, p, c.cfg.Clinic.QuietHours, rec.CreatedAt, now)
+		next := Plan(&b, p, c.cfg.Clinic, rec.CreatedAt, now)
 		rec.Messages = carry(rec.Messages, next, p, func(s aftercare.Step) bool {
 			return s.When.Anchor != aftercare.AnchorTreatmentEnd
-		})
+		}, nil)
 		rec.Booking = b
 		rec.Version++
 		return true, nil
@@ -84,19 +90,52 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 // Cancel cancels booking id: every message not yet sent is cancelled and
 // its task removed. With notify, the patient is told on each channel they
 // opted into, once. Cancelling again changes nothing.
+//
+// A booking whose treatment was reported, or whose appointment has ended,
+// is not cancelled (ECONFLICT): that would drop the patient's aftercare and
+// tell them their visit is cancelled. StopAftercare stops it on purpose.
 func (c *Client) Cancel(ctx context.Context, id string, notify bool) (*aftercare.Timeline, error) {
 	if !aftercare.ValidID(id) {
 		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
 	}
 	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
-		if rec.Status == aftercare.BookingCancelled {
+		switch {
+		case rec.Status == aftercare.BookingCancelled:
 			return false, nil
+		case rec.Booking.TreatedAt != nil:
+			return false, aftercare.Errorf(aftercare.ECONFLICT,
+				"booking %s was treated: cancelling it would drop the patient's aftercare and tell them their visit is cancelled; stop the aftercare on purpose instead", id)
+		case !rec.Booking.End().After(now):
+			return false, aftercare.Errorf(aftercare.ECONFLICT,
+				"the appointment of booking %s has ended: cancelling it would drop the patient's aftercare and tell them their visit is cancelled; if they did not come, or the aftercare must stop, stop the aftercare on purpose instead", id)
 		}
 		rec.Status = aftercare.BookingCancelled
 		rec.Drop("", aftercare.StatusCancelled, "")
 		if notify {
 			rec.Messages = append(rec.Messages, c.notices(&rec.Booking, now)...)
 		}
+		return true, nil
+	})
+	return tl, err
+}
+
+// StopAftercare stops the aftercare of booking id on purpose (the patient
+// did not come, or the clinic takes over): every message not yet sent is
+// cancelled with reason, and the patient is not told. Stopping again
+// changes nothing.
+func (c *Client) StopAftercare(ctx context.Context, id, reason string) (*aftercare.Timeline, error) {
+	if !aftercare.ValidID(id) {
+		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+	}
+	if strings.TrimSpace(reason) == "" {
+		return nil, (aftercare.Fields{{Field: "reason", Message: "is required: say why the aftercare stops, such as \"did not come\""}}).Err("the request is not valid")
+	}
+	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, _ time.Time) (bool, error) {
+		if rec.Status == aftercare.BookingCancelled {
+			return false, nil
+		}
+		rec.Status = aftercare.BookingCancelled
+		rec.Drop("", aftercare.StatusCancelled, "aftercare stopped by the clinic: "+clip(strings.TrimSpace(reason), 500))
 		return true, nil
 	})
 	return tl, err
@@ -113,9 +152,9 @@ func (c *Client) notices(b *aftercare.Booking, now time.Time) []aftercare.Messag
 		deadline = now.Add(time.Hour)
 	}
 	step := aftercare.Step{Name: aftercare.StepCancellation, Quiet: aftercare.QuietDefer, IfLate: aftercare.LateSend}
-	sendAt, status, note := schedule(step, now, deadline, c.cfg.Clinic.QuietHours, now, loc)
 	var msgs []aftercare.Message
 	for _, ch := range b.Channels() {
+		sendAt, status, note := schedule(step, now, deadline, c.cfg.Clinic.QuietFor(ch), now, loc)
 		msgs = append(msgs, aftercare.Message{Step: step.Name, Channel: ch, SendAt: sendAt, Deadline: deadline, Status: status, Note: note})
 	}
 	return msgs
@@ -159,12 +198,14 @@ func (c *Client) change(ctx context.Context, id string, edit func(rec *aftercare
 var errUnchanged = errors.New("unchanged")
 
 // carry merges the previous messages of a booking into its new plan. A
-// message keeps its previous state if keep says so for its step, or if it
-// happened (it went out or may have) and its step is not repeated on
-// reschedule. Messages that happened and are not in the new plan (a channel
-// the patient left, the cancellation notice) stay in the timeline as
-// history.
-func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(aftercare.Step) bool) []aftercare.Message {
+// message keeps its previous state if keep says so for its step; if it
+// happened (it went out or may have: sent, delivered, outcome unknown) and
+// its step is not repeated on reschedule; or if it failed and the contact
+// for its channel did not change (moved says which did: a new number after
+// an invalid one is worth a try, the same number is not). Messages that
+// happened and are not in the new plan (a channel the patient left, the
+// cancellation notice) stay in the timeline as history.
+func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(aftercare.Step) bool, moved map[aftercare.Channel]bool) []aftercare.Message {
 	out := slices.Clone(next)
 	for i, m := range out {
 		j := slices.IndexFunc(prev, func(o aftercare.Message) bool { return o.Step == m.Step && o.Channel == m.Channel })
@@ -172,8 +213,9 @@ func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(after
 			continue
 		}
 		step, _ := p.Step(m.Step)
-		if keep(step) || (prev[j].Status.Happened() && !step.RepeatOnReschedule) {
-			out[i] = prev[j]
+		o := prev[j]
+		if keep(step) || (o.Status.Happened() && !step.RepeatOnReschedule) || (o.Status == aftercare.StatusFailed && !moved[o.Channel]) {
+			out[i] = o
 		}
 	}
 	for _, o := range prev {
@@ -189,4 +231,77 @@ func clone(rec *aftercare.Record) *aftercare.Record {
 	c := *rec
 	c.Messages = slices.Clone(rec.Messages)
 	return &c
+}
+
+// clip shortens s to at most n bytes, on a character boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// resendWindow is how long a message sent again on purpose has to go, when
+// its own deadline has passed.
+const resendWindow = time.Hour
+
+// Resend sends message step on ch of booking id again, on purpose: a
+// message that failed, expired, or whose outcome is unknown. The clinic
+// says who asks (by) and why; both are kept on the message. It goes once,
+// now (texts after quiet hours, as its step says), by its own deadline or
+// within the hour if that has passed, as a new version of the booking (so
+// its task and its email's Message-ID are new). A message sent, delivered,
+// or still to go cannot be resent (ECONFLICT).
+func (c *Client) Resend(ctx context.Context, id, step string, ch aftercare.Channel, by, reason string) (*aftercare.Timeline, error) {
+	if !aftercare.ValidID(id) {
+		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+	}
+	var fs aftercare.Fields
+	if strings.TrimSpace(reason) == "" {
+		fs.Add("reason", "is required: say why it is sent again, such as \"the patient did not get it\"")
+	}
+	if strings.TrimSpace(by) == "" {
+		fs.Add("by", "is required: who asks for it")
+	}
+	if err := fs.Err("the request is not valid"); err != nil {
+		return nil, err
+	}
+	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
+		i := slices.IndexFunc(rec.Messages, func(m aftercare.Message) bool { return m.Step == step && m.Channel == ch })
+		switch {
+		case i < 0:
+			return false, aftercare.Errorf(aftercare.ENOTFOUND, "booking %s has no %s message by %s", id, step, ch)
+		case rec.Status == aftercare.BookingCancelled && step != aftercare.StepCancellation:
+			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s is cancelled", id)
+		}
+		m := &rec.Messages[i]
+		switch m.Status {
+		case aftercare.StatusFailed, aftercare.StatusExpired, aftercare.StatusOutcomeUnknown:
+		default:
+			return false, aftercare.Errorf(aftercare.ECONFLICT, "the %s %s of booking %s is %s; only a failed, expired or outcome-unknown message is sent again", step, ch, id, m.Status)
+		}
+		s, _ := c.cfg.Protocols[rec.Booking.Treatment].Step(step)
+		loc := rec.Booking.Location()
+		at := now.In(loc).Truncate(time.Second)
+		if !at.Add(15 * time.Minute).Before(m.Deadline) {
+			m.Deadline = at.Add(resendWindow)
+		}
+		policy := s.Quiet
+		if policy == "" {
+			policy = aftercare.QuietDefer
+		}
+		sendAt, status, note := aftercare.Place(at, m.Deadline, policy, c.cfg.Clinic.QuietFor(ch), loc)
+		if status != aftercare.StatusScheduled {
+			return false, aftercare.Errorf(aftercare.ECONFLICT, "the %s %s cannot go before its deadline (%s); try again after quiet hours", step, ch, note)
+		}
+		m.SendAt, m.Status, m.ProviderID, m.Digest = sendAt, aftercare.StatusScheduled, "", ""
+		m.Error = ""
+		m.Note = "sent again on purpose by " + clip(strings.TrimSpace(by), 100) + ": " + clip(strings.TrimSpace(reason), 300)
+		rec.Version++
+		return true, nil
+	})
+	return tl, err
 }

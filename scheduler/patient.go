@@ -59,7 +59,13 @@ func (c *Client) OptOut(ctx context.Context, phone string, at time.Time) error {
 			if rec.Booking.Patient.Phone != phone {
 				return false, nil
 			}
-			return rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, "the patient replied STOP"), nil
+			dropped := rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, "the patient replied STOP")
+			for _, m := range rec.Messages {
+				if m.Channel == aftercare.SMS && m.Status == aftercare.StatusSuppressed {
+					c.fallback(rec, m.Step, m.Channel, at)
+				}
+			}
+			return dropped, nil
 		})
 		if err != nil && aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
 			return fmt.Errorf("suppress SMS of %s: %w", id, err)

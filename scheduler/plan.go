@@ -7,20 +7,23 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// Plan turns a validated booking into its messages under protocol p: one per
-// step and channel the patient opted into, each with its send time and
-// send-by deadline in the patient's time zone, in the order of the protocol's
-// steps. It is a pure function of its arguments: booked is when aftercare
-// first received the booking (the "booked" anchor), now is the time of
-// planning.
+// Plan turns a validated booking into its messages under protocol p and
+// the clinic's rules: one per step and channel the patient opted into, each
+// with its send time and send-by deadline in the patient's time zone, in
+// the order of the protocol's steps. A step whose text cannot reach the
+// patient (no SMS opt-in) goes on its fallback channel instead, if it has
+// one the patient can be reached on. It is a pure function of its
+// arguments: booked is when aftercare first received the booking (the
+// "booked" anchor), now is the time of planning.
 //
 // Rules, in order:
 //   - a step whose time has already passed is sent now, or skipped if the
 //     step says if_late: skip;
 //   - a step whose deadline has passed is expired;
-//   - a step due inside quiet hours is deferred to their end (expired if that
-//     is past the deadline), skipped, or sent anyway, as the step says.
-func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours, booked, now time.Time) []aftercare.Message {
+//   - a text due inside quiet hours (an email too, if the clinic says so) is
+//     deferred to their end (expired if that is past the deadline), skipped,
+//     or sent anyway, as the step says.
+func Plan(b *aftercare.Booking, p aftercare.Protocol, clinic aftercare.Clinic, booked, now time.Time) []aftercare.Message {
 	loc := b.Location()
 	now = now.In(loc).Truncate(time.Second)
 	anchors := map[aftercare.Anchor]time.Time{
@@ -28,17 +31,17 @@ func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours
 		aftercare.AnchorAppointment:  b.AppointmentAt.In(loc),
 		aftercare.AnchorTreatmentEnd: b.End().In(loc),
 	}
-	channels := b.Channels()
+	reachable := b.Channels()
 
 	var msgs []aftercare.Message
 	for _, step := range p.Steps {
 		due := resolve(step.When, anchors[step.When.Anchor], loc)
 		anchors[aftercare.AnchorSend] = due
 		deadline := resolve(step.Deadline, anchors[step.Deadline.Anchor], loc)
-		sendAt, status, note := schedule(step, due, deadline, quiet, now, loc)
-		for _, ch := range step.Channels {
-			if !slices.Contains(channels, ch) {
-				continue
+		for _, ch := range channels(step, reachable) {
+			sendAt, status, note := schedule(step, due, deadline, clinic.QuietFor(ch), now, loc)
+			if !slices.Contains(step.Channels, ch) && note == "" {
+				note = "sent by " + string(ch) + ": the patient cannot get it by " + string(step.Channels[0])
 			}
 			msgs = append(msgs, aftercare.Message{
 				Step:     step.Name,
@@ -51,6 +54,21 @@ func Plan(b *aftercare.Booking, p aftercare.Protocol, quiet aftercare.QuietHours
 		}
 	}
 	return msgs
+}
+
+// channels are the channels step goes on to a patient reachable on those
+// listed: its own, or its fallback when none of its own reaches them.
+func channels(step aftercare.Step, reachable []aftercare.Channel) []aftercare.Channel {
+	var chs []aftercare.Channel
+	for _, ch := range step.Channels {
+		if slices.Contains(reachable, ch) {
+			chs = append(chs, ch)
+		}
+	}
+	if len(chs) == 0 && step.Fallback != "" && slices.Contains(reachable, step.Fallback) {
+		chs = append(chs, step.Fallback)
+	}
+	return chs
 }
 
 // Notes of the late rule; aftercare.Place gives those of the deadline and

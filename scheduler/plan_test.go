@@ -11,7 +11,7 @@ import (
 	"github.com/aftercare/aftercare/scheduler"
 )
 
-var defaultQuiet = aftercare.QuietHours{Start: "21:00", End: "08:00"}
+var defaultClinic = aftercare.Clinic{QuietHours: aftercare.QuietHours{Start: "21:00", End: "08:00"}}
 
 func botox(t testing.TB) aftercare.Protocol {
 	t.Helper()
@@ -106,23 +106,33 @@ func TestPlan(t *testing.T) {
 			},
 		},
 		{
-			name: "booked at night: consent deferred to 08:00; early reminder deferred", tz: "America/Chicago",
+			name: "email only, booked at night: the consent goes at once (quiet hours are for texts); clinical steps by email", tz: "America/Chicago",
 			appointment: "2026-12-03T07:30:00-06:00", now: "2026-11-20T23:10:00-06:00", email: true,
 			want: []string{
-				"consent/email 2026-11-21T08:00:00-06:00 2026-12-03T07:30:00-06:00 scheduled",
-				"reminder/email 2026-12-02T08:00:00-06:00 2026-12-03T05:30:00-06:00 scheduled",
+				"consent/email 2026-11-20T23:10:00-06:00 2026-12-03T07:30:00-06:00 scheduled",
+				"reminder/email 2026-12-02T07:30:00-06:00 2026-12-03T05:30:00-06:00 scheduled",
+				"upright/email 2026-12-03T08:00:00-06:00 2026-12-03T09:00:00-06:00 scheduled",
+				"lie_down/email 2026-12-03T12:00:00-06:00 2026-12-03T13:00:00-06:00 scheduled",
 				"day1/email 2026-12-04T10:00:00-06:00 2026-12-04T22:00:00-06:00 scheduled",
+				"day3/email 2026-12-06T10:00:00-06:00 2026-12-07T10:00:00-06:00 scheduled",
 				"day14/email 2026-12-17T10:00:00-06:00 2026-12-20T10:00:00-06:00 scheduled",
 			},
 		},
 		{
-			name: "booked at night for an early appointment: consent would be too late", tz: "America/Chicago",
-			appointment: "2026-11-21T07:30:00-06:00", now: "2026-11-20T23:10:00-06:00", email: true,
+			name: "booked at 22:30 for a 07:30 visit: the consent email goes at once, the text would be too late", tz: "America/Chicago",
+			appointment: "2026-11-21T07:30:00-06:00", now: "2026-11-20T22:30:00-06:00", sms: true, email: true,
 			want: []string{
-				"consent/email 2026-11-21T08:00:00-06:00 2026-11-21T07:30:00-06:00 expired",
+				"consent/email 2026-11-20T22:30:00-06:00 2026-11-21T07:30:00-06:00 scheduled",
+				"consent/sms 2026-11-21T08:00:00-06:00 2026-11-21T07:30:00-06:00 expired",
+				"reminder/sms 2026-11-20T07:30:00-06:00 2026-11-21T05:30:00-06:00 skipped",
 				"reminder/email 2026-11-20T07:30:00-06:00 2026-11-21T05:30:00-06:00 skipped",
+				"upright/sms 2026-11-21T08:00:00-06:00 2026-11-21T09:00:00-06:00 scheduled",
+				"lie_down/sms 2026-11-21T12:00:00-06:00 2026-11-21T13:00:00-06:00 scheduled",
+				"day1/sms 2026-11-22T10:00:00-06:00 2026-11-22T22:00:00-06:00 scheduled",
 				"day1/email 2026-11-22T10:00:00-06:00 2026-11-22T22:00:00-06:00 scheduled",
+				"day3/sms 2026-11-24T10:00:00-06:00 2026-11-25T10:00:00-06:00 scheduled",
 				"day14/email 2026-12-05T10:00:00-06:00 2026-12-08T10:00:00-06:00 scheduled",
+				"day14/sms 2026-12-05T10:00:00-06:00 2026-12-08T10:00:00-06:00 scheduled",
 			},
 		},
 		{
@@ -183,7 +193,7 @@ func TestPlan(t *testing.T) {
 			t.Parallel()
 			b := booking(t, tt.tz, tt.appointment, tt.sms, tt.email)
 			now := mustTime(t, tt.now)
-			msgs := scheduler.Plan(b, p, defaultQuiet, now, now)
+			msgs := scheduler.Plan(b, p, defaultClinic, now, now)
 			var got []string
 			for _, m := range msgs {
 				got = append(got, line(m))
@@ -195,12 +205,26 @@ func TestPlan(t *testing.T) {
 	}
 }
 
+// TestPlanQuietEmail: a clinic that asks for quiet emails gets them
+// deferred too.
+func TestPlanQuietEmail(t *testing.T) {
+	t.Parallel()
+	b := booking(t, "America/Chicago", "2026-12-03T07:30:00-06:00", false, true)
+	now := mustTime(t, "2026-11-20T23:10:00-06:00")
+	clinic := defaultClinic
+	clinic.QuietEmail = true
+	msgs := scheduler.Plan(b, botox(t), clinic, now, now)
+	if got := line(msgs[0]); got != "consent/email 2026-11-21T08:00:00-06:00 2026-12-03T07:30:00-06:00 scheduled" {
+		t.Errorf("consent %s, want it deferred to 08:00", got)
+	}
+}
+
 func BenchmarkPlan(b *testing.B) {
 	p := botox(b)
 	bk := booking(b, "America/New_York", "2026-12-01T15:00:00-05:00", true, true)
 	now := mustTime(b, "2026-11-24T12:00:00-05:00")
 	b.ReportAllocs()
 	for b.Loop() {
-		scheduler.Plan(bk, p, defaultQuiet, now, now)
+		scheduler.Plan(bk, p, defaultClinic, now, now)
 	}
 }

@@ -38,6 +38,13 @@ type Store interface {
 	// tells a delivery receipt seen before from a new one.
 	ByProvider(ctx context.Context, providerID string) (aftercare.MessageRef, error)
 	FirstReceipt(ctx context.Context, key string) (bool, error)
+	// ForgetReceipt undoes FirstReceipt, for a receipt that could not be
+	// applied: the provider's next try is applied then.
+	ForgetReceipt(ctx context.Context, key string) error
+	// KeepReceipt keeps a receipt that came before its message was
+	// recorded sent; KeptReceipts takes those kept for a provider id.
+	KeepReceipt(ctx context.Context, r aftercare.Receipt) error
+	KeptReceipts(ctx context.Context, providerID string) ([]aftercare.Receipt, error)
 }
 
 // Tasks keeps one task per scheduled message, which runs the message's
@@ -61,9 +68,24 @@ type Config struct {
 	// Retention is how long a booking record is kept after its last
 	// deadline. Default 30 days.
 	Retention time.Duration
+	// Problems, if set, hears of every message that a person at the clinic
+	// must know about (see Ended).
+	Problems Problems
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
+
+// Problems takes the messages a person at the clinic must know about. The
+// inbox implements it.
+type Problems interface {
+	Report(ctx context.Context, p aftercare.Problem) error
+}
+
+// ProblemsFunc adapts a function to Problems.
+type ProblemsFunc func(ctx context.Context, p aftercare.Problem) error
+
+// Report calls f.
+func (f ProblemsFunc) Report(ctx context.Context, p aftercare.Problem) error { return f(ctx, p) }
 
 // Client schedules bookings. It is safe for concurrent use.
 type Client struct {
@@ -105,7 +127,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 			ID:       b.ID,
 			Version:  1,
 			Status:   aftercare.BookingScheduled,
-			Messages: Plan(&b, p, c.cfg.Clinic.QuietHours, now, now),
+			Messages: Plan(&b, p, c.cfg.Clinic, now, now),
 		},
 	}
 
@@ -150,6 +172,12 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 // same version, and makes sure there is one for every scheduled message of
 // rec. Tasks that exist already are left as they are, so sync can run again
 // safely.
+//
+// Changes to one booking may overlap: a newer change can commit, and take
+// out the tasks of this version, before this sync puts them in. So sync
+// reads the record again afterwards and takes out each task it put in whose
+// message is no longer scheduled at that version: whichever change comes
+// last, the tasks are the scheduled messages.
 func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if old != nil {
 		for _, m := range old.Messages {
@@ -164,6 +192,7 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			}
 		}
 	}
+	var put []aftercare.MessageRef
 	for _, m := range rec.Messages {
 		if m.Status != aftercare.StatusScheduled {
 			continue
@@ -171,6 +200,25 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		ref := m.Ref(rec.ID, rec.Version)
 		ref.Deadline = m.Deadline.Unix()
 		if err := c.tasks.Schedule(ctx, ref, m.SendAt); err != nil {
+			return err
+		}
+		put = append(put, ref)
+	}
+	if len(put) == 0 {
+		return nil
+	}
+	cur, err := c.store.Get(ctx, rec.ID)
+	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+		cur, err = &aftercare.Record{}, nil // gone: none of its tasks may stay
+	}
+	if err != nil {
+		return err
+	}
+	for _, ref := range put {
+		if m, ok := cur.Message(ref.Step, ref.Channel); ok && cur.Version == ref.Version && m.Status == aftercare.StatusScheduled {
+			continue
+		}
+		if err := c.tasks.Unschedule(ctx, ref); err != nil {
 			return err
 		}
 	}

@@ -14,15 +14,16 @@ import (
 	"github.com/aftercare/aftercare"
 )
 
-// Handler sends the message a task refers to; attempt counts the task's
-// runs from 1. Its error says what comes next (see aftercare.ErrFinal).
+// Handler sends the message a task refers to, in run (which says whether
+// it is the task's last). Its error says what comes next (see
+// aftercare.ErrFinal).
 type Handler interface {
-	Handle(ctx context.Context, ref aftercare.MessageRef, attempt int) error
+	Handle(ctx context.Context, ref aftercare.MessageRef, run aftercare.Run) error
 }
 
 // AlertHandler runs an alert task, likewise.
 type AlertHandler interface {
-	Handle(ctx context.Context, ref aftercare.AlertRef, attempt int) error
+	Handle(ctx context.Context, ref aftercare.AlertRef, run aftercare.Run) error
 }
 
 // Handlers are what a Server runs: the patients' messages, and the alerts
@@ -95,7 +96,7 @@ func (a adapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
 	}
-	return final(a.h.Handle(ctx, ref, attempt(ctx)))
+	return final(a.h.Handle(ctx, ref, run(ctx)))
 }
 
 // alertAdapter is adapter for alert tasks.
@@ -106,15 +107,15 @@ func (a alertAdapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
 	}
-	return final(a.h.Handle(ctx, ref, attempt(ctx)))
+	return final(a.h.Handle(ctx, ref, run(ctx)))
 }
 
-// attempt counts a task's runs, from 1.
-func attempt(ctx context.Context) int {
-	if n, ok := asynq.GetRetryCount(ctx); ok {
-		return n + 1
-	}
-	return 1
+// run says which run of its task ctx is, and whether asynq will make
+// another if this one fails.
+func run(ctx context.Context) aftercare.Run {
+	n, _ := asynq.GetRetryCount(ctx)
+	limit, ok := asynq.GetMaxRetry(ctx)
+	return aftercare.Run{Attempt: n + 1, Last: ok && n >= limit}
 }
 
 // final turns a handler's final errors into asynq's SkipRetry.

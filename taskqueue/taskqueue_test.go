@@ -16,10 +16,10 @@ import (
 )
 
 // handlerFunc adapts a function to Handler.
-type handlerFunc func(ctx context.Context, ref aftercare.MessageRef, attempt int) error
+type handlerFunc func(ctx context.Context, ref aftercare.MessageRef, run aftercare.Run) error
 
-func (f handlerFunc) Handle(ctx context.Context, ref aftercare.MessageRef, attempt int) error {
-	return f(ctx, ref, attempt)
+func (f handlerFunc) Handle(ctx context.Context, ref aftercare.MessageRef, run aftercare.Run) error {
+	return f(ctx, ref, run)
 }
 
 func ref(step string) aftercare.MessageRef {
@@ -99,8 +99,8 @@ func TestUnscheduleRunning(t *testing.T) {
 	srv := NewServer(rdb, ServerConfig{Concurrency: 1, ShutdownTimeout: 5 * time.Second})
 	var got aftercare.MessageRef
 	var attempt int
-	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, n int) error {
-		got, attempt = ref, n
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, r aftercare.Run) error {
+		got, attempt = ref, r.Attempt
 		close(started)
 		<-release
 		return nil
@@ -144,9 +144,9 @@ func TestServerOutcomes(t *testing.T) {
 		runs = map[string][]int{}
 	)
 	srv := NewServer(rdb, ServerConfig{Concurrency: 4, ShutdownTimeout: 5 * time.Second})
-	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, attempt int) error {
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, r aftercare.Run) error {
 		mu.Lock()
-		runs[ref.Step] = append(runs[ref.Step], attempt)
+		runs[ref.Step] = append(runs[ref.Step], r.Attempt)
 		n := len(runs[ref.Step])
 		mu.Unlock()
 		switch ref.Step {
@@ -188,7 +188,7 @@ func TestServerOutcomes(t *testing.T) {
 // is never handed to the handler, nor retried.
 func TestBadPayloadArchived(t *testing.T) {
 	t.Parallel()
-	err := adapter{handlerFunc(func(context.Context, aftercare.MessageRef, int) error {
+	err := adapter{handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error {
 		t.Error("handler called")
 		return nil
 	})}.ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, []byte(`{"booking_id": "bk"}`)))
@@ -197,7 +197,7 @@ func TestBadPayloadArchived(t *testing.T) {
 	}
 	email := ref("day1")
 	email.Channel = aftercare.Email
-	err = adapter{handlerFunc(func(context.Context, aftercare.MessageRef, int) error { return nil })}.
+	err = adapter{handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error { return nil })}.
 		ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, email.Payload()))
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("an email payload in an SMS task: %v, want SkipRetry", err)

@@ -113,10 +113,33 @@ func sent(providerID string, err error) verdict {
 	return verdict{outcome: aftercare.OutcomeRetry, reason: errorText(err), err: err}
 }
 
+// budget ends a retry that cannot happen: on the task's last run the
+// message fails with "retries exhausted"; when its deadline comes before
+// the queue could run it again (a second from now, at the soonest), it
+// expires. Other verdicts pass as they are.
+func budget(v verdict, last bool, deadline, now time.Time) verdict {
+	switch {
+	case v.outcome != aftercare.OutcomeRetry:
+		return v
+	case last:
+		return verdict{outcome: aftercare.OutcomeFailed, reason: reasonExhausted + v.reason, digest: v.digest}
+	case deadline.Sub(now) < minRetry:
+		return verdict{outcome: aftercare.OutcomeExpired, reason: "its send-by deadline comes before it can be tried again: " + v.reason, digest: v.digest}
+	}
+	return v
+}
+
+// minRetry is the soonest the task queue runs a task again, with room to
+// spare: a retry due closer to the deadline than this cannot be made.
+const minRetry = 3 * time.Second
+
+// reasonExhausted starts the reason of a message whose retries ran out.
+const reasonExhausted = "retries exhausted: "
+
 // errorText is what is stored on the message: the provider code and cause.
 func errorText(err error) string {
 	if se, ok := errors.AsType[*aftercare.SendError](err); ok {
-		return se.Code + ": " + se.Err.Error()
+		return aftercare.Redact(se.Code + ": " + se.Err.Error())
 	}
 	return aftercare.Redact(err.Error())
 }

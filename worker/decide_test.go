@@ -140,3 +140,29 @@ func TestSent(t *testing.T) {
 		}
 	}
 }
+
+// TestBudget: a retry that cannot happen ends the message.
+func TestBudget(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	retry := verdict{outcome: aftercare.OutcomeRetry, reason: "twilio:20500: internal", err: errors.New("x")}
+	tests := []struct {
+		name     string
+		v        verdict
+		last     bool
+		deadline time.Time
+		outcome  aftercare.Outcome
+		reason   string
+	}{
+		{"retry with time to spare", retry, false, now.Add(time.Hour), aftercare.OutcomeRetry, "twilio:20500"},
+		{"the last run", retry, true, now.Add(time.Hour), aftercare.OutcomeFailed, "retries exhausted: twilio:20500"},
+		{"the deadline comes first", retry, false, now.Add(2 * time.Second), aftercare.OutcomeExpired, "comes before it can be tried again: twilio:20500"},
+		{"a send is a send", verdict{outcome: aftercare.OutcomeSent, providerID: "SM1"}, true, now, aftercare.OutcomeSent, ""},
+	}
+	for _, tt := range tests {
+		v := budget(tt.v, tt.last, tt.deadline, now)
+		if v.outcome != tt.outcome || !strings.Contains(v.reason, tt.reason) || (v.outcome != aftercare.OutcomeRetry && v.err != nil) {
+			t.Errorf("%s: budget = %s (%q, err %v), want %s (%q)", tt.name, v.outcome, v.reason, v.err, tt.outcome, tt.reason)
+		}
+	}
+}

@@ -50,6 +50,18 @@ type Metrics interface {
 	Attempt(step string, ch aftercare.Channel, outcome aftercare.Outcome, provider, late time.Duration)
 }
 
+// Followups is what comes after a message ends. The scheduler implements
+// it.
+type Followups interface {
+	// Ended is told that message ref ended in status st, for reason, without
+	// surely reaching the patient: it plans the step's fallback if it has
+	// one, and tells the clinic when the patient may miss what they need.
+	Ended(ctx context.Context, ref aftercare.MessageRef, st aftercare.MessageStatus, reason string) error
+	// Sent is told that the provider took message ref as providerID: a
+	// delivery receipt that came before the record is applied now.
+	Sent(ctx context.Context, ref aftercare.MessageRef, providerID string) error
+}
+
 // Renderer renders one step of a booking for one channel.
 type Renderer interface {
 	// Render renders a step; first marks the booking's first SMS.
@@ -65,10 +77,13 @@ type Config struct {
 	// Protocols give each step's quiet-hour policy, checked again right
 	// before sending (a retry can drift into quiet hours).
 	Protocols map[string]aftercare.Protocol
-	// Quiet are the clinic's quiet hours, read on the patient's clock.
-	Quiet aftercare.QuietHours
+	// Clinic gives the quiet hours (read on the patient's clock) and
+	// whether they apply to emails.
+	Clinic aftercare.Clinic
 	// Limiter, if set, paces the sends of each channel.
 	Limiter Limiter
+	// Followups, if set, hears of every message that ends.
+	Followups Followups
 	// Metrics, if set, counts each run's outcome, and for a send the
 	// provider call's duration and how late it went out.
 	Metrics Metrics
@@ -83,8 +98,9 @@ type Worker struct {
 	render    Renderer
 	senders   map[aftercare.Channel]Sender
 	protocols map[string]aftercare.Protocol
-	quiet     aftercare.QuietHours
+	clinic    aftercare.Clinic
 	limiter   Limiter
+	followups Followups
 	metrics   Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -103,17 +119,18 @@ func New(cfg Config) *Worker {
 		render:    cfg.Renderer,
 		senders:   map[aftercare.Channel]Sender{aftercare.SMS: cfg.SMS, aftercare.Email: cfg.Email},
 		protocols: cfg.Protocols,
-		quiet:     cfg.Quiet,
+		clinic:    cfg.Clinic,
 		limiter:   cfg.Limiter,
+		followups: cfg.Followups,
 		metrics:   cfg.Metrics,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
 }
 
-// Handle sends the message ref names, at most once; attempt counts the
-// runs of its task from 1. Its error tells the task queue what comes next
-// (see aftercare.ErrFinal):
+// Handle sends the message ref names, at most once, in run (its number,
+// and whether it is the task's last). Its error tells the task queue what
+// comes next (see aftercare.ErrFinal):
 //
 //  1. load the booking and decide (see decide): drop the task, record the
 //     message expired, skipped or (found sending) outcome unknown, defer it
@@ -124,10 +141,15 @@ func New(cfg Config) *Worker {
 //     for an SMS reads the opt-out list (see claimed);
 //  3. render, send, and record the provider's answer (see sent): sent with
 //     the provider id; failed, not retried (a provider's "unsubscribed" also
-//     opts the number out); outcome unknown; or scheduled again, to retry.
-func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, attempt int) error {
-	r := &run{w: w, ref: ref, attempt: attempt, start: w.now(),
-		log: w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel, "attempt", attempt)}
+//     opts the number out); outcome unknown; or scheduled again, to retry,
+//     unless this was the last run or the deadline comes first (see
+//     budget).
+//
+// A message that ends without surely reaching the patient goes on to the
+// Followups: its step's fallback, or a person at the clinic.
+func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, run aftercare.Run) error {
+	r := &attempt{w: w, ref: ref, run: run, start: w.now(),
+		log: w.log.With("booking", ref.BookingID, "version", ref.Version, "step", ref.Step, "channel", ref.Channel, "attempt", run.Attempt)}
 	rec, err := w.store.Get(ctx, ref.BookingID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return r.finish(ctx, "", verdict{outcome: aftercare.OutcomeDropped, reason: reasonGone})
@@ -136,7 +158,7 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, attempt i
 		return err
 	}
 	msg, _ := rec.Message(ref.Step, ref.Channel)
-	v := decide(rec, ref, w.policy(rec.Booking.Treatment, ref.Step), w.quiet, w.now())
+	v := decide(rec, ref, w.policy(rec.Booking.Treatment, ref.Step), w.clinic.QuietFor(ref.Channel), w.now())
 	if !v.send() {
 		return r.finish(ctx, msg.Status, v)
 	}
@@ -162,22 +184,23 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, attempt i
 	if v := claimed(prev, optedOut); !v.send() {
 		return r.finish(ctx, aftercare.StatusSending, v)
 	}
-	return r.finish(ctx, aftercare.StatusSending, r.send(ctx, rec, msg))
+	v = budget(r.send(ctx, rec, msg), run.Last, msg.Deadline, w.now())
+	return r.finish(ctx, aftercare.StatusSending, v)
 }
 
-// run is one run of a send task.
-type run struct {
-	w       *Worker
-	ref     aftercare.MessageRef
-	attempt int
-	start   time.Time
-	log     *slog.Logger
+// attempt is one run of a send task.
+type attempt struct {
+	w     *Worker
+	ref   aftercare.MessageRef
+	run   aftercare.Run
+	start time.Time
+	log   *slog.Logger
 	// Known once the provider was called.
 	providerTime, late time.Duration
 }
 
 // send renders the claimed message and hands it to its channel's sender.
-func (r *run) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Message) verdict {
+func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Message) verdict {
 	out, err := r.w.render.Render(&rec.Booking, r.ref.Step, r.ref.Channel, firstSMS(rec, r.ref))
 	if err != nil {
 		return verdict{outcome: aftercare.OutcomeFailed, reason: err.Error()}
@@ -204,7 +227,7 @@ func (r *run) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Mes
 // it records the status the outcome leaves (if any) with the run's history
 // entry, logs and counts the outcome, and returns what asynq should know.
 // A message the run holds in sending is always recorded (see record).
-func (r *run) finish(ctx context.Context, from aftercare.MessageStatus, v verdict) error {
+func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v verdict) error {
 	detail := v.reason // the history's and the log's: why, or the provider id
 	if v.providerID != "" {
 		detail = v.providerID
@@ -212,12 +235,13 @@ func (r *run) finish(ctx context.Context, from aftercare.MessageStatus, v verdic
 	if to, ok := v.outcome.Status(); ok {
 		c := r.ref.Change(from, to, v.reason)
 		c.ProviderID, c.Digest = v.providerID, v.digest
-		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.attempt, Outcome: v.outcome, Detail: detail}
+		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt, Outcome: v.outcome, Detail: detail}
 		if from == aftercare.StatusSending {
 			r.w.record(ctx, r.log, c)
 		} else if _, err := r.w.store.Transition(ctx, c); err != nil {
 			return err
 		}
+		r.followUp(ctx, to, v)
 	}
 	attrs := []any{"outcome", v.outcome, "detail", detail, "duration", r.w.now().Sub(r.start)}
 	switch v.outcome {
@@ -237,6 +261,26 @@ func (r *run) finish(ctx context.Context, from aftercare.MessageStatus, v verdic
 		return fmt.Errorf("%w: %s", aftercare.ErrFinal, v.reason)
 	}
 	return v.err
+}
+
+// followUp tells the Followups how the message ended: sent, or without
+// surely reaching the patient. What fails here is logged: the message's own
+// record is written, and a later change or receipt can still follow up.
+func (r *attempt) followUp(ctx context.Context, to aftercare.MessageStatus, v verdict) {
+	if r.w.followups == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	switch to {
+	case aftercare.StatusSent:
+		err = r.w.followups.Sent(ctx, r.ref, v.providerID)
+	case aftercare.StatusFailed, aftercare.StatusExpired, aftercare.StatusSuppressed, aftercare.StatusOutcomeUnknown:
+		err = r.w.followups.Ended(ctx, r.ref, to, v.reason)
+	}
+	if err != nil {
+		r.log.Error("could not follow up on the message", "status", to, "error", aftercare.Redact(err.Error()))
+	}
 }
 
 // firstSMS reports whether ref is an SMS and no other SMS of the booking has
@@ -289,6 +333,10 @@ func (w *Worker) record(ctx context.Context, log *slog.Logger, c aftercare.Chang
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		_, err := w.store.Transition(ctx, c)
 		if err == nil {
+			return
+		}
+		if aftercare.ErrorCode(err) == aftercare.EINVALID { // a change no retry makes right
+			log.Error("could not record message status", "status", c.To.Status, "error", err)
 			return
 		}
 		if sleepUntil(ctx, w.now().Add(wait), w.now) != nil {

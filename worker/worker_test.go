@@ -105,7 +105,7 @@ func (tb *testBundle) book(t *testing.T, sendAt, deadline time.Time) aftercare.M
 }
 
 func (tb *testBundle) process(ref aftercare.MessageRef) error {
-	return tb.worker.Handle(context.Background(), ref, 1)
+	return tb.worker.Handle(context.Background(), ref, aftercare.Run{Attempt: 1})
 }
 
 func (tb *testBundle) message(t *testing.T, ref aftercare.MessageRef) aftercare.Message {
@@ -363,7 +363,7 @@ func TestCancelRacesSend(t *testing.T) {
 			w := worker.New(worker.Config{Store: store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email})
 
 			ref := aftercare.MessageRef{BookingID: "bk_race", Version: 1, Step: "consent", Channel: aftercare.SMS}
-			if err := w.Handle(context.Background(), ref, 1); err != nil {
+			if err := w.Handle(context.Background(), ref, aftercare.Run{Attempt: 1}); err != nil {
 				t.Fatal(err)
 			}
 			if n := len(tb.sms.calls()); n != tt.sends {
@@ -407,7 +407,7 @@ func TestQuietHoursAtSendTime(t *testing.T) {
 			tb := setup(t)
 			protocols, _ := protocol.Builtin()
 			w := worker.New(worker.Config{Store: tb.store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email,
-				Protocols: protocols, Quiet: aftercare.QuietHours{Start: "21:00", End: "08:00"},
+				Protocols: protocols, Clinic: aftercare.Clinic{QuietHours: aftercare.QuietHours{Start: "21:00", End: "08:00"}},
 				Now: func() time.Time { return night }})
 			b := aftercare.Booking{ID: "bk_q", Treatment: "botox", AppointmentAt: night.Add(-time.Hour),
 				Patient: aftercare.Patient{FirstName: "Ana", Phone: "+34612345678", Timezone: "Europe/Madrid", SMSOptIn: true}}
@@ -419,7 +419,7 @@ func TestQuietHoursAtSendTime(t *testing.T) {
 				t.Fatal(err)
 			}
 			ref := aftercare.MessageRef{BookingID: b.ID, Version: 1, Step: tt.step, Channel: aftercare.SMS}
-			err := w.Handle(context.Background(), ref, 1)
+			err := w.Handle(context.Background(), ref, aftercare.Run{Attempt: 1})
 			d, deferred := errors.AsType[*aftercare.Deferred](err)
 			if deferred != tt.deferred || (!deferred && err != nil) {
 				t.Fatalf("ProcessTask = %v, want deferred %v", err, tt.deferred)
@@ -436,5 +436,52 @@ func TestQuietHoursAtSendTime(t *testing.T) {
 				t.Errorf("status = %s, want %s", m.Status, tt.status)
 			}
 		})
+	}
+}
+
+// followups records what the worker tells the scheduler.
+type followups struct {
+	mu    sync.Mutex
+	ended []string
+	sent  []string
+}
+
+func (f *followups) Ended(_ context.Context, ref aftercare.MessageRef, st aftercare.MessageStatus, reason string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.ended = append(f.ended, ref.Step+"/"+string(ref.Channel)+" "+string(st)+": "+reason)
+	return nil
+}
+
+func (f *followups) Sent(_ context.Context, ref aftercare.MessageRef, providerID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, ref.Step+"/"+string(ref.Channel)+" "+providerID)
+	return nil
+}
+
+// TestLastRunFails: on a task's last run, a transient failure ends the
+// message failed ("retries exhausted"), not scheduled for ever, and the
+// scheduler hears of it; a send is reported too.
+func TestLastRunFails(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	f := &followups{}
+	w := worker.New(worker.Config{Store: tb.store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email, Followups: f})
+	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+	tb.sms.err = &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal")}
+	if err := w.Handle(context.Background(), ref, aftercare.Run{Attempt: 26, Last: true}); !errors.Is(err, aftercare.ErrFinal) {
+		t.Fatalf("Handle = %v, want a final error", err)
+	}
+	if m := tb.message(t, ref); m.Status != aftercare.StatusFailed || !strings.HasPrefix(m.Error, "retries exhausted: twilio:20500") {
+		t.Errorf("message %s (%q), want failed, retries exhausted", m.Status, m.Error)
+	}
+	email := ref
+	email.Channel = aftercare.Email
+	if err := w.Handle(context.Background(), email, aftercare.Run{Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.ended) != 1 || !strings.Contains(f.ended[0], "consent/sms failed: retries exhausted") || len(f.sent) != 1 || !strings.HasPrefix(f.sent[0], "consent/email P") {
+		t.Errorf("followups: ended %q, sent %q", f.ended, f.sent)
 	}
 }

@@ -25,6 +25,9 @@ const bookingUsage = `Usage:
   aftercare booking cancel ID          cancel; --notify tells the patient
   aftercare booking treated ID         report the end of treatment (--at, default now)
   aftercare booking get ID             show the timeline
+  aftercare booking resend ID STEP CHANNEL
+                                       send a failed, expired or outcome-unknown message
+                                       again, on purpose (--reason, --by)
 
 Flags (before the ID or FILE):
 `
@@ -38,6 +41,8 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	notify := fs.Bool("notify", false, "cancel: send the patient a cancellation message")
 	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of a table")
+	reason := fs.String("reason", "", "resend: why it is sent again (required)")
+	by := fs.String("by", "", "resend: who asks (required)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, bookingUsage)
 		fs.PrintDefaults()
@@ -51,19 +56,19 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		return errors.New("booking: no action given")
 	}
 	action := fs.Arg(0)
-	if err := fs.Parse(fs.Args()[1:]); err != nil {
+	rest, err := parseInterspersed(fs, fs.Args()[1:])
+	if err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if want := map[bool]int{true: 3, false: 1}[action == "resend"]; len(rest) != want {
 		fs.Usage()
-		return fmt.Errorf("booking %s: expected one argument, got %d", action, fs.NArg())
+		return fmt.Errorf("booking %s: expected %d arguments, got %d", action, want, len(rest))
 	}
-	arg := fs.Arg(0)
+	arg := rest[0]
 
 	var (
 		method, path string
 		body         []byte
-		err          error
 	)
 	switch action {
 	case "create", "update":
@@ -92,6 +97,9 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/treated"
 	case "get":
 		method, path = "GET", "/v1/bookings/"+url.PathEscape(arg)
+	case "resend":
+		body, _ = json.Marshal(map[string]string{"reason": *reason, "by": *by})
+		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/messages/"+url.PathEscape(rest[1])+"/"+url.PathEscape(rest[2])+"/resend"
 	default:
 		fs.Usage()
 		return fmt.Errorf("booking: unknown action %q", action)

@@ -61,7 +61,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	}
 
 	tl := &aftercare.Timeline{ID: b.ID, Version: 1, Status: aftercare.BookingScheduled,
-		Messages: scheduler.Plan(&b, p, clinic.QuietHours, now, now)}
+		Messages: scheduler.Plan(&b, p, clinic, now, now)}
 	fmt.Fprintf(stdout, "Booked %s; times are the patient's (%s).\n", now.In(b.Location()).Format("Mon Jan 2 15:04 MST"), b.Patient.Timezone)
 	printTimeline(stdout, tl)
 	return printMessages(stdout, renderer, &b, tl.Messages)

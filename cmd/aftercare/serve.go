@@ -107,20 +107,25 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	}
 	queue := taskqueue.New(a.rdb)
 	a.metrics = metrics.New(queue, store)
-	a.handler = worker.New(worker.Config{
-		Store: store, Renderer: renderer, SMS: sms, Email: email,
-		Protocols: protocols, Quiet: cfg.Clinic.QuietHours, Logger: log, Metrics: a.metrics,
-		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
-			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
-		}),
-	})
 	a.worker = taskqueue.NewServer(a.rdb, taskqueue.ServerConfig{
 		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 	})
+	// The inbox takes the scheduler's problems, and the scheduler carries
+	// out what patients' texts ask of the inbox.
 	sched := scheduler.New(store, queue, scheduler.Config{
 		Protocols: protocols,
 		Clinic:    cfg.Clinic,
 		Retention: cfg.Retention,
+		Problems: scheduler.ProblemsFunc(func(ctx context.Context, p aftercare.Problem) error {
+			return a.inbox.Report(ctx, p)
+		}),
+	})
+	a.handler = worker.New(worker.Config{
+		Store: store, Renderer: renderer, SMS: sms, Email: email,
+		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: sched,
+		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
+			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
+		}),
 	})
 	a.inbox = inbox.New(inbox.Config{
 		Store: store, Bookings: sched, Renderer: renderer, Alerts: queue, SMS: sms, Email: email,

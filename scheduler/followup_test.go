@@ -1,0 +1,282 @@
+package scheduler_test
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/protocol"
+	"github.com/aftercare/aftercare/redisstore"
+	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
+)
+
+type followBundle struct {
+	store    *redisstore.Store
+	client   *scheduler.Client
+	mu       sync.Mutex
+	problems []aftercare.Problem
+}
+
+func followSetup(t *testing.T) *followBundle {
+	t.Helper()
+	rdb := redistest.Client(t)
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic, err := config.LoadClinic("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clinic.QuietHours = aftercare.QuietHours{}
+	fb := &followBundle{store: redisstore.New(rdb)}
+	fb.client = scheduler.New(fb.store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic,
+		Problems: scheduler.ProblemsFunc(func(_ context.Context, p aftercare.Problem) error {
+			fb.mu.Lock()
+			defer fb.mu.Unlock()
+			fb.problems = append(fb.problems, p)
+			return nil
+		})})
+	return fb
+}
+
+func (fb *followBundle) book(t *testing.T, sms, email bool, end time.Time) *aftercare.Record {
+	t.Helper()
+	b := aftercare.Booking{ID: "bk_f", Treatment: "botox", AppointmentAt: end, DurationMinutes: 0,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
+			Timezone: "America/New_York", SMSOptIn: sms, EmailOptIn: email}}
+	if _, _, err := fb.client.Book(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := fb.store.Get(context.Background(), "bk_f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+func (fb *followBundle) message(t *testing.T, step string, ch aftercare.Channel) (aftercare.Message, bool) {
+	t.Helper()
+	rec, err := fb.store.Get(context.Background(), "bk_f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Message(step, ch)
+}
+
+// setStatus puts a message of bk_f in a status, as a worker would have.
+func (fb *followBundle) setStatus(t *testing.T, step string, ch aftercare.Channel, from, to aftercare.MessageStatus, providerID string) aftercare.MessageRef {
+	t.Helper()
+	ref := aftercare.MessageRef{BookingID: "bk_f", Version: 1, Step: step, Channel: ch}
+	c := ref.Change(from, to, "test")
+	c.ProviderID = providerID
+	if ok, err := fb.store.Transition(context.Background(), c); err != nil || !ok {
+		t.Fatalf("Transition %s -> %s = %v, %v", from, to, ok, err)
+	}
+	return ref
+}
+
+// TestEndedFallsBack: a clinical step's text that cannot reach the patient
+// goes by email instead, once; the clinic is told only when nothing of the
+// step reaches the patient, or the outcome is unknown.
+func TestEndedFallsBack(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	fb.book(t, true, true, time.Now().Add(2*time.Hour))
+	fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	ref := fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusSending, aftercare.StatusFailed, "")
+	for range 2 { // told twice, falls back once
+		if err := fb.client.Ended(ctx, ref, aftercare.StatusFailed, "twilio:21211: invalid To number"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, ok := fb.message(t, "upright", aftercare.Email)
+	if !ok || m.Status != aftercare.StatusScheduled || !strings.Contains(m.Note, "because the sms was failed") {
+		t.Fatalf("upright by email = %+v, %v; want it scheduled as the fallback", m, ok)
+	}
+	if len(fb.problems) != 0 {
+		t.Errorf("problems %+v: the fallback reaches the patient", fb.problems)
+	}
+
+	// day14 has no fallback, but goes by email too: a failed text is not a
+	// problem. An outcome unknown always is.
+	fb.setStatus(t, "day14", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	day14 := fb.setStatus(t, "day14", aftercare.SMS, aftercare.StatusSending, aftercare.StatusOutcomeUnknown, "")
+	if err := fb.client.Ended(ctx, day14, aftercare.StatusOutcomeUnknown, "twilio:no-answer"); err != nil {
+		t.Fatal(err)
+	}
+	if len(fb.problems) != 1 || fb.problems[0].Status != aftercare.StatusOutcomeUnknown || fb.problems[0].Ref.Step != "day14" {
+		t.Errorf("problems %+v, want the outcome unknown", fb.problems)
+	}
+}
+
+// TestEndedReportsWhatReachesNobody: a text-only patient's clinical step
+// that failed has no fallback: the clinic is told.
+func TestEndedReportsWhatReachesNobody(t *testing.T) {
+	t.Parallel()
+	fb := followSetup(t)
+	fb.book(t, true, false, time.Now().Add(2*time.Hour))
+	fb.setStatus(t, "day3", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	ref := fb.setStatus(t, "day3", aftercare.SMS, aftercare.StatusSending, aftercare.StatusFailed, "")
+	if err := fb.client.Ended(context.Background(), ref, aftercare.StatusFailed, "retries exhausted: twilio:20500"); err != nil {
+		t.Fatal(err)
+	}
+	if len(fb.problems) != 1 || !fb.problems[0].Clinical || fb.problems[0].Reason != "retries exhausted: twilio:20500" {
+		t.Errorf("problems %+v, want the failed clinical step", fb.problems)
+	}
+}
+
+// TestStopFallsBack: after STOP, the clinical steps go by email; the
+// others are suppressed.
+func TestStopFallsBack(t *testing.T) {
+	t.Parallel()
+	fb := followSetup(t)
+	fb.book(t, true, true, time.Now().Add(48*time.Hour))
+	if err := fb.client.OptOut(context.Background(), "+15555550123", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"upright", "lie_down", "day3"} {
+		if m, ok := fb.message(t, step, aftercare.Email); !ok || m.Status != aftercare.StatusScheduled {
+			t.Errorf("%s by email = %+v, %v; want the fallback scheduled", step, m, ok)
+		}
+		if m, _ := fb.message(t, step, aftercare.SMS); m.Status != aftercare.StatusSuppressed {
+			t.Errorf("%s by SMS = %s, want suppressed", step, m.Status)
+		}
+	}
+}
+
+// TestEarlyReceipt: Twilio's "undelivered" that comes before the send is
+// recorded is kept, and applied when it is: the text fails and the step
+// falls back to email.
+func TestEarlyReceipt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	fb.book(t, true, true, time.Now().Add(2*time.Hour))
+	ref := fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	early := aftercare.Receipt{Key: "SMearly:undelivered", ProviderID: "SMearly", Status: aftercare.StatusFailed, Reason: "twilio:30003: carrier undelivered"}
+	if err := fb.client.Receipt(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := fb.message(t, "upright", aftercare.SMS); m.Status != aftercare.StatusSending {
+		t.Fatalf("upright %s before the send was recorded", m.Status)
+	}
+	fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusSending, aftercare.StatusSent, "SMearly")
+	if err := fb.client.Sent(ctx, ref, "SMearly"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := fb.message(t, "upright", aftercare.SMS); m.Status != aftercare.StatusFailed || !strings.Contains(m.Error, "30003") {
+		t.Errorf("upright SMS %s (%q), want failed with the carrier's code", m.Status, m.Error)
+	}
+	if m, ok := fb.message(t, "upright", aftercare.Email); !ok || m.Status != aftercare.StatusScheduled {
+		t.Errorf("no fallback after the early receipt: %+v", m)
+	}
+	// Twilio's retry of the same receipt changes nothing more.
+	if err := fb.client.Receipt(ctx, early); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCancelAfterTheVisit: a treated booking is not cancelled by accident;
+// its aftercare stops on purpose, with a reason and no notice.
+func TestCancelAfterTheVisit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	fb.book(t, true, true, time.Now().Add(2*time.Hour))
+	if _, err := fb.client.Treated(ctx, "bk_f", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fb.client.Cancel(ctx, "bk_f", true); aftercare.ErrorCode(err) != aftercare.ECONFLICT || !strings.Contains(err.Error(), "was treated") {
+		t.Fatalf("Cancel of a treated booking = %v, want ECONFLICT saying why", err)
+	}
+	if _, err := fb.client.StopAftercare(ctx, "bk_f", ""); aftercare.ErrorCode(err) != aftercare.EINVALID {
+		t.Errorf("StopAftercare without a reason = %v, want EINVALID", err)
+	}
+	tl, err := fb.client.StopAftercare(ctx, "bk_f", "the patient moved abroad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range tl.Messages {
+		if m.Step == aftercare.StepCancellation {
+			t.Error("a cancellation notice was planned")
+		}
+		if m.Status == aftercare.StatusCancelled && !strings.Contains(m.Error, "the patient moved abroad") {
+			t.Errorf("%s/%s cancelled without the reason: %q", m.Step, m.Channel, m.Error)
+		}
+	}
+}
+
+// TestRescheduleKeepsWhatMayHaveGone: a reschedule does not plan again a
+// message whose outcome is unknown, nor one that failed for good, unless
+// its contact changed.
+func TestRescheduleKeepsWhatMayHaveGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	rec := fb.book(t, true, true, time.Now().Add(72*time.Hour))
+	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusSending, aftercare.StatusFailed, "")
+	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusSending, aftercare.StatusOutcomeUnknown, "")
+
+	moved := rec.Booking
+	moved.AppointmentAt = moved.AppointmentAt.Add(24 * time.Hour)
+	moved.TreatedAt = nil
+	tl, _, err := fb.client.Reschedule(ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(tl *aftercare.Timeline, ch aftercare.Channel) aftercare.MessageStatus {
+		m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", ch)
+		return m.Status
+	}
+	if s, e := status(tl, aftercare.SMS), status(tl, aftercare.Email); s != aftercare.StatusFailed || e != aftercare.StatusOutcomeUnknown {
+		t.Errorf("after a reschedule: consent sms %s, email %s; want them kept", s, e)
+	}
+	moved.Patient.Phone = "+15555550177" // a new number is worth a try
+	if tl, _, err = fb.client.Reschedule(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	if s, e := status(tl, aftercare.SMS), status(tl, aftercare.Email); s != aftercare.StatusScheduled || e != aftercare.StatusOutcomeUnknown {
+		t.Errorf("after a new number: consent sms %s, email %s; want the text planned again", s, e)
+	}
+}
+
+// TestResend: a message in doubt is sent again on purpose, once, as a new
+// version; one that went cannot be.
+func TestResend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	fb.book(t, true, true, time.Now().Add(72*time.Hour))
+	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusSending, aftercare.StatusOutcomeUnknown, "")
+	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusSending, aftercare.StatusSent, "<id>")
+
+	if _, err := fb.client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "", ""); aftercare.ErrorCode(err) != aftercare.EINVALID {
+		t.Errorf("Resend without who and why = %v, want EINVALID", err)
+	}
+	tl, err := fb.client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "she says it never came")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", aftercare.SMS)
+	if tl.Version != 2 || m.Status != aftercare.StatusScheduled || !strings.Contains(m.Note, "front desk: she says it never came") {
+		t.Errorf("after Resend: version %d, consent sms %+v", tl.Version, m)
+	}
+	if _, err := fb.client.Resend(ctx, "bk_f", "consent", aftercare.Email, "front desk", "again"); aftercare.ErrorCode(err) != aftercare.ECONFLICT {
+		t.Errorf("Resend of a sent email = %v, want ECONFLICT", err)
+	}
+	if _, err := fb.client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "twice"); aftercare.ErrorCode(err) != aftercare.ECONFLICT {
+		t.Errorf("Resend of a message scheduled again = %v, want ECONFLICT", err)
+	}
+}
