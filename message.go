@@ -89,6 +89,8 @@ type Message struct {
 	Note string `json:"note,omitempty"`
 	// Digest identifies the exact text sent (see Digest), once sent.
 	Digest string `json:"digest,omitempty"`
+	// ClaimedAt is when a run last claimed the message to send it.
+	ClaimedAt time.Time `json:"-"`
 }
 
 // Digest names a rendered message's exact text: "sha256:" and the hex
@@ -148,6 +150,8 @@ type Attempt struct {
 	Outcome Outcome `json:"outcome"`
 	// Detail is the provider id of a send, or the reason or error code.
 	Detail string `json:"detail,omitempty"`
+	// Asked: the run asked the provider about a text in doubt.
+	Asked bool `json:"asked,omitempty"`
 }
 
 // Reply is a patient's text about a booking, by its inbox item. Replies

@@ -19,6 +19,9 @@ const (
 	OutcomeDeferred    Outcome = "deferred"        // quiet hours; tried again when they end
 	OutcomeRateLimited Outcome = "rate_limited"    // the channel's rate limit; tried again shortly
 	OutcomeDropped     Outcome = "dropped"         // nothing to send: cancelled, changed, or done already
+	// OutcomeInDoubt: the provider may have the text (no answer, or a run
+	// that stopped); it stays sending while aftercare asks the provider.
+	OutcomeInDoubt Outcome = "in_doubt"
 )
 
 // Status is the status a run with outcome o leaves its message in, and

@@ -35,6 +35,7 @@ import (
 //	p:STEP:CH provider id of one message
 //	e:STEP:CH last error of one message
 //	d:STEP:CH digest of the text sent of one message
+//	c:STEP:CH when the message was last claimed (Unix ms)
 //	ack       JSON of the consent acknowledgement (records written before
 //	          it had a method hold the time alone, RFC 3339)
 //	replies   JSON list of the patient's texts about the booking, by inbox
@@ -307,6 +308,9 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		m.ProviderID = h["p:"+f]
 		m.Error = h["e:"+f]
 		m.Digest = h["d:"+f]
+		if ms, err := strconv.ParseInt(h["c:"+f], 10, 64); err == nil {
+			m.ClaimedAt = time.UnixMilli(ms)
+		}
 		if m.Status == aftercare.StatusFailed && strings.HasPrefix(m.Error, legacyUnknown) {
 			m.Status = aftercare.StatusOutcomeUnknown
 		}
@@ -350,11 +354,43 @@ var claimScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'version', 'status', 'm:' .. ARGV[2])
 if not h[1] or not h[3] then return false end
 if h[1] ~= ARGV[1] or (h[2] == 'cancelled' and ARGV[3] ~= '1') then return 'cancelled' end
-if h[3] == 'scheduled' then redis.call('HSET', KEYS[1], 'm:' .. ARGV[2], 'sending') end
+if h[3] == 'scheduled' then redis.call('HSET', KEYS[1], 'm:' .. ARGV[2], 'sending', 'c:' .. ARGV[2], ARGV[4]) end
 return h[3]
 `)
 
-// Claim moves the message ref names from scheduled to sending, in the same
+// reclaimScript: KEYS[1] booking; ARGV message field, the claim time the
+// caller saw, the new claim time. It returns 1 if the message was still
+// sending under that claim, which is now the caller's.
+var reclaimScript = redis.NewScript(`
+local h = redis.call('HMGET', KEYS[1], 'm:' .. ARGV[1], 'c:' .. ARGV[1])
+if h[1] ~= 'sending' or (h[2] or '') ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'c:' .. ARGV[1], ARGV[3])
+return 1
+`)
+
+// Reclaim takes over a message left sending under the claim made at
+// claimedAt (a run that stopped, or got no answer from the provider), as
+// of now, for the one run that resolves it; it reports false if another run
+// took it first or it is no longer sending.
+func (s *Store) Reclaim(ctx context.Context, ref aftercare.MessageRef, claimedAt, now time.Time) (bool, error) {
+	n, err := reclaimScript.Run(ctx, s.rdb, []string{Key(ref.BookingID)}, field(ref), claimTime(claimedAt), claimTime(now)).Int()
+	if err != nil {
+		return false, fmt.Errorf("reclaim %s: %w", ref.TaskID(), err)
+	}
+	return n == 1, nil
+}
+
+// claimTime writes a claim time as the c: field holds it: Unix
+// milliseconds, "" for none.
+func claimTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// Claim moves the message ref names from scheduled to sending as of now,
+// keeping the claim's time (see Reclaim), in the same
 // round trip that checks the booking is still at ref's version and not
 // cancelled. It returns the status the message had: StatusScheduled means
 // the caller now owns the send. A cancelled or superseded booking reports
@@ -362,9 +398,9 @@ return h[3]
 //
 // Given a phone number, Claim also reports, in the same round trip,
 // whether the number opted out of SMS (see OptedOut).
-func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone string) (aftercare.MessageStatus, bool, error) {
+func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone string, now time.Time) (aftercare.MessageStatus, bool, error) {
 	keys := []string{Key(ref.BookingID)}
-	args := []any{ref.Version, field(ref), flag(ref.SurvivesCancel())}
+	args := []any{ref.Version, field(ref), flag(ref.SurvivesCancel()), claimTime(now)}
 	var (
 		res *redis.Cmd
 		out *redis.BoolCmd

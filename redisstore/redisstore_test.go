@@ -85,7 +85,7 @@ func TestClaimTransition(t *testing.T) {
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
 	attempt := aftercare.Attempt{Step: "consent", Channel: aftercare.SMS, Number: 1}
 	claim := func(ref aftercare.MessageRef) (any, error) {
-		st, _, err := tb.store.Claim(ctx, ref, "")
+		st, _, err := tb.store.Claim(ctx, ref, "", time.Now())
 		return st, err
 	}
 
@@ -126,7 +126,7 @@ func TestClaimTransition(t *testing.T) {
 
 	missing := ref
 	missing.Step = "day99"
-	if _, _, err := tb.store.Claim(ctx, missing, ""); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
+	if _, _, err := tb.store.Claim(ctx, missing, "", time.Now()); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
 		t.Errorf("claim of a missing message = %v, want ENOTFOUND", err)
 	}
 }
@@ -145,7 +145,7 @@ func TestClaimOnce(t *testing.T) {
 	)
 	for range 32 {
 		wg.Go(func() {
-			st, _, err := tb.store.Claim(context.Background(), ref, "")
+			st, _, err := tb.store.Claim(context.Background(), ref, "", time.Now())
 			if err != nil {
 				t.Error(err)
 				return
@@ -182,7 +182,7 @@ func TestTransitionHistory(t *testing.T) {
 		return tb.store.Transition(ctx, c)
 	}
 
-	if _, _, err := tb.store.Claim(ctx, ref, ""); err != nil {
+	if _, _, err := tb.store.Claim(ctx, ref, "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []bool{true, false} { // the second is a retried call
@@ -236,16 +236,16 @@ func TestClaimReadsOptOut(t *testing.T) {
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
 	phone := tb.rec.Booking.Patient.Phone
 
-	if st, out, err := tb.store.Claim(ctx, ref, phone); err != nil || st != aftercare.StatusScheduled || out {
+	if st, out, err := tb.store.Claim(ctx, ref, phone, time.Now()); err != nil || st != aftercare.StatusScheduled || out {
 		t.Fatalf("Claim = %s, %v, %v; want scheduled, not opted out", st, out, err)
 	}
 	if err := tb.store.SetOptOut(ctx, phone, true, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if st, out, err := tb.store.Claim(ctx, ref, phone); err != nil || st != aftercare.StatusSending || !out {
+	if st, out, err := tb.store.Claim(ctx, ref, phone, time.Now()); err != nil || st != aftercare.StatusSending || !out {
 		t.Fatalf("Claim after STOP = %s, %v, %v; want sending, opted out", st, out, err)
 	}
-	if _, out, err := tb.store.Claim(ctx, ref, ""); err != nil || out {
+	if _, out, err := tb.store.Claim(ctx, ref, "", time.Now()); err != nil || out {
 		t.Fatalf("Claim without a number = %v, %v; want no opt-out read", out, err)
 	}
 }
@@ -281,7 +281,7 @@ func TestTransitionTargets(t *testing.T) {
 			tb := setup(t)
 			ctx := context.Background()
 			tb.create(t)
-			if _, _, err := tb.store.Claim(ctx, ref, ""); err != nil {
+			if _, _, err := tb.store.Claim(ctx, ref, "", time.Now()); err != nil {
 				t.Fatal(err)
 			}
 			if tt.booking != nil {
@@ -334,5 +334,28 @@ func TestReadsLegacyOutcomeUnknown(t *testing.T) {
 	tb.rdb.HSet(ctx, redisstore.Key("bk_1"), "e:consent:sms", "twilio:21211: invalid To number")
 	if rec, _ = tb.store.Get(ctx, "bk_1"); rec.Messages[0].Status != aftercare.StatusFailed {
 		t.Errorf("a permanent failure reads %s", rec.Messages[0].Status)
+	}
+}
+
+// TestReclaim: one run takes over a message in doubt; a second with the
+// same view of its claim does not.
+func TestReclaim(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	tb.create(t)
+	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
+	claim := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	if _, _, err := tb.store.Claim(ctx, ref, "", claim); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := tb.store.Get(ctx, "bk_1")
+	if m, _ := rec.Message("consent", aftercare.SMS); !m.ClaimedAt.Equal(claim) {
+		t.Fatalf("claimed at %s, want %s", m.ClaimedAt, claim)
+	}
+	for i, want := range []bool{true, false} {
+		if ok, err := tb.store.Reclaim(ctx, ref, claim, time.Now()); err != nil || ok != want {
+			t.Errorf("Reclaim %d = %v, %v; want %v", i+1, ok, err, want)
+		}
 	}
 }

@@ -176,8 +176,11 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 // Changes to one booking may overlap: a newer change can commit, and take
 // out the tasks of this version, before this sync puts them in. So sync
 // reads the record again afterwards and takes out each task it put in whose
-// message is no longer scheduled at that version: whichever change comes
-// last, the tasks are the scheduled messages.
+// message a change has since taken away: the booking moved to another
+// version, or the message is gone, cancelled or suppressed. (A message a
+// worker has meanwhile claimed, sent or retried keeps its task: that is
+// the worker's.) Whichever change comes last, the tasks are the scheduled
+// messages.
 func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if old != nil {
 		for _, m := range old.Messages {
@@ -215,7 +218,8 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		return err
 	}
 	for _, ref := range put {
-		if m, ok := cur.Message(ref.Step, ref.Channel); ok && cur.Version == ref.Version && m.Status == aftercare.StatusScheduled {
+		m, ok := cur.Message(ref.Step, ref.Channel)
+		if ok && cur.Version == ref.Version && m.Status != aftercare.StatusCancelled && m.Status != aftercare.StatusSuppressed {
 			continue
 		}
 		if err := c.tasks.Unschedule(ctx, ref); err != nil {

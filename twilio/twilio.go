@@ -14,6 +14,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -126,6 +127,53 @@ func (s *Sender) Send(ctx context.Context, msg aftercare.Outgoing) (string, erro
 		return "", &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-sid", Err: errors.New("Twilio answered without a message SID")}
 	}
 	return *resp.Sid, nil
+}
+
+// findPage is how many messages Find asks Twilio for at a time.
+const findPage = 50
+
+// Find asks Twilio whether it took a text to to with one of bodies, since
+// since: it lists the account's messages to that number, newest first, page
+// by page, until it meets one created before since. It returns the text's
+// SID, or "" if Twilio has none. Twilio lists a message as soon as it takes
+// it, whether or not it has gone out yet. Every error is a
+// *aftercare.SendError.
+func (s *Sender) Find(ctx context.Context, to string, bodies []string, since time.Time) (string, error) {
+	params := (&api.ListMessageParams{}).SetTo(to).SetPageSize(findPage)
+	token, page := "", ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:canceled", Err: err}
+		}
+		resp, err := s.api.PageMessage(params, token, page)
+		if err != nil {
+			return "", classify(err)
+		}
+		for _, m := range resp.Messages {
+			created, err := time.Parse(time.RFC1123Z, deref(m.DateCreated))
+			if err == nil && created.Before(since) {
+				return "", nil // older than the text in doubt: no need to look further
+			}
+			if m.Sid != nil && slices.Contains(bodies, deref(m.Body)) {
+				return *m.Sid, nil
+			}
+		}
+		if resp.NextPageUri == nil || *resp.NextPageUri == "" {
+			return "", nil
+		}
+		next, err := url.Parse(*resp.NextPageUri)
+		if err != nil {
+			return "", &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:next-page", Err: err}
+		}
+		token, page = next.Query().Get("PageToken"), next.Query().Get("Page")
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // permanent lists Twilio error codes that no retry can fix.

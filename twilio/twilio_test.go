@@ -3,6 +3,7 @@ package twilio_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,45 @@ func TestNewRejectsBadConfig(t *testing.T) {
 				t.Errorf("New error = %v, want one containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestFind lists messages through twilio-go against the fake, page by page
+// as Twilio serves them, to find a text in doubt.
+func TestFind(t *testing.T) {
+	t.Parallel()
+	fake := newFake(t)
+	s := newSender(t, fake, nil)
+	ctx := context.Background()
+	before := time.Now().Add(-time.Minute)
+	first, err := s.Send(ctx, outgoing(patient, "the text in doubt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 120 later texts to the same number, and some to another: the one in
+	// doubt is on the third page of 50, newest first.
+	for i := range 120 {
+		if _, err := s.Send(ctx, outgoing(patient, fmt.Sprintf("later text %d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Send(ctx, outgoing("+15555550177", "the text in doubt")); err != nil {
+		t.Fatal(err)
+	}
+
+	sid, err := s.Find(ctx, patient, []string{"nothing like it", "the text in doubt"}, before)
+	if err != nil || sid != first {
+		t.Errorf("Find = %q, %v; want %q", sid, err, first)
+	}
+	if sid, err := s.Find(ctx, patient, []string{"never sent"}, before); err != nil || sid != "" {
+		t.Errorf("Find of a text never sent = %q, %v; want none", sid, err)
+	}
+	// Created before since: not looked at, nor are older pages.
+	if sid, err := s.Find(ctx, patient, []string{"the text in doubt"}, time.Now().Add(time.Minute)); err != nil || sid != "" {
+		t.Errorf("Find since later = %q, %v; want none", sid, err)
+	}
+	fake.Fail(1, 500, 20500, "Internal Server Error")
+	if _, err := s.Find(ctx, patient, []string{"the text in doubt"}, before); !errors.Is(err, aftercare.ErrTransient) {
+		t.Errorf("Find while Twilio fails = %v, want a transient error", err)
 	}
 }

@@ -19,6 +19,8 @@ type verdict struct {
 	// err is the error that asks asynq for another run (retry, rate
 	// limited).
 	err error
+	// asked: the run asked the provider about a text in doubt.
+	asked bool
 }
 
 func (v verdict) send() bool { return v.outcome == "" }
@@ -30,7 +32,7 @@ const (
 	reasonCancel   = "booking cancelled"
 	reasonNoSuch   = "no such message in the booking"
 	reasonStop     = "the patient replied STOP"
-	reasonDied     = "an earlier attempt stopped while sending; not sent again, to avoid a duplicate"
+	reasonDied     = "an earlier attempt stopped while sending"
 	reasonNoAnswer = "; not sent again, to avoid a duplicate"
 )
 
@@ -40,8 +42,11 @@ const (
 //
 //   - a task of another version of the booking is dropped;
 //   - a message found sending was claimed by a run that stopped before
-//     recording (its worker died): it may have gone out, so its outcome is
-//     unknown, whatever happened since (a cancel, the deadline, a STOP);
+//     recording (its worker died), or got no answer from the provider: it
+//     may have gone out, whatever happened since (a cancel, the deadline, a
+//     STOP). With ask (the provider can be asked, for a text) it is in
+//     doubt, and the run asks (see resolve); otherwise its outcome is
+//     unknown;
 //   - a cancelled booking's message (but the cancellation notice), a
 //     message not in the booking, or one no longer scheduled is dropped;
 //   - the deadline and quiet hours are applied at its time (or now, if
@@ -49,13 +54,13 @@ const (
 //     quiet hours;
 //   - otherwise it is sent at its time. asynq keeps due times in whole
 //     seconds and may hand a task over a moment early; the run waits.
-func decide(rec *aftercare.Record, ref aftercare.MessageRef, policy aftercare.QuietPolicy, quiet aftercare.QuietHours, now time.Time) verdict {
+func decide(rec *aftercare.Record, ref aftercare.MessageRef, policy aftercare.QuietPolicy, quiet aftercare.QuietHours, now time.Time, ask bool) verdict {
 	msg, ok := rec.Message(ref.Step, ref.Channel)
 	switch {
 	case rec.Version != ref.Version:
 		return verdict{outcome: aftercare.OutcomeDropped, reason: reasonChanged}
 	case ok && msg.Status == aftercare.StatusSending:
-		return verdict{outcome: aftercare.OutcomeUnknown, reason: reasonDied}
+		return inDoubt(ask, reasonDied)
 	case rec.Status == aftercare.BookingCancelled && !ref.SurvivesCancel():
 		return verdict{outcome: aftercare.OutcomeDropped, reason: reasonCancel}
 	case !ok:
@@ -85,10 +90,10 @@ func decide(rec *aftercare.Record, ref aftercare.MessageRef, policy aftercare.Qu
 // an earlier run that stopped; one otherwise changed (the booking was
 // cancelled or changed under this run) is dropped; a text to a number that
 // said STOP is suppressed, and no text goes.
-func claimed(prev aftercare.MessageStatus, optedOut bool) verdict {
+func claimed(prev aftercare.MessageStatus, optedOut, ask bool) verdict {
 	switch {
 	case prev == aftercare.StatusSending:
-		return verdict{outcome: aftercare.OutcomeUnknown, reason: reasonDied}
+		return inDoubt(ask, reasonDied)
 	case prev != aftercare.StatusScheduled:
 		return verdict{outcome: aftercare.OutcomeDropped, reason: "message " + string(prev)}
 	case optedOut:
@@ -97,16 +102,30 @@ func claimed(prev aftercare.MessageStatus, optedOut bool) verdict {
 	return verdict{}
 }
 
+// inDoubt is the verdict on a message that may have gone out: in doubt if
+// the provider can be asked (ask), else outcome unknown: never sent twice.
+func inDoubt(ask bool, reason string) verdict {
+	if ask {
+		return verdict{outcome: aftercare.OutcomeInDoubt, reason: reason}
+	}
+	return verdict{outcome: aftercare.OutcomeUnknown, reason: reason + reasonNoAnswer}
+}
+
 // sent is the verdict on the provider's answer: the provider id of a
-// message it took; failed for a refusal it would repeat; outcome unknown
-// when it may have taken the message without saying so (sending again could
-// deliver it twice); and for anything else, another try.
-func sent(providerID string, err error) verdict {
+// message it took; failed for a refusal it would repeat; in doubt (or
+// outcome unknown) when it may have taken the message without saying so
+// (sending again could deliver it twice); and for anything else, another
+// try.
+func sent(providerID string, err error, ask bool) verdict {
 	switch {
 	case err == nil:
 		return verdict{outcome: aftercare.OutcomeSent, providerID: providerID}
 	case errors.Is(err, aftercare.ErrUncertain):
-		return verdict{outcome: aftercare.OutcomeUnknown, reason: errorText(err) + reasonNoAnswer}
+		v := inDoubt(ask, errorText(err))
+		if v.outcome == aftercare.OutcomeInDoubt {
+			v.err = err // a later run asks the provider
+		}
+		return v
 	case errors.Is(err, aftercare.ErrPermanent):
 		return verdict{outcome: aftercare.OutcomeFailed, reason: errorText(err)}
 	}
@@ -119,6 +138,8 @@ func sent(providerID string, err error) verdict {
 // expires. Other verdicts pass as they are.
 func budget(v verdict, last bool, deadline, now time.Time) verdict {
 	switch {
+	case v.outcome == aftercare.OutcomeInDoubt && last && v.at.IsZero():
+		return verdict{outcome: aftercare.OutcomeUnknown, reason: v.reason + "; no run is left to ask the provider" + reasonNoAnswer}
 	case v.outcome != aftercare.OutcomeRetry:
 		return v
 	case last:

@@ -77,7 +77,7 @@ func TestDecide(t *testing.T) {
 			if tt.edit != nil {
 				tt.edit(rec, &ref)
 			}
-			v := decide(rec, ref, tt.policy, quiet, tt.now)
+			v := decide(rec, ref, tt.policy, quiet, tt.now, false)
 			if v.outcome != tt.outcome || !strings.Contains(v.reason, tt.reason) || !v.at.Equal(tt.at) {
 				t.Errorf("decide = %s (%q) at %s, want %s (%q) at %s", v.outcome, v.reason, v.at, tt.outcome, tt.reason, tt.at)
 			}
@@ -104,7 +104,7 @@ func TestClaimed(t *testing.T) {
 		{aftercare.StatusSent, true, aftercare.OutcomeDropped},
 	}
 	for _, tt := range tests {
-		if v := claimed(tt.prev, tt.optedOut); v.outcome != tt.outcome {
+		if v := claimed(tt.prev, tt.optedOut, false); v.outcome != tt.outcome {
 			t.Errorf("claimed(%s, opted out %v) = %s, want %s", tt.prev, tt.optedOut, v.outcome, tt.outcome)
 		}
 	}
@@ -131,7 +131,7 @@ func TestSent(t *testing.T) {
 		{"unclassified, with a number in it", errors.New("dial +15555550123 failed"), aftercare.OutcomeRetry, "dial +1555•••••23 failed", true},
 	}
 	for _, tt := range tests {
-		v := sent("SM1", tt.err)
+		v := sent("SM1", tt.err, false)
 		if (v.providerID == "SM1") != (tt.err == nil) {
 			t.Errorf("%s: provider id %q", tt.name, v.providerID)
 		}
@@ -163,6 +163,29 @@ func TestBudget(t *testing.T) {
 		v := budget(tt.v, tt.last, tt.deadline, now)
 		if v.outcome != tt.outcome || !strings.Contains(v.reason, tt.reason) || (v.outcome != aftercare.OutcomeRetry && v.err != nil) {
 			t.Errorf("%s: budget = %s (%q, err %v), want %s (%q)", tt.name, v.outcome, v.reason, v.err, tt.outcome, tt.reason)
+		}
+	}
+}
+
+// TestInDoubt: where the provider can be asked (a text, with a Finder), a
+// message that may have gone out is in doubt, not unknown; an email stays
+// unknown.
+func TestInDoubt(t *testing.T) {
+	t.Parallel()
+	noAnswer := &aftercare.SendError{Class: aftercare.ErrUncertain, Code: "twilio:no-answer", Err: errors.New("timeout")}
+	for _, tt := range []struct {
+		name string
+		v    verdict
+		want aftercare.Outcome
+	}{
+		{"claimed, ask", claimed(aftercare.StatusSending, false, true), aftercare.OutcomeInDoubt},
+		{"claimed, email", claimed(aftercare.StatusSending, false, false), aftercare.OutcomeUnknown},
+		{"no answer, ask", sent("", noAnswer, true), aftercare.OutcomeInDoubt},
+		{"no answer, email", sent("", noAnswer, false), aftercare.OutcomeUnknown},
+		{"in doubt on the last run", budget(sent("", noAnswer, true), true, time.Now().Add(time.Hour), time.Now()), aftercare.OutcomeUnknown},
+	} {
+		if tt.v.outcome != tt.want {
+			t.Errorf("%s: %s, want %s", tt.name, tt.v.outcome, tt.want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -21,7 +22,11 @@ type Store interface {
 	// had; StatusCancelled if the booking is cancelled or at another version.
 	// Given a phone number, it also reports, in the same round trip,
 	// whether the number replied STOP.
-	Claim(ctx context.Context, ref aftercare.MessageRef, phone string) (prev aftercare.MessageStatus, optedOut bool, err error)
+	Claim(ctx context.Context, ref aftercare.MessageRef, phone string, now time.Time) (prev aftercare.MessageStatus, optedOut bool, err error)
+	// Reclaim takes over a message left sending under the claim made at
+	// claimedAt, for the one run that resolves it; false if another run
+	// took it first.
+	Reclaim(ctx context.Context, ref aftercare.MessageRef, claimedAt, now time.Time) (bool, error)
 	// Transition makes a change (see aftercare.Change), reporting false if
 	// the message was no longer in status c.From, and adds c.Attempt to the
 	// booking's audit trail either way, in one round trip. A sent SMS's
@@ -48,6 +53,13 @@ type Limiter interface {
 // Metrics records the outcome of each run of a send task.
 type Metrics interface {
 	Attempt(step string, ch aftercare.Channel, outcome aftercare.Outcome, provider, late time.Duration)
+}
+
+// Finder asks the SMS provider whether it took a text: the provider id of
+// the text to to with one of bodies, created since since, or "" if it has
+// none. The twilio package implements it.
+type Finder interface {
+	Find(ctx context.Context, to string, bodies []string, since time.Time) (providerID string, err error)
 }
 
 // Followups is what comes after a message ends. The scheduler implements
@@ -84,6 +96,9 @@ type Config struct {
 	Limiter Limiter
 	// Followups, if set, hears of every message that ends.
 	Followups Followups
+	// Finder, if set, is asked about a text whose outcome is in doubt, so
+	// that it ends sent, or is sent after all, rather than unknown.
+	Finder Finder
 	// Metrics, if set, counts each run's outcome, and for a send the
 	// provider call's duration and how late it went out.
 	Metrics Metrics
@@ -101,6 +116,7 @@ type Worker struct {
 	clinic    aftercare.Clinic
 	limiter   Limiter
 	followups Followups
+	finder    Finder
 	metrics   Metrics
 	log       *slog.Logger
 	now       func() time.Time
@@ -122,6 +138,7 @@ func New(cfg Config) *Worker {
 		clinic:    cfg.Clinic,
 		limiter:   cfg.Limiter,
 		followups: cfg.Followups,
+		finder:    cfg.Finder,
 		metrics:   cfg.Metrics,
 		log:       cfg.Logger,
 		now:       cfg.Now,
@@ -158,7 +175,11 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, run after
 		return err
 	}
 	msg, _ := rec.Message(ref.Step, ref.Channel)
-	v := decide(rec, ref, w.policy(rec.Booking.Treatment, ref.Step), w.clinic.QuietFor(ref.Channel), w.now())
+	ask := w.finder != nil && ref.Channel == aftercare.SMS
+	v := decide(rec, ref, w.policy(rec.Booking.Treatment, ref.Step), w.clinic.QuietFor(ref.Channel), w.now(), ask)
+	if v.outcome == aftercare.OutcomeInDoubt {
+		return r.finish(ctx, msg.Status, budget(r.resolve(ctx, rec, msg), run.Last, msg.Deadline, w.now()))
+	}
 	if !v.send() {
 		return r.finish(ctx, msg.Status, v)
 	}
@@ -174,17 +195,20 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, run after
 	if ref.Channel == aftercare.SMS {
 		phone = rec.Booking.Patient.Phone
 	}
-	prev, optedOut, err := w.store.Claim(ctx, ref, phone)
+	prev, optedOut, err := w.store.Claim(ctx, ref, phone, w.now())
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return r.finish(ctx, "", verdict{outcome: aftercare.OutcomeDropped, reason: reasonGone})
 	}
 	if err != nil {
 		return err
 	}
-	if v := claimed(prev, optedOut); !v.send() {
+	if v := claimed(prev, optedOut, ask); v.outcome == aftercare.OutcomeInDoubt {
+		v.at = w.now().Add(askAfter) // another run has it: ask about it later
+		return r.finish(ctx, aftercare.StatusSending, v)
+	} else if !v.send() {
 		return r.finish(ctx, aftercare.StatusSending, v)
 	}
-	v = budget(r.send(ctx, rec, msg), run.Last, msg.Deadline, w.now())
+	v = budget(r.send(ctx, rec, msg, ask), run.Last, msg.Deadline, w.now())
 	return r.finish(ctx, aftercare.StatusSending, v)
 }
 
@@ -199,8 +223,10 @@ type attempt struct {
 	providerTime, late time.Duration
 }
 
-// send renders the claimed message and hands it to its channel's sender.
-func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Message) verdict {
+// send renders the claimed message and hands it to its channel's sender;
+// with ask, a text the provider may have taken without answering stays in
+// doubt, for a later run to ask the provider about (see resolve).
+func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Message, ask bool) verdict {
 	out, err := r.w.render.Render(&rec.Booking, r.ref.Step, r.ref.Channel, firstSMS(rec, r.ref))
 	if err != nil {
 		return verdict{outcome: aftercare.OutcomeFailed, reason: err.Error()}
@@ -218,7 +244,7 @@ func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare
 			r.log.Error("could not record the opt-out the provider reported", "error", oerr)
 		}
 	}
-	v := sent(providerID, err)
+	v := sent(providerID, err, ask)
 	v.digest = aftercare.Digest(out)
 	return v
 }
@@ -230,12 +256,17 @@ func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare
 func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v verdict) error {
 	detail := v.reason // the history's and the log's: why, or the provider id
 	if v.providerID != "" {
-		detail = v.providerID
+		detail = strings.TrimSuffix(v.providerID+" ("+v.reason+")", " ()")
 	}
-	if to, ok := v.outcome.Status(); ok {
-		c := r.ref.Change(from, to, v.reason)
+	if to, ok := v.outcome.Status(); ok || (v.outcome == aftercare.OutcomeInDoubt && from == aftercare.StatusSending) {
+		reason := v.reason
+		if to == aftercare.StatusSent {
+			reason = "" // a message sent has no error
+		}
+		c := r.ref.Change(from, to, reason) // in doubt: no change, but a line in the history
 		c.ProviderID, c.Digest = v.providerID, v.digest
-		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt, Outcome: v.outcome, Detail: detail}
+		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt,
+			Outcome: v.outcome, Detail: detail, Asked: v.asked}
 		if from == aftercare.StatusSending {
 			r.w.record(ctx, r.log, c)
 		} else if _, err := r.w.store.Transition(ctx, c); err != nil {
@@ -254,13 +285,63 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 	if r.w.metrics != nil {
 		r.w.metrics.Attempt(r.ref.Step, r.ref.Channel, v.outcome, r.providerTime, r.late)
 	}
-	switch v.outcome {
-	case aftercare.OutcomeDeferred:
+	switch {
+	case v.outcome == aftercare.OutcomeDeferred, v.outcome == aftercare.OutcomeInDoubt && !v.at.IsZero():
 		return &aftercare.Deferred{Until: v.at}
-	case aftercare.OutcomeFailed, aftercare.OutcomeUnknown:
+	case v.outcome == aftercare.OutcomeFailed, v.outcome == aftercare.OutcomeUnknown:
 		return fmt.Errorf("%w: %s", aftercare.ErrFinal, v.reason)
 	}
 	return v.err
+}
+
+// askAfter is how long after a text's claim the provider is asked about
+// it: long enough that no request of that claim can still reach the
+// provider (the Twilio sender gives up after 10 s), so what the provider
+// does not list, it never had.
+const askAfter = 30 * time.Second
+
+// resolve settles a text in doubt (left sending by a run that stopped, or
+// that got no answer) by asking the provider, once askAfter has passed
+// since its claim: if the provider has it, it is recorded sent with its id;
+// if not, it never left, and this run sends it (having taken the claim over,
+// so that one run alone does), or expires it past its deadline. A provider
+// that cannot be asked is asked again by a later run.
+func (r *attempt) resolve(ctx context.Context, rec *aftercare.Record, msg aftercare.Message) verdict {
+	now := r.w.now()
+	if ready := msg.ClaimedAt.Add(askAfter); now.Before(ready) {
+		return verdict{outcome: aftercare.OutcomeInDoubt, reason: "asking the provider once no request of the claim can still reach it", at: ready}
+	}
+	var bodies []string
+	for _, first := range []bool{true, false} {
+		out, err := r.w.render.Render(&rec.Booking, r.ref.Step, r.ref.Channel, first)
+		if err != nil {
+			return verdict{outcome: aftercare.OutcomeUnknown, reason: err.Error() + reasonNoAnswer}
+		}
+		bodies = append(bodies, out.Text)
+	}
+	sid, err := r.w.finder.Find(ctx, rec.Booking.Patient.Phone, bodies, msg.ClaimedAt.Add(-time.Minute))
+	switch {
+	case err != nil:
+		return verdict{outcome: aftercare.OutcomeInDoubt, reason: "could not ask the provider: " + errorText(err), err: err}
+	case sid != "":
+		return verdict{outcome: aftercare.OutcomeSent, providerID: sid, reason: "found at the provider", asked: true}
+	}
+	ok, err := r.w.store.Reclaim(ctx, r.ref, msg.ClaimedAt, now)
+	switch {
+	case err != nil:
+		return verdict{outcome: aftercare.OutcomeInDoubt, reason: "could not take the message over: " + err.Error(), err: err}
+	case !ok:
+		return verdict{outcome: aftercare.OutcomeDropped, reason: "another run resolves it"}
+	case !now.Before(msg.Deadline):
+		return verdict{outcome: aftercare.OutcomeExpired, reason: "the provider never had it, and its send-by deadline has passed", asked: true}
+	}
+	r.log.Info("the provider never had the text in doubt: sending it now")
+	v := r.send(ctx, rec, msg, true)
+	if v.outcome == aftercare.OutcomeSent {
+		v.reason = "the provider never had it: sent now"
+	}
+	v.asked = true
+	return v
 }
 
 // followUp tells the Followups how the message ended: sent, or without

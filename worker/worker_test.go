@@ -485,3 +485,78 @@ func TestLastRunFails(t *testing.T) {
 		t.Errorf("followups: ended %q, sent %q", f.ended, f.sent)
 	}
 }
+
+// finder answers Find as the provider would.
+type finder struct {
+	mu    sync.Mutex
+	sid   string
+	err   error
+	asked []time.Time
+}
+
+func (f *finder) Find(_ context.Context, _ string, bodies []string, since time.Time) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, since)
+	return f.sid, f.err
+}
+
+// TestTextInDoubt: a text left sending is settled by asking the provider,
+// once no request of its claim can still reach it: found, it is sent with
+// the provider's id; not found, it is sent now, once; a provider that
+// cannot be asked is asked again later.
+func TestTextInDoubt(t *testing.T) {
+	t.Parallel()
+	claim := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+	tests := []struct {
+		name    string
+		f       *finder
+		now     time.Time
+		sends   int
+		status  aftercare.MessageStatus
+		id      string
+		errKind string // "deferred", "retry" or ""
+	}{
+		{"too soon to ask", &finder{}, claim.Add(10 * time.Second), 0, aftercare.StatusSending, "", "deferred"},
+		{"the provider has it", &finder{sid: "SMfound"}, claim.Add(40 * time.Second), 0, aftercare.StatusSent, "SMfound", ""},
+		{"the provider never had it", &finder{}, claim.Add(40 * time.Second), 1, aftercare.StatusSent, "Pbk_w:v1:consent:sms", ""},
+		{"the provider cannot be asked", &finder{err: &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("down")}},
+			claim.Add(40 * time.Second), 0, aftercare.StatusSending, "", "retry"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			tb := setup(t)
+			ref := tb.book(t, claim.Add(-time.Second), claim.Add(time.Hour))
+			tb.rdb.HSet(context.Background(), redisstore.Key(ref.BookingID), "m:consent:sms", "sending", "c:consent:sms", claim.UnixMilli())
+			w := worker.New(worker.Config{Store: tb.store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email, Finder: tt.f,
+				Now: func() time.Time { return tt.now }})
+			err := w.Handle(context.Background(), ref, aftercare.Run{Attempt: 2})
+			_, deferred := errors.AsType[*aftercare.Deferred](err)
+			switch tt.errKind {
+			case "deferred":
+				if !deferred {
+					t.Errorf("Handle = %v, want it deferred until it can ask", err)
+				}
+			case "retry":
+				if err == nil || deferred || errors.Is(err, aftercare.ErrFinal) {
+					t.Errorf("Handle = %v, want a retry", err)
+				}
+			default:
+				if err != nil {
+					t.Errorf("Handle = %v", err)
+				}
+			}
+			if n := len(tb.sms.calls()); n != tt.sends {
+				t.Errorf("%d sends, want %d", n, tt.sends)
+			}
+			m := tb.message(t, ref)
+			if m.Status != tt.status || m.ProviderID != tt.id {
+				t.Errorf("message %s %q, want %s %q", m.Status, m.ProviderID, tt.status, tt.id)
+			}
+			if asked := len(tt.f.asked); (tt.errKind == "deferred") != (asked == 0) || (asked > 0 && tt.f.asked[0].After(claim)) {
+				t.Errorf("asked the provider %v, want once unless too soon, about texts since before the claim", tt.f.asked)
+			}
+		})
+	}
+}

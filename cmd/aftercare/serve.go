@@ -122,7 +122,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	})
 	a.handler = worker.New(worker.Config{
 		Store: store, Renderer: renderer, SMS: sms, Email: email,
-		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: sched,
+		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: sched, Finder: finder(sms),
 		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
 			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
 		}),
@@ -246,6 +246,13 @@ func senders(cfg *config.Config, stdout io.Writer) (sms, email worker.Sender, er
 		}
 	}
 	return sms, email, nil
+}
+
+// finder is the SMS sender as a Finder, if it can be asked about a text
+// in doubt (Twilio can; the console outbox never leaves one in doubt).
+func finder(sms worker.Sender) worker.Finder {
+	f, _ := sms.(worker.Finder)
+	return f
 }
 
 // settingsError renames the fields of an adapter's configuration error

@@ -121,6 +121,8 @@ type run struct {
 	faults []fault
 	start  time.Time
 
+	logMu sync.Mutex // one progress line at a time
+
 	mu     sync.Mutex
 	procs  []*workerProc // live workers
 	count  int           // workers started
@@ -286,6 +288,8 @@ func (c *run) logf(format string, args ...any) {
 	if !c.start.IsZero() {
 		el = time.Since(c.start).Round(time.Second)
 	}
+	c.logMu.Lock()
+	defer c.logMu.Unlock()
 	fmt.Fprintf(c.Progress, "chaos: %d:%02d "+format+"\n", append([]any{int(el.Minutes()), int(el.Seconds()) % 60}, args...)...)
 }
 

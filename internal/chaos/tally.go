@@ -83,6 +83,11 @@ type Tally struct {
 	// ReceivedUnknown counts the outcome-unknown messages the provider did
 	// get (each at most once).
 	ReceivedUnknown int
+	// InDoubt counts the texts whose outcome was in doubt (Twilio did not
+	// answer, or a worker died sending them); Resolved those of them settled
+	// by asking Twilio: found there, or sent once it was clear Twilio never
+	// had them.
+	InDoubt, Resolved int
 	// Duplicates were received more than once; Lost never reached a final
 	// status, or were recorded sent and never received; Unmatched were
 	// received for no message.
@@ -117,6 +122,12 @@ func tally(recs []*aftercare.Record, cutoff time.Time, received map[msgKey]int, 
 				continue
 			}
 			t.Due++
+			if m.Channel == aftercare.SMS && inDoubt(rec, m) {
+				t.InDoubt++
+				if m.Status == aftercare.StatusSent || m.Status == aftercare.StatusDelivered {
+					t.Resolved++
+				}
+			}
 			reason := m.Error
 			if reason == "" {
 				reason = m.Note
@@ -150,6 +161,14 @@ func tally(recs []*aftercare.Record, cutoff time.Time, received map[msgKey]int, 
 	return t
 }
 
+// inDoubt reports whether the history of rec shows message m in doubt:
+// left sending without an answer, then asked about.
+func inDoubt(rec *aftercare.Record, m aftercare.Message) bool {
+	return slices.ContainsFunc(rec.History, func(a aftercare.Attempt) bool {
+		return a.Step == m.Step && a.Channel == m.Channel && (a.Outcome == aftercare.OutcomeInDoubt || a.Asked)
+	}) || m.Status == aftercare.StatusOutcomeUnknown
+}
+
 // Print writes the faults and the tally.
 func (r Report) Print(w io.Writer) error {
 	var made []string
@@ -168,6 +187,7 @@ func (r Report) Print(w io.Writer) error {
 		}
 		fmt.Fprintln(tw, line)
 	}
+	fmt.Fprintf(tw, "  texts in doubt (no answer, or a worker killed)\t%d\t(%d settled by asking Twilio)\n", r.InDoubt, r.Resolved)
 	fmt.Fprintf(tw, "  received more than once\t%d\n", r.Duplicates)
 	fmt.Fprintf(tw, "  lost: no final status, or recorded sent and never received\t%d\n", r.Lost)
 	fmt.Fprintf(tw, "not due yet, still scheduled\t%d\n", r.NotDue)

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -188,13 +189,17 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 
 	m := messagesPath.FindStringSubmatch(r.URL.Path)
-	if r.Method != http.MethodPost || m == nil {
+	if (r.Method != http.MethodPost && r.Method != http.MethodGet) || m == nil {
 		writeError(w, http.StatusNotFound, 20404, fmt.Sprintf("The requested resource %s was not found", r.URL.Path))
 		return
 	}
 	user, pass, ok := r.BasicAuth()
 	if !ok || user != s.accountSID || pass != s.authToken || m[1] != s.accountSID {
 		writeError(w, http.StatusUnauthorized, 20003, "Authenticate")
+		return
+	}
+	if r.Method == http.MethodGet {
+		s.list(w, r)
 		return
 	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/x-www-form-urlencoded" {
@@ -240,9 +245,14 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, msg Message) {
 		return
 	}
 
+	writeJSON(w, http.StatusCreated, s.resource(msg))
+}
+
+// resource is msg as Twilio's message resource right after creation.
+func (s *Server) resource(msg Message) resource {
 	uri := fmt.Sprintf("/2010-04-01/Accounts/%s/Messages/%s", s.accountSID, msg.SID)
 	date := msg.Received.UTC().Format(time.RFC1123Z)
-	writeJSON(w, http.StatusCreated, resource{
+	return resource{
 		SID:                 msg.SID,
 		AccountSID:          s.accountSID,
 		To:                  msg.To,
@@ -262,7 +272,86 @@ func (s *Server) accept(w http.ResponseWriter, r *http.Request, msg Message) {
 			"media":    uri + "/Media.json",
 			"feedback": uri + "/Feedback.json",
 		},
-	})
+	}
+}
+
+// list answers GET Messages.json as Twilio does: the account's messages,
+// newest first, filtered by To and From, a page at a time (PageSize,
+// default 50, at most 1000; Page and PageToken), with the URIs of the
+// pages around it.
+func (s *Server) list(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	size, page := 50, 0
+	if v := q.Get("PageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			writeError(w, http.StatusBadRequest, 20001, "PageSize must be between 1 and 1000")
+			return
+		}
+		size = n
+	}
+	if v := q.Get("Page"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || (n > 0 && q.Get("PageToken") != fmt.Sprintf("PASM%d", n*size)) {
+			writeError(w, http.StatusBadRequest, 20001, "Page needs the PageToken of the page before")
+			return
+		}
+		page = n
+	}
+	var match []Message
+	all := s.inbox.All()
+	for i := len(all) - 1; i >= 0; i-- {
+		m := all[i]
+		if (q.Get("To") == "" || m.To == q.Get("To")) && (q.Get("From") == "" || m.From == q.Get("From")) {
+			match = append(match, m)
+		}
+	}
+	start := min(page*size, len(match))
+	end := min(start+size, len(match))
+	base := fmt.Sprintf("/2010-04-01/Accounts/%s/Messages.json", s.accountSID)
+	filter := url.Values{}
+	for _, k := range []string{"To", "From"} {
+		if v := q.Get(k); v != "" {
+			filter.Set(k, v)
+		}
+	}
+	pageURI := func(n int) string {
+		v := url.Values{"PageSize": {strconv.Itoa(size)}, "Page": {strconv.Itoa(n)}}
+		for k, vs := range filter {
+			v[k] = vs
+		}
+		if n > 0 {
+			v.Set("PageToken", fmt.Sprintf("PASM%d", n*size))
+		}
+		return base + "?" + v.Encode()
+	}
+	resp := listPage{Page: page, PageSize: size, Start: start, End: max(end-1, start), URI: pageURI(page), FirstPageURI: pageURI(0),
+		Messages: []resource{}}
+	for _, m := range match[start:end] {
+		resp.Messages = append(resp.Messages, s.resource(m))
+	}
+	if end < len(match) {
+		next := pageURI(page + 1)
+		resp.NextPageURI = &next
+	}
+	if page > 0 {
+		prev := pageURI(page - 1)
+		resp.PreviousPageURI = &prev
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// listPage is Twilio's page of message resources.
+type listPage struct {
+	Messages        []resource `json:"messages"`
+	End             int        `json:"end"`
+	FirstPageURI    string     `json:"first_page_uri"`
+	NextPageURI     *string    `json:"next_page_uri"`
+	Page            int        `json:"page"`
+	PageSize        int        `json:"page_size"`
+	PreviousPageURI *string    `json:"previous_page_uri"`
+	Start           int        `json:"start"`
+	URI             string     `json:"uri"`
 }
 
 // resource is Twilio's message resource as it stands right after creation.

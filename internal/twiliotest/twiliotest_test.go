@@ -107,7 +107,7 @@ func TestRejects(t *testing.T) {
 		{"empty account SID", request{user: "", pass: authToken}, 401, 20003},
 		{"other account in path", request{path: "/2010-04-01/Accounts/AC99/Messages.json"}, 401, 20003},
 		{"wrong path", request{path: "/2010-04-01/Accounts/" + accountSID + "/Calls.json"}, 404, 20404},
-		{"wrong method", request{method: http.MethodGet}, 404, 20404},
+		{"wrong method", request{method: http.MethodPut}, 404, 20404},
 		{"JSON body", request{contentType: "application/json"}, 400, 20001},
 		{"missing To", request{form: with("To", "")}, 400, 21604},
 		{"To without plus", request{form: with("To", "15555550123")}, 400, 21211},
