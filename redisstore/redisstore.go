@@ -4,12 +4,12 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -45,13 +45,15 @@ import (
 // The hash expires a retention period after the booking's last deadline.
 //
 // Beside the bookings, aftercare:optout is a hash of the numbers that
-// replied STOP, and aftercare:phone:{DIGEST} a sorted set of the bookings
-// of one number, newest last; both name a number by its SHA-256 digest,
-// never in plain text. aftercare:sid:SID links a sent SMS's Twilio SID to
+// replied STOP (each value, with data keys, the number and the time,
+// encrypted, so that Rekey can rename it), and aftercare:phone:{NAME} a
+// sorted set of the bookings of one number, newest last; both name a number
+// by a keyed digest (see namer), never in plain text. aftercare:sid:SID links a sent SMS's Twilio SID to
 // its message (the task payload) for a week, for delivery receipts.
 type Store struct {
-	rdb  redis.UniversalClient
-	seal *sealer
+	rdb   redis.UniversalClient
+	seal  *sealer
+	names *namer
 }
 
 // New returns a Store on rdb that keeps records in plain text.
@@ -62,13 +64,19 @@ func New(rdb redis.UniversalClient) *Store {
 
 // NewSealed returns a Store on rdb that encrypts the patient data of each
 // record (the booking and the patient's replies) with AES-256-GCM under
-// keys[0]; every key decrypts, for rotation.
+// keys[0]; every key decrypts, for rotation. Numbers are named in the
+// opt-out list and the number index by an HMAC under a key derived from
+// keys[0]; every key's name is looked up.
 func NewSealed(rdb redis.UniversalClient, keys [][]byte) (*Store, error) {
 	seal, err := newSealer(keys)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{rdb: rdb, seal: seal}, nil
+	names, err := newNamer(keys, seal.ids)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{rdb: rdb, seal: seal, names: names}, nil
 }
 
 // Key is the Redis key of booking id.
@@ -225,6 +233,9 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		}
 		if m.Digest != "" {
 			fields = append(fields, "d:"+f, m.Digest)
+		}
+		if !m.ClaimedAt.IsZero() {
+			fields = append(fields, "c:"+f, claimTime(m.ClaimedAt))
 		}
 	}
 	return fields, nil
@@ -403,12 +414,12 @@ func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone strin
 	args := []any{ref.Version, field(ref), flag(ref.SurvivesCancel()), claimTime(now)}
 	var (
 		res *redis.Cmd
-		out *redis.BoolCmd
+		out *redis.SliceCmd
 	)
 	if phone == "" {
 		res = claimScript.Run(ctx, s.rdb, keys, args...)
 	} else {
-		res = s.runAfter(ctx, func(p redis.Pipeliner) { out = p.HExists(ctx, optOutKey, digest(phone)) }, claimScript, keys, args...)
+		res = s.runAfter(ctx, func(p redis.Pipeliner) { out = p.HMGet(ctx, optOutKey, s.names.names(phone)...) }, claimScript, keys, args...)
 	}
 	st, err := res.Text()
 	if errors.Is(err, redis.Nil) {
@@ -423,7 +434,17 @@ func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone strin
 	if err := out.Err(); err != nil {
 		return "", false, fmt.Errorf("claim %s: read opt-out: %w", ref.TaskID(), err)
 	}
-	return aftercare.MessageStatus(st), out.Val(), nil
+	return aftercare.MessageStatus(st), anyValue(out.Val()), nil
+}
+
+// anyValue reports whether an HMGET found any of its fields.
+func anyValue(vals []any) bool {
+	for _, v := range vals {
+		if v != nil {
+			return true
+		}
+	}
+	return false
 }
 
 // runAfter runs script in the same round trip as the commands queue puts
@@ -543,22 +564,44 @@ func field(ref aftercare.MessageRef) string { return ref.Step + ":" + string(ref
 
 const optOutKey = "aftercare:optout"
 
-// digest names a phone number without writing it down.
-func digest(phone string) string {
-	sum := sha256.Sum256([]byte(phone))
-	return hex.EncodeToString(sum[:16])
+func (s *Store) phoneKey(phone string) string { return phoneKeyNamed(s.names.name(phone)) }
+
+func phoneKeyNamed(name string) string { return "aftercare:phone:{" + name + "}" }
+
+// optOut is an opt-out entry's value when the store has data keys: sealed,
+// so that only the keys' holder can read the number back (to rename the
+// entry under a new key, see Rekey).
+type optOut struct {
+	Phone string    `json:"phone"`
+	At    time.Time `json:"at"`
 }
 
-func phoneKey(phone string) string { return "aftercare:phone:{" + digest(phone) + "}" }
-
-// SetOptOut records that phone opted out of SMS (out) or back in.
-func (s *Store) SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error {
-	var err error
-	if out {
-		err = s.rdb.HSet(ctx, optOutKey, digest(phone), at.UTC().Format(time.RFC3339)).Err()
-	} else {
-		err = s.rdb.HDel(ctx, optOutKey, digest(phone)).Err()
+// optOutValue is what the opt-out list holds for phone: with data keys the
+// number and the time, sealed; without, the time alone.
+func (s *Store) optOutValue(phone string, at time.Time) string {
+	at = at.UTC().Truncate(time.Second)
+	if !s.seal.on() {
+		return at.Format(time.RFC3339)
 	}
+	data, _ := json.Marshal(optOut{Phone: phone, At: at}) // cannot fail
+	return s.seal.seal(data, optOutKey)
+}
+
+// SetOptOut records that phone opted out of SMS (out) or back in. An opt-out
+// is written under the current name and removed from the others; an opt-in
+// removes it under every name.
+func (s *Store) SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error {
+	names := s.names.names(phone)
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		if out {
+			p.HSet(ctx, optOutKey, names[0], s.optOutValue(phone, at))
+			names = names[1:]
+		}
+		if len(names) > 0 {
+			p.HDel(ctx, optOutKey, names...)
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("record opt-out: %w", err)
 	}
@@ -567,11 +610,11 @@ func (s *Store) SetOptOut(ctx context.Context, phone string, out bool, at time.T
 
 // OptedOut reports whether phone has opted out of SMS.
 func (s *Store) OptedOut(ctx context.Context, phone string) (bool, error) {
-	n, err := s.rdb.HExists(ctx, optOutKey, digest(phone)).Result()
+	vals, err := s.rdb.HMGet(ctx, optOutKey, s.names.names(phone)...).Result()
 	if err != nil {
 		return false, fmt.Errorf("read opt-out: %w", err)
 	}
-	return n, nil
+	return anyValue(vals), nil
 }
 
 // indexScript: KEYS[1] phone index; ARGV score, booking id, TTL in ms. The
@@ -586,17 +629,40 @@ return 1
 // expireAt.
 func (s *Store) IndexPhone(ctx context.Context, phone, id string, at, expireAt time.Time) error {
 	ttl := max(time.Until(expireAt).Milliseconds(), 1)
-	if err := indexScript.Run(ctx, s.rdb, []string{phoneKey(phone)}, at.UnixMilli(), id, ttl).Err(); err != nil {
+	if err := indexScript.Run(ctx, s.rdb, []string{s.phoneKey(phone)}, at.UnixMilli(), id, ttl).Err(); err != nil {
 		return fmt.Errorf("index phone: %w", err)
 	}
 	return nil
 }
 
-// Bookings returns the ids of the bookings that text phone, newest first.
+// Bookings returns the ids of the bookings that text phone, newest first,
+// from the index under each of the number's names.
 func (s *Store) Bookings(ctx context.Context, phone string) ([]string, error) {
-	ids, err := s.rdb.ZRevRange(ctx, phoneKey(phone), 0, -1).Result()
+	names := s.names.names(phone)
+	cmds := make([]*redis.ZSliceCmd, len(names))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, n := range names {
+			cmds[i] = p.ZRevRangeWithScores(ctx, phoneKeyNamed(n), 0, -1)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("bookings of a phone: %w", err)
+	}
+	var all []redis.Z
+	seen := map[string]bool{}
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			if id := z.Member.(string); !seen[id] {
+				seen[id] = true
+				all = append(all, z)
+			}
+		}
+	}
+	slices.SortStableFunc(all, func(a, b redis.Z) int { return cmp.Compare(b.Score, a.Score) })
+	ids := make([]string, len(all))
+	for i, z := range all {
+		ids[i] = z.Member.(string)
 	}
 	return ids, nil
 }

@@ -47,6 +47,9 @@ func newSealer(keys [][]byte) (*sealer, error) {
 	return s, nil
 }
 
+// on reports whether the sealer encrypts.
+func (s *sealer) on() bool { return len(s.ids) > 0 }
+
 // seal encrypts plain under the first key, binding it to the record's key
 // and field so a sealed value cannot be moved to another record.
 func (s *sealer) seal(plain []byte, context string) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"os"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aftercare/aftercare/internal/redistest"
+	"github.com/aftercare/aftercare/redisstore"
 )
 
 func writeBooking(t *testing.T, body map[string]any) string {
@@ -99,5 +103,39 @@ func TestPreview(t *testing.T) {
 	err = run(context.Background(), []string{"preview", bad}, func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "appointment_at") {
 		t.Errorf("preview of a bad booking: %v", err)
+	}
+}
+
+// TestRekeyCommand: rekey names the settings it needs, and on a Redis with
+// an opt-out written under the old key brings it under the new one.
+func TestRekeyCommand(t *testing.T) {
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	oldKey, newKey := make([]byte, 32), make([]byte, 32)
+	newKey[0] = 1
+	old, _ := redisstore.NewSealed(rdb, [][]byte{oldKey})
+	if err := old.SetOptOut(ctx, "+15555550123", true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := run(ctx, []string{"rekey"}, lookup, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "REDIS_URL") {
+		t.Errorf("rekey without REDIS_URL: %v", err)
+	}
+	env["REDIS_URL"] = "redis://" + rdb.Options().Addr
+	if err := run(ctx, []string{"rekey"}, lookup, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "AFTERCARE_DATA_KEY") {
+		t.Errorf("rekey without a data key: %v", err)
+	}
+	env["AFTERCARE_DATA_KEY"] = base64.StdEncoding.EncodeToString(newKey) + "," + base64.StdEncoding.EncodeToString(oldKey)
+	var out bytes.Buffer
+	if err := run(ctx, []string{"rekey"}, lookup, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "1 opt-outs") {
+		t.Errorf("rekey printed %q", out.String())
+	}
+	next, _ := redisstore.NewSealed(rdb, [][]byte{newKey})
+	if out, err := next.OptedOut(ctx, "+15555550123"); err != nil || !out {
+		t.Errorf("after rekey, under the new key alone: OptedOut = %v, %v", out, err)
 	}
 }

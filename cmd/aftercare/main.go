@@ -41,6 +41,8 @@ Usage:
   aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
                                    need a person (aftercare inbox -h)
   aftercare preview FILE           print the timeline and messages a booking would get
+  aftercare rekey                  bring the data in Redis under the first data key,
+                                   after adding a new one (aftercare rekey -h)
   aftercare help                   show this help
 
 With no settings, serve runs on an embedded in-memory Redis and prints every
@@ -87,6 +89,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return inboxCmd(ctx, args[1:], lookup, stdout, stderr)
 	case "preview":
 		return previewCmd(args[1:], lookup, stdout, stderr)
+	case "rekey":
+		return rekeyCmd(ctx, args[1:], lookup, stdout, stderr)
 	default:
 		printUsage(stderr)
 		return fmt.Errorf("unknown command %q", args[0])
