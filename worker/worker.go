@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -102,7 +103,11 @@ type Config struct {
 	// Metrics, if set, counts each run's outcome, and for a send the
 	// provider call's duration and how late it went out.
 	Metrics Metrics
-	Logger  *slog.Logger
+	// RecordFor is how long a run keeps trying to record what happened to a
+	// message it holds in sending, riding out a Redis restart or failover.
+	// Default 30 s.
+	RecordFor time.Duration
+	Logger    *slog.Logger
 	// Now returns the current time. Default time.Now.
 	Now func() time.Time
 }
@@ -118,8 +123,14 @@ type Worker struct {
 	followups Followups
 	finder    Finder
 	metrics   Metrics
+	recordFor time.Duration
 	log       *slog.Logger
 	now       func() time.Time
+	// held keeps, by task id, the verdict of a run that could not record it
+	// (Redis gone for longer than record tries): the next run of the task
+	// records it (a text sent, with its provider id) rather than finding
+	// the message in doubt.
+	held sync.Map
 }
 
 // New returns a Worker.
@@ -129,6 +140,9 @@ func New(cfg Config) *Worker {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RecordFor <= 0 {
+		cfg.RecordFor = 30 * time.Second
 	}
 	return &Worker{
 		store:     cfg.Store,
@@ -140,6 +154,7 @@ func New(cfg Config) *Worker {
 		followups: cfg.Followups,
 		finder:    cfg.Finder,
 		metrics:   cfg.Metrics,
+		recordFor: cfg.RecordFor,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
@@ -175,6 +190,10 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, run after
 		return err
 	}
 	msg, _ := rec.Message(ref.Step, ref.Channel)
+	if v, ok := w.held.LoadAndDelete(ref.TaskID()); ok && msg.Status == aftercare.StatusSending {
+		r.log.Info("recording what an earlier run could not")
+		return r.finish(ctx, aftercare.StatusSending, v.(verdict))
+	}
 	ask := w.finder != nil && ref.Channel == aftercare.SMS
 	v := decide(rec, ref, w.policy(rec.Booking.Treatment, ref.Step), w.clinic.QuietFor(ref.Channel), w.now(), ask)
 	if v.outcome == aftercare.OutcomeInDoubt {
@@ -268,7 +287,9 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt,
 			Outcome: v.outcome, Detail: detail, Asked: v.asked}
 		if from == aftercare.StatusSending {
-			r.w.record(ctx, r.log, c)
+			if err := r.w.record(ctx, c); err != nil {
+				return r.hold(v, err)
+			}
 		} else if _, err := r.w.store.Transition(ctx, c); err != nil {
 			return err
 		}
@@ -292,6 +313,21 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 		return fmt.Errorf("%w: %s", aftercare.ErrFinal, v.reason)
 	}
 	return v.err
+}
+
+// hold keeps verdict v, which could not be recorded, for the task's next
+// run in this process, and asks for that run: the message stays sending,
+// and is counted once, when it is recorded. A run in another process finds
+// it in doubt, and for a text asks the provider, which lists it.
+func (r *attempt) hold(v verdict, err error) error {
+	if v.outcome != aftercare.OutcomeInDoubt {
+		r.w.held.Store(r.ref.TaskID(), v)
+	}
+	r.log.Error("could not record the outcome; the next run records it", "outcome", v.outcome, "error", err)
+	if r.run.Last {
+		r.log.Error("no run is left to record the outcome: the message stays sending until a person looks", "outcome", v.outcome)
+	}
+	return fmt.Errorf("record %s: %w", v.outcome, err)
 }
 
 // askAfter is how long after a text's claim the provider is asked about
@@ -399,30 +435,25 @@ func (w *Worker) pace(ctx context.Context, ch aftercare.Channel) error {
 	return sleepUntil(ctx, w.now().Add(wait), w.now)
 }
 
-// recordFor is how long record keeps trying: long enough to ride out a
-// Redis restart or failover.
-const recordFor = 30 * time.Second
-
 // record makes a change to a message the run holds in sending, with the
 // attempt for the history, even if ctx was cancelled (a shutdown in the
-// middle of a send), retrying with backoff for up to recordFor: losing the
-// record of a send is how duplicates happen. If it never succeeds the
-// message stays sending, which a later run records as outcome unknown.
-func (w *Worker) record(ctx context.Context, log *slog.Logger, c aftercare.Change) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordFor)
+// middle of a send), retrying with backoff for up to RecordFor: losing the
+// record of a send is how duplicates happen. A change no retry makes right
+// is logged and counts as done.
+func (w *Worker) record(ctx context.Context, c aftercare.Change) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordFor)
 	defer cancel()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		_, err := w.store.Transition(ctx, c)
 		if err == nil {
-			return
+			return nil
 		}
-		if aftercare.ErrorCode(err) == aftercare.EINVALID { // a change no retry makes right
-			log.Error("could not record message status", "status", c.To.Status, "error", err)
-			return
+		if aftercare.ErrorCode(err) == aftercare.EINVALID {
+			w.log.Error("could not record message status", "booking", c.Ref.BookingID, "status", c.To.Status, "error", err)
+			return nil
 		}
 		if sleepUntil(ctx, w.now().Add(wait), w.now) != nil {
-			log.Error("could not record message status", "status", c.To.Status, "error", err)
-			return
+			return err
 		}
 	}
 }

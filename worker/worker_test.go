@@ -13,6 +13,7 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redisproc"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
@@ -558,5 +559,65 @@ func TestTextInDoubt(t *testing.T) {
 				t.Errorf("asked the provider %v, want once unless too soon, about texts since before the claim", tt.f.asked)
 			}
 		})
+	}
+}
+
+// outcomes counts the outcomes a worker reports to its metrics.
+type outcomes struct {
+	mu  sync.Mutex
+	got []aftercare.Outcome
+}
+
+func (o *outcomes) Attempt(_ string, _ aftercare.Channel, outcome aftercare.Outcome, _, _ time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.got = append(o.got, outcome)
+}
+
+// TestFailedRecordKeepsProviderID: Redis goes away while the provider takes
+// an email, so the run cannot record it; the run asks for another, which
+// records the email sent with the provider id the first one held, rather
+// than "outcome unknown". It was sent once and is counted once.
+func TestFailedRecordKeepsProviderID(t *testing.T) {
+	t.Parallel()
+	srv, err := redisproc.StartServer(t.TempDir(), "--appendonly", "yes", "--appendfsync", "always")
+	if err != nil {
+		t.Skipf("no redis-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	tb := setup(t)
+	tb.rdb, tb.store = rdb, redisstore.New(rdb)
+	m := &outcomes{}
+	w := worker.New(worker.Config{Store: tb.store, Renderer: tb.renderer, SMS: tb.sms, Email: tb.email,
+		Metrics: m, RecordFor: 300 * time.Millisecond})
+	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+	ref.Channel = aftercare.Email
+	tb.email.during = srv.Stop
+
+	err = w.Handle(context.Background(), ref, aftercare.Run{Attempt: 1})
+	if err == nil || errors.Is(err, aftercare.ErrFinal) {
+		t.Fatalf("Handle with Redis gone = %v, want an error that asks for another run", err)
+	}
+	tb.email.during = nil
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if got := tb.message(t, ref); got.Status != aftercare.StatusSending {
+		t.Fatalf("after the failed record: %s, want sending", got.Status)
+	}
+	if err := w.Handle(context.Background(), ref, aftercare.Run{Attempt: 2}); err != nil {
+		t.Fatalf("the next run: %v", err)
+	}
+	got := tb.message(t, ref)
+	if got.Status != aftercare.StatusSent || got.ProviderID != "P"+ref.TaskID() {
+		t.Errorf("message %s with provider id %q, want sent with P%s", got.Status, got.ProviderID, ref.TaskID())
+	}
+	if n := len(tb.email.calls()); n != 1 {
+		t.Errorf("%d sends, want 1", n)
+	}
+	if len(m.got) != 1 || m.got[0] != aftercare.OutcomeSent {
+		t.Errorf("metrics counted %v, want one sent", m.got)
 	}
 }

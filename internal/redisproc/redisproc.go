@@ -92,6 +92,12 @@ func (s *Server) Restart(sig os.Signal) error {
 		return err
 	}
 	_ = s.cmd.Wait()
+	return s.Start()
+}
+
+// Start starts a stopped server again on the same port and directory, and
+// waits until it has loaded its data.
+func (s *Server) Start() error {
 	cmd := exec.Command(s.cmd.Path, s.args...)
 	if err := cmd.Start(); err != nil {
 		return err
