@@ -357,11 +357,15 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 	if ch == aftercare.SMS && !r.clinic.NameTreatmentInSMS {
 		data.Treatment = ""
 	}
-	var buf bytes.Buffer
-	if err := tmpl.Execute(&buf, data); err != nil {
+	text, err := execute(tmpl, data)
+	if err != nil {
 		return out, fmt.Errorf("render %s/%s: %w", loc, tmpl.Name(), err)
 	}
-	text := strings.TrimSpace(buf.String())
+	if ch == aftercare.SMS {
+		if text, err = r.gsmText(tmpl, data, text); err != nil {
+			return out, fmt.Errorf("render %s/%s: %w", loc, tmpl.Name(), err)
+		}
+	}
 
 	switch ch {
 	case aftercare.SMS:
@@ -391,6 +395,35 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 		out.HTML = html
 	}
 	return out, nil
+}
+
+func execute(tmpl *template.Template, data Data) (string, error) {
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(buf.String()), nil
+}
+
+// gsmText keeps an SMS in GSM-7 when only the patient's name takes it out:
+// text is tmpl rendered with data; if it is UCS-2 but the template's own
+// words are GSM-7, it is rendered again with the name spelled in GSM-7 (see
+// gsmName).
+func (r *Renderer) gsmText(tmpl *template.Template, data Data, text string) (string, error) {
+	if _, enc := Segments(text); enc == GSM7 {
+		return text, nil
+	}
+	name := data.FirstName
+	data.FirstName = ""
+	bare, err := execute(tmpl, data)
+	if err != nil {
+		return "", err
+	}
+	if _, enc := Segments(bare); enc != GSM7 {
+		return text, nil // the template's words are UCS-2: the name costs nothing more
+	}
+	data.FirstName = gsmName(name)
+	return execute(tmpl, data)
 }
 
 // lookup finds the template of a step: the treatment's own, then the shared

@@ -3,6 +3,7 @@ package messages_test
 import (
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,10 +148,61 @@ func golden(t *testing.T, path, got string) {
 	}
 }
 
+// names are real first names from many languages, long ones among them,
+// with the spelling an SMS in GSM-7 gives each ("" for none).
+var namesInGSM = map[string]string{
+	"Maximiliana": "Maximiliana", "Bartholomew-Alexander": "Bartholomew-Alexander",
+	"María": "Maria", "María José": "Maria José", "Zoë": "Zoe", "Łukasz": "Lukasz", "Nguyễn": "Nguyen",
+	"Phương Thảo": "Phuong Thao", "François": "Francois", "Siobhán": "Siobhan", "Bjørn": "Bjørn",
+	"Þórunn": "Thorunn", "Jürgen": "Jürgen", "Małgorzata": "Malgorzata", "Çağlar": "Çaglar",
+	"İpek": "Ipek", "Đorđe": "Dorde", "Mihăiță": "Mihaita", "Radosław": "Radoslaw", "Jiří": "Jiri",
+	"Přemysl": "Premysl", "Oluwaseun": "Oluwaseun", "Hōkūlani": "Hokulani", "Søren": "Søren",
+	"Ægir": "Ægir", "D’Arcy": "D'Arcy", "Ana-Sofía": "Ana-Sofia", "Dóra": "Dora", "Aoife": "Aoife",
+	"Thandiwe": "Thandiwe", "Ngozi": "Ngozi", "Zoë 李": "Zoe",
+	"李娜": "", "さくら": "", "Σοφία": "", "Алексей": "", "محمد": "", "प्रिया": "", "지민": "",
+}
+
+var names = slices.Sorted(maps.Keys(namesInGSM))
+
+// TestNameSpelledInGSM: an English text keeps the name's letters GSM-7 has,
+// spells the others without their accents, and leaves out a name it cannot
+// spell ("Hi," rather than "Hi 李,"); a text whose own words are UCS-2
+// keeps the name as written.
+func TestNameSpelledInGSM(t *testing.T) {
+	t.Parallel()
+	r, _, _ := setup(t)
+	for name, want := range namesInGSM {
+		b := sample()
+		b.Patient.FirstName = name
+		out, err := r.Render(&b, "day3", aftercare.SMS, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		greeting := "Hi " + want + ","
+		if want == "" {
+			greeting = "Hi,"
+		}
+		if !strings.HasPrefix(out.Text, greeting) {
+			t.Errorf("%s: %q, want it to start %q", name, out.Text, greeting)
+		}
+	}
+	b := sample()
+	b.Patient.FirstName, b.Patient.Locale = "María", "es"
+	out, _ := r.Render(&b, "consent", aftercare.SMS, false)
+	if _, enc := messages.Segments(out.Text); enc != messages.UCS2 || !strings.HasPrefix(out.Text, "Hola María,") {
+		t.Errorf("a Spanish text in UCS-2 anyway: %q (%s), want the name as written", out.Text, enc)
+	}
+	email, _ := r.Render(&b, "consent", aftercare.Email, false)
+	if !strings.Contains(email.Text, "María") {
+		t.Errorf("an email spells the name as written: %q", email.Text)
+	}
+}
+
 // TestSMSBudget renders every SMS of every built-in protocol in every
-// locale with long, realistic names, as the first SMS (the longest form):
-// none may take more than three parts, and English must stay in GSM-7 (a
-// stray curly quote or dash would double the cost).
+// locale with long, realistic names from many languages, as the first SMS
+// (the longest form): none may take more than three parts, and English must
+// stay in GSM-7 (a stray curly quote or dash, or a name's "á", would double
+// the cost).
 func TestSMSBudget(t *testing.T) {
 	t.Parallel()
 	protocols, err := protocol.Builtin()
@@ -171,23 +223,26 @@ func TestSMSBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		for treatment, p := range protocols {
-			b := sample()
-			b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, "Maximiliana"
-			b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
-			for _, step := range messages.Steps(p) {
-				if !slices.Contains(step.Channels, aftercare.SMS) {
-					continue
-				}
-				out, err := r.Render(&b, step.Name, aftercare.SMS, true)
-				if err != nil {
-					t.Fatal(err)
-				}
-				n, enc := messages.Segments(out.Text)
-				if n > 3 {
-					t.Errorf("%s/%s.%s.sms: %d parts (%s, %d characters): %s", locale, treatment, step.Name, n, enc, len([]rune(out.Text)), out.Text)
-				}
-				if locale == "en" && enc != messages.GSM7 {
-					t.Errorf("%s/%s.%s.sms fell into UCS-2: %s", locale, treatment, step.Name, out.Text)
+			for i, name := range names {
+				b := sample()
+				b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, name
+				b.Patient.EmailOptIn = i%2 == 0                                  // texts differ with an email and without
+				b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
+				for _, step := range messages.Steps(p) {
+					if !slices.Contains(step.Channels, aftercare.SMS) {
+						continue
+					}
+					out, err := r.Render(&b, step.Name, aftercare.SMS, true)
+					if err != nil {
+						t.Fatal(err)
+					}
+					n, enc := messages.Segments(out.Text)
+					if n > 3 {
+						t.Errorf("%s/%s.%s.sms for %s: %d parts (%s, %d characters): %s", locale, treatment, step.Name, name, n, enc, len([]rune(out.Text)), out.Text)
+					}
+					if locale == "en" && enc != messages.GSM7 {
+						t.Errorf("%s/%s.%s.sms for %s fell into UCS-2: %s", locale, treatment, step.Name, name, out.Text)
+					}
 				}
 			}
 		}
