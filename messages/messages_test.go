@@ -223,25 +223,27 @@ func TestSMSBudget(t *testing.T) {
 			t.Fatal(err)
 		}
 		for treatment, p := range protocols {
-			for i, name := range names {
-				b := sample()
-				b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, name
-				b.Patient.EmailOptIn = i%2 == 0                                  // texts differ with an email and without
-				b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
-				for _, step := range messages.Steps(p) {
-					if !slices.Contains(step.Channels, aftercare.SMS) {
-						continue
-					}
-					out, err := r.Render(&b, step.Name, aftercare.SMS, true)
-					if err != nil {
-						t.Fatal(err)
-					}
-					n, enc := messages.Segments(out.Text)
-					if n > 3 {
-						t.Errorf("%s/%s.%s.sms for %s: %d parts (%s, %d characters): %s", locale, treatment, step.Name, name, n, enc, len([]rune(out.Text)), out.Text)
-					}
-					if locale == "en" && enc != messages.GSM7 {
-						t.Errorf("%s/%s.%s.sms for %s fell into UCS-2: %s", locale, treatment, step.Name, name, out.Text)
+			for _, name := range names {
+				for _, email := range []bool{true, false} { // texts differ with an email and without
+					b := sample()
+					b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, name
+					b.Patient.EmailOptIn = email
+					b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
+					for _, step := range messages.Steps(p) {
+						if !slices.Contains(step.Channels, aftercare.SMS) {
+							continue
+						}
+						out, err := r.Render(&b, step.Name, aftercare.SMS, true)
+						if err != nil {
+							t.Fatal(err)
+						}
+						n, enc := messages.Segments(out.Text)
+						if n > 3 {
+							t.Errorf("%s/%s.%s.sms for %s: %d parts (%s, %d characters): %s", locale, treatment, step.Name, name, n, enc, len([]rune(out.Text)), out.Text)
+						}
+						if locale == "en" && enc != messages.GSM7 {
+							t.Errorf("%s/%s.%s.sms for %s fell into UCS-2: %s", locale, treatment, step.Name, name, out.Text)
+						}
 					}
 				}
 			}
