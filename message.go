@@ -136,22 +136,60 @@ type Timeline struct {
 	// Replies are the patient's texts about this booking; each is an item
 	// of the clinic inbox.
 	Replies []Reply `json:"replies,omitempty"`
-	// History is every send attempt, oldest first: the audit trail.
-	History []Attempt `json:"history,omitempty"`
+	// History is the audit trail, oldest first: every send attempt, and
+	// everything else that happened to the booking and its messages.
+	History []Event `json:"history,omitempty"`
 }
 
-// Attempt is one run of a send task, as the audit trail keeps it.
-type Attempt struct {
-	At      time.Time `json:"at"`
-	Step    string    `json:"step"`
-	Channel Channel   `json:"channel"`
-	// Number counts the runs of this message's task, from 1.
-	Number  int     `json:"attempt"`
-	Outcome Outcome `json:"outcome"`
-	// Detail is the provider id of a send, or the reason or error code.
+// Event is an entry of a booking's audit trail: what happened, when, to
+// which message (Step and Channel, if one), who did it or which provider
+// event it was (By), and why or with what result (Outcome, Detail). It holds
+// no patient data: an inbound text is named by its inbox item.
+type Event struct {
+	At time.Time `json:"at"`
+	// Kind is what happened; entries written before kinds are sends.
+	Kind    EventKind `json:"kind"`
+	Step    string    `json:"step,omitempty"`
+	Channel Channel   `json:"channel,omitempty"`
+	// Number counts the runs of a send's task, from 1.
+	Number  int     `json:"attempt,omitempty"`
+	Outcome Outcome `json:"outcome,omitempty"`
+	// Detail is the provider id of a send, or the reason, error code or
+	// what changed.
 	Detail string `json:"detail,omitempty"`
+	// By is who asked (the API client, "patient", "clinic") or the provider
+	// whose event it was ("twilio").
+	By string `json:"by,omitempty"`
 	// Asked: the run asked the provider about a text in doubt.
 	Asked bool `json:"asked,omitempty"`
+}
+
+// EventKind names what an audit trail entry records.
+type EventKind string
+
+// Event kinds.
+const (
+	EventSend         EventKind = "send"              // a run of a send task, whatever its outcome
+	EventBooked       EventKind = "booked"            // the booking was made
+	EventRescheduled  EventKind = "rescheduled"       // a new version replaced it
+	EventTreated      EventKind = "treated"           // the clinic reported the end of treatment
+	EventCancelled    EventKind = "cancelled"         // the booking was cancelled
+	EventStopped      EventKind = "aftercare_stopped" // its aftercare was stopped on purpose
+	EventResend       EventKind = "resend"            // a message was planned again on purpose
+	EventReceipt      EventKind = "receipt"           // a delivery receipt changed a message
+	EventFallback     EventKind = "fallback"          // a step's fallback was planned
+	EventExpired      EventKind = "expired"           // a message was planned past its deadline
+	EventSuppressed   EventKind = "suppressed"        // the patient replied STOP: texts stop
+	EventOptedIn      EventKind = "opted_in"          // the patient replied START
+	EventReply        EventKind = "reply"             // the patient texted about the booking
+	EventAcknowledged EventKind = "acknowledged"      // the patient acknowledged the consent
+)
+
+// Note adds e to the record's audit trail, its detail redacted (a reason
+// typed by a person can quote a number or an address).
+func (r *Record) Note(e Event) {
+	e.Detail = Redact(e.Detail)
+	r.History = append(r.History, e)
 }
 
 // Reply is a patient's text about a booking, by its inbox item. Replies

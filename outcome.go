@@ -60,9 +60,9 @@ type Change struct {
 	// ProviderID is the provider's id of a sent message, and Digest the
 	// digest of its text (see Digest).
 	ProviderID, Digest string
-	// Attempt is the run's entry in the booking's history, added with the
+	// Event is the run's entry in the booking's history, added with the
 	// change (or alone, if the message was no longer in status From).
-	Attempt Attempt
+	Event Event
 }
 
 // Target is a status a change moves a message to, and the reason kept

@@ -299,14 +299,17 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		}
 	}
 	if n, _ := strconv.Atoi(h["hn"]); n > 0 {
-		rec.History = make([]aftercare.Attempt, 0, n)
+		rec.History = make([]aftercare.Event, 0, n)
 		for i := 1; i <= n; i++ {
-			var a aftercare.Attempt
+			var a aftercare.Event
 			if err := json.Unmarshal([]byte(h["h:"+strconv.Itoa(i)]), &a); err != nil {
 				return nil, fmt.Errorf("history %d: %w", i, err)
 			}
 			if a.Outcome == legacyUncertain {
 				a.Outcome = aftercare.OutcomeUnknown
+			}
+			if a.Kind == "" { // written before the trail had kinds: a send
+				a.Kind = aftercare.EventSend
 			}
 			rec.History = append(rec.History, a)
 		}
@@ -505,7 +508,7 @@ return changed
 
 // Transition makes change c to the message it names (see aftercare.Change),
 // storing the provider id (if not empty) and the reason (an empty one
-// clears the message's error), and adds c.Attempt to the booking's
+// clears the message's error), and adds c.Event to the booking's
 // history. It reports false, leaving the message as it is, if the message
 // is not in status c.From or the change leaves it; the attempt is added
 // all the same, unless the record has expired. A change the domain does not
@@ -520,8 +523,8 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 			return false, aftercare.Errorf(aftercare.EINVALID, "record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
 		}
 	}
-	c.Attempt.Detail = aftercare.Redact(c.Attempt.Detail)
-	entry, err := json.Marshal(c.Attempt)
+	c.Event.Detail = aftercare.Redact(c.Event.Detail)
+	entry, err := json.Marshal(c.Event)
 	if err != nil {
 		return false, err
 	}

@@ -83,7 +83,7 @@ func TestClaimTransition(t *testing.T) {
 	ctx := context.Background()
 	tb.create(t)
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
-	attempt := aftercare.Attempt{Step: "consent", Channel: aftercare.SMS, Number: 1}
+	attempt := aftercare.Event{Step: "consent", Channel: aftercare.SMS, Number: 1}
 	claim := func(ref aftercare.MessageRef) (any, error) {
 		st, _, err := tb.store.Claim(ctx, ref, "", time.Now())
 		return st, err
@@ -98,12 +98,12 @@ func TestClaimTransition(t *testing.T) {
 		{"claim again finds it sending", func() (any, error) { return claim(ref) }, aftercare.StatusSending},
 		{"wrong from", func() (any, error) {
 			c := ref.Change(aftercare.StatusScheduled, aftercare.StatusExpired, "late")
-			c.Attempt = attempt
+			c.Event = attempt
 			return tb.store.Transition(ctx, c)
 		}, false},
 		{"sent", func() (any, error) {
 			c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
-			c.ProviderID, c.Attempt = "SM1", attempt
+			c.ProviderID, c.Event = "SM1", attempt
 			return tb.store.Transition(ctx, c)
 		}, true},
 		{"claim a sent message", func() (any, error) { return claim(ref) }, aftercare.StatusSent},
@@ -173,12 +173,12 @@ func TestTransitionHistory(t *testing.T) {
 	tb.create(t)
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 1, Step: "consent", Channel: aftercare.SMS}
 	at := time.Date(2026, 12, 1, 14, 0, 0, 0, time.UTC)
-	sent := aftercare.Attempt{At: at, Step: "consent", Channel: aftercare.SMS, Number: 1, Outcome: aftercare.OutcomeSent, Detail: "SM1"}
+	sent := aftercare.Event{At: at, Step: "consent", Channel: aftercare.SMS, Number: 1, Outcome: aftercare.OutcomeSent, Detail: "SM1"}
 	again := sent
 	again.At, again.Number = at.Add(time.Minute), 2
-	record := func(ref aftercare.MessageRef, providerID string, a aftercare.Attempt) (bool, error) {
+	record := func(ref aftercare.MessageRef, providerID string, a aftercare.Event) (bool, error) {
 		c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
-		c.ProviderID, c.Attempt = providerID, a
+		c.ProviderID, c.Event = providerID, a
 		return tb.store.Transition(ctx, c)
 	}
 

@@ -66,6 +66,8 @@ func (c *Client) fallback(rec *aftercare.Record, step string, ch aftercare.Chann
 	}
 	rec.Messages = append(rec.Messages, aftercare.Message{Step: step, Channel: s.Fallback,
 		SendAt: sendAt, Deadline: failed.Deadline, Status: status, Note: note})
+	rec.Note(aftercare.Event{At: now, Kind: aftercare.EventFallback, Step: step, Channel: s.Fallback, By: bySelf,
+		Detail: fmt.Sprintf("the %s was %s; by %s: %s", ch, failed.Status, s.Fallback, status)})
 	return true
 }
 

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -278,5 +279,94 @@ func TestResend(t *testing.T) {
 	}
 	if _, err := fb.client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "twice"); aftercare.ErrorCode(err) != aftercare.ECONFLICT {
 		t.Errorf("Resend of a message scheduled again = %v, want ECONFLICT", err)
+	}
+}
+
+// TestHistoryTellsTheWholeStory: the audit trail has an entry for each
+// thing that happens to a booking, saying who or what did it, and none
+// names the patient.
+func TestHistoryTellsTheWholeStory(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	rec := fb.book(t, true, true, time.Now().Add(2*time.Hour))
+	moved := rec.Booking
+	moved.AppointmentAt = moved.AppointmentAt.Add(time.Hour)
+	if _, _, err := fb.client.Reschedule(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	set := func(step string, from, to aftercare.MessageStatus, providerID string) aftercare.MessageRef {
+		t.Helper()
+		ref := aftercare.MessageRef{BookingID: "bk_f", Version: 2, Step: step, Channel: aftercare.SMS}
+		c := ref.Change(from, to, "test")
+		c.ProviderID = providerID
+		c.Event = aftercare.Event{At: time.Now(), Kind: aftercare.EventSend, Step: step, Channel: aftercare.SMS, Number: 1, Outcome: aftercare.Outcome(to)}
+		if ok, err := fb.store.Transition(ctx, c); err != nil || !ok {
+			t.Fatalf("Transition %s -> %s = %v, %v", from, to, ok, err)
+		}
+		return ref
+	}
+	set("consent", aftercare.StatusScheduled, aftercare.StatusSending, "")
+	set("consent", aftercare.StatusSending, aftercare.StatusSent, "SMconsent")
+	steps := []func() error{
+		func() error {
+			return fb.client.Receipt(ctx, aftercare.Receipt{Key: "SMconsent:delivered", ProviderID: "SMconsent", Status: aftercare.StatusDelivered})
+		},
+		func() error { _, err := fb.client.Acknowledge(ctx, "+15555550123", time.Now()); return err },
+		func() error {
+			return fb.client.NoteReply(ctx, "bk_f", aftercare.Reply{At: time.Now(), InboxID: "in_1", Urgency: aftercare.Urgent})
+		},
+		func() error {
+			set("upright", aftercare.StatusScheduled, aftercare.StatusSending, "")
+			ref := set("upright", aftercare.StatusSending, aftercare.StatusFailed, "")
+			return fb.client.Ended(ctx, ref, aftercare.StatusFailed, "twilio:21211: invalid To number")
+		},
+		func() error { _, err := fb.client.Treated(ctx, "bk_f", time.Now()); return err },
+		func() error {
+			_, err := fb.client.Resend(ctx, "bk_f", "upright", aftercare.SMS, "front desk", "new phone checked with her")
+			return err
+		},
+		func() error { return fb.client.OptOut(ctx, "+15555550123", time.Now()) },
+		func() error { _, err := fb.client.StopAftercare(ctx, "bk_f", "she asked us to stop"); return err },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i+1, err)
+		}
+	}
+	tl, err := fb.client.Get(ctx, "bk_f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []aftercare.EventKind
+	for _, e := range tl.History {
+		if len(kinds) == 0 || kinds[len(kinds)-1] != e.Kind {
+			kinds = append(kinds, e.Kind)
+		}
+		if e.By == "" && e.Kind != aftercare.EventSend {
+			t.Errorf("%s entry names nobody: %+v", e.Kind, e)
+		}
+		for _, secret := range []string{"5555550123", "ana@example.com", "Ana"} {
+			if strings.Contains(e.Detail, secret) {
+				t.Errorf("%s entry names the patient: %q", e.Kind, e.Detail)
+			}
+		}
+	}
+	want := []aftercare.EventKind{aftercare.EventBooked, aftercare.EventRescheduled, aftercare.EventSend, aftercare.EventReceipt,
+		aftercare.EventAcknowledged, aftercare.EventReply, aftercare.EventSend, aftercare.EventFallback, aftercare.EventTreated,
+		aftercare.EventResend, aftercare.EventSuppressed, aftercare.EventFallback, aftercare.EventStopped}
+	if !slices.Equal(kinds, want) {
+		t.Errorf("history kinds\n got %v\nwant %v", kinds, want)
+	}
+
+	// The other way a booking ends.
+	other := followSetup(t)
+	other.book(t, true, true, time.Now().Add(48*time.Hour))
+	tl, err = other.client.Cancel(ctx, "bk_f", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := tl.History[len(tl.History)-1]; last.Kind != aftercare.EventCancelled || last.By != "clinic" || last.Detail != "the patient is told" {
+		t.Errorf("last entry after Cancel: %+v", last)
 	}
 }

@@ -40,7 +40,10 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 			aftercare.SMS:   b.Patient.Phone != rec.Booking.Patient.Phone,
 			aftercare.Email: b.Patient.Email != rec.Booking.Patient.Email,
 		}
+		prev := rec.Messages
 		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, moved)
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventRescheduled, By: byClinic, Detail: changes(&rec.Booking, &b, rec.Version+1)})
+		noteExpired(rec, prev, now)
 		rec.Booking, rec.Fingerprint = b, fp
 		rec.Version++
 		return true, nil
@@ -77,9 +80,12 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 		at := at.In(b.Location())
 		b.TreatedAt = &at
 		next := Plan(&b, p, c.cfg.Clinic, rec.CreatedAt, now)
+		prev := rec.Messages
 		rec.Messages = carry(rec.Messages, next, p, func(s aftercare.Step) bool {
 			return s.When.Anchor != aftercare.AnchorTreatmentEnd
 		}, nil)
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventTreated, By: byClinic, Detail: "treatment ended at " + at.Format(time.RFC3339)})
+		noteExpired(rec, prev, now)
 		rec.Booking = b
 		rec.Version++
 		return true, nil
@@ -111,9 +117,12 @@ func (c *Client) Cancel(ctx context.Context, id string, notify bool) (*aftercare
 		}
 		rec.Status = aftercare.BookingCancelled
 		rec.Drop("", aftercare.StatusCancelled, "")
+		detail := "the patient is not told"
 		if notify {
 			rec.Messages = append(rec.Messages, c.notices(&rec.Booking, now)...)
+			detail = "the patient is told"
 		}
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventCancelled, By: byClinic, Detail: detail})
 		return true, nil
 	})
 	return tl, err
@@ -130,15 +139,46 @@ func (c *Client) StopAftercare(ctx context.Context, id, reason string) (*afterca
 	if strings.TrimSpace(reason) == "" {
 		return nil, (aftercare.Fields{{Field: "reason", Message: "is required: say why the aftercare stops, such as \"did not come\""}}).Err("the request is not valid")
 	}
-	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, _ time.Time) (bool, error) {
+	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
 		if rec.Status == aftercare.BookingCancelled {
 			return false, nil
 		}
+		reason := clip(strings.TrimSpace(reason), 500)
 		rec.Status = aftercare.BookingCancelled
-		rec.Drop("", aftercare.StatusCancelled, "aftercare stopped by the clinic: "+clip(strings.TrimSpace(reason), 500))
+		rec.Drop("", aftercare.StatusCancelled, "aftercare stopped by the clinic: "+reason)
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventStopped, By: byClinic, Detail: reason})
 		return true, nil
 	})
 	return tl, err
+}
+
+// changes says, for the audit trail, what a new version of a booking
+// changes: times and settings as they are, contact details only by name.
+func changes(old, b *aftercare.Booking, version int) string {
+	var what []string
+	diff := func(name string, from, to any) {
+		if from != to {
+			what = append(what, fmt.Sprintf("%s %v -> %v", name, from, to))
+		}
+	}
+	diff("treatment", old.Treatment, b.Treatment)
+	if !old.AppointmentAt.Equal(b.AppointmentAt) {
+		what = append(what, "appointment "+old.AppointmentAt.In(old.Location()).Format(time.RFC3339)+" -> "+b.AppointmentAt.In(b.Location()).Format(time.RFC3339))
+	}
+	diff("duration_minutes", old.DurationMinutes, b.DurationMinutes)
+	diff("timezone", old.Patient.Timezone, b.Patient.Timezone)
+	diff("locale", old.Patient.Locale, b.Patient.Locale)
+	diff("sms_opt_in", old.Patient.SMSOptIn, b.Patient.SMSOptIn)
+	diff("email_opt_in", old.Patient.EmailOptIn, b.Patient.EmailOptIn)
+	for _, f := range []struct {
+		name     string
+		from, to string
+	}{{"first_name", old.Patient.FirstName, b.Patient.FirstName}, {"phone", old.Patient.Phone, b.Patient.Phone}, {"email", old.Patient.Email, b.Patient.Email}} {
+		if f.from != f.to {
+			what = append(what, f.name+" changed")
+		}
+	}
+	return fmt.Sprintf("version %d: %s", version, strings.Join(what, "; "))
 }
 
 // notices plans the cancellation notice: now on every channel of the
@@ -300,6 +340,8 @@ func (c *Client) Resend(ctx context.Context, id, step string, ch aftercare.Chann
 		m.SendAt, m.Status, m.ProviderID, m.Digest = sendAt, aftercare.StatusScheduled, "", ""
 		m.Error = ""
 		m.Note = "sent again on purpose by " + clip(strings.TrimSpace(by), 100) + ": " + clip(strings.TrimSpace(reason), 300)
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventResend, Step: step, Channel: ch,
+			By: clip(strings.TrimSpace(by), 100), Detail: clip(strings.TrimSpace(reason), 300)})
 		rec.Version++
 		return true, nil
 	})

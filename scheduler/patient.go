@@ -60,6 +60,10 @@ func (c *Client) OptOut(ctx context.Context, phone string, at time.Time) error {
 				return false, nil
 			}
 			dropped := rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, "the patient replied STOP")
+			if dropped {
+				rec.Note(aftercare.Event{At: at, Kind: aftercare.EventSuppressed, Channel: aftercare.SMS, By: byPatient,
+					Detail: "replied STOP: the texts not yet sent are suppressed"})
+			}
 			for _, m := range rec.Messages {
 				if m.Channel == aftercare.SMS && m.Status == aftercare.StatusSuppressed {
 					c.fallback(rec, m.Step, m.Channel, at)
@@ -108,6 +112,8 @@ func (c *Client) Acknowledge(ctx context.Context, phone string, at time.Time) (s
 			At: at.In(rec.Booking.Location()), Method: aftercare.AckBySMS, ProviderID: m.ProviderID, Digest: m.Digest,
 		}
 		rec.ConsentAcknowledgedAt = &rec.ConsentAcknowledgement.At
+		rec.Note(aftercare.Event{At: at, Kind: aftercare.EventAcknowledged, Step: aftercare.StepConsent, Channel: aftercare.SMS,
+			By: byPatient, Detail: "replied YES to " + m.ProviderID})
 		return true, nil
 	})
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
@@ -128,7 +134,7 @@ func consentSent(rec *aftercare.Record) (time.Time, bool) {
 	}
 	at := m.SendAt
 	for _, a := range rec.History {
-		if a.Step == m.Step && a.Channel == aftercare.SMS && a.Outcome == aftercare.OutcomeSent {
+		if a.Kind == aftercare.EventSend && a.Step == m.Step && a.Channel == aftercare.SMS && a.Outcome == aftercare.OutcomeSent {
 			at = a.At
 		}
 	}
@@ -143,6 +149,8 @@ func (c *Client) NoteReply(ctx context.Context, id string, r aftercare.Reply) er
 			return false, nil
 		}
 		rec.Replies = append(rec.Replies, r)
+		rec.Note(aftercare.Event{At: r.At, Kind: aftercare.EventReply, Channel: aftercare.SMS, By: byPatient,
+			Detail: fmt.Sprintf("inbox item %s (%s)", r.InboxID, r.Urgency)})
 		return true, nil
 	})
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -55,6 +56,8 @@ func (c *Client) applyReceipt(ctx context.Context, r aftercare.Receipt) error {
 		}
 		m := &cur.Messages[i]
 		m.Status = r.Status
+		cur.Note(aftercare.Event{At: now, Kind: aftercare.EventReceipt, Step: m.Step, Channel: m.Channel, By: "twilio",
+			Detail: strings.TrimSuffix(string(r.Status)+": "+r.Reason, ": ")})
 		if r.Status == aftercare.StatusDelivered {
 			return true, nil
 		}

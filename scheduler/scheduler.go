@@ -130,6 +130,9 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 			Messages: Plan(&b, p, c.cfg.Clinic, now, now),
 		},
 	}
+	rec.Note(aftercare.Event{At: now, Kind: aftercare.EventBooked, By: byClinic,
+		Detail: fmt.Sprintf("%s on %s", b.Treatment, b.AppointmentAt.In(b.Location()).Format(time.RFC3339))})
+	noteExpired(rec, nil, now)
 
 	stored, created, err := c.store.Create(ctx, rec, c.expiry(rec, now))
 	if err != nil {
@@ -152,6 +155,29 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 		return nil, false, err
 	}
 	return timeline(rec), created, nil
+}
+
+// Who the audit trail names for what the scheduler does.
+const (
+	byClinic  = "clinic"    // the clinic's systems, through the API
+	byPatient = "patient"   // a text from the patient's number
+	bySelf    = "aftercare" // a rule of aftercare's own
+)
+
+// noteExpired adds to rec's audit trail each message planned expired that
+// was not so in prev: it cannot go before its deadline.
+func noteExpired(rec *aftercare.Record, prev []aftercare.Message, now time.Time) {
+	for _, m := range rec.Messages {
+		if m.Status != aftercare.StatusExpired {
+			continue
+		}
+		if slices.ContainsFunc(prev, func(o aftercare.Message) bool {
+			return o.Step == m.Step && o.Channel == m.Channel && o.Status == aftercare.StatusExpired
+		}) {
+			continue
+		}
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventExpired, Step: m.Step, Channel: m.Channel, By: bySelf, Detail: m.Note})
+	}
 }
 
 // Get returns the timeline of booking id, or an ENOTFOUND error.

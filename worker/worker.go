@@ -29,7 +29,7 @@ type Store interface {
 	// took it first.
 	Reclaim(ctx context.Context, ref aftercare.MessageRef, claimedAt, now time.Time) (bool, error)
 	// Transition makes a change (see aftercare.Change), reporting false if
-	// the message was no longer in status c.From, and adds c.Attempt to the
+	// the message was no longer in status c.From, and adds c.Event to the
 	// booking's audit trail either way, in one round trip. A sent SMS's
 	// provider id is linked to the message, for delivery receipts.
 	Transition(ctx context.Context, c aftercare.Change) (bool, error)
@@ -284,7 +284,7 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 		}
 		c := r.ref.Change(from, to, reason) // in doubt: no change, but a line in the history
 		c.ProviderID, c.Digest = v.providerID, v.digest
-		c.Attempt = aftercare.Attempt{At: r.w.now(), Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt,
+		c.Event = aftercare.Event{At: r.w.now(), Kind: aftercare.EventSend, Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt,
 			Outcome: v.outcome, Detail: detail, Asked: v.asked}
 		if from == aftercare.StatusSending {
 			if err := r.w.record(ctx, c); err != nil {

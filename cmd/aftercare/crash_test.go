@@ -183,7 +183,7 @@ func TestWorkerKilledMidSend(t *testing.T) {
 			t.Errorf("%s: %d consent texts", r.ID, smsTo[phone])
 		case sms.Status == aftercare.StatusSent && smsTo[phone] == 1:
 			sent++
-			if slices.ContainsFunc(r.History, func(a aftercare.Attempt) bool { return a.Channel == aftercare.SMS && a.Asked }) {
+			if slices.ContainsFunc(r.History, func(a aftercare.Event) bool { return a.Channel == aftercare.SMS && a.Asked }) {
 				resolved++
 			}
 		default:

@@ -164,7 +164,7 @@ func tally(recs []*aftercare.Record, cutoff time.Time, received map[msgKey]int, 
 // inDoubt reports whether the history of rec shows message m in doubt:
 // left sending without an answer, then asked about.
 func inDoubt(rec *aftercare.Record, m aftercare.Message) bool {
-	return slices.ContainsFunc(rec.History, func(a aftercare.Attempt) bool {
+	return slices.ContainsFunc(rec.History, func(a aftercare.Event) bool {
 		return a.Step == m.Step && a.Channel == m.Channel && (a.Outcome == aftercare.OutcomeInDoubt || a.Asked)
 	}) || m.Status == aftercare.StatusOutcomeUnknown
 }
