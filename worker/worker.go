@@ -311,9 +311,18 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 		return &aftercare.Deferred{Until: v.at}
 	case v.outcome == aftercare.OutcomeFailed, v.outcome == aftercare.OutcomeUnknown:
 		return fmt.Errorf("%w: %s", aftercare.ErrFinal, v.reason)
+	case v.err != nil:
+		return redacted{v.err} // asynq keeps the text on the task, where the dashboard shows it
 	}
-	return v.err
+	return nil
 }
+
+// redacted is an error whose text went through aftercare.Redact: a
+// provider's words can quote the patient's number or address.
+type redacted struct{ err error }
+
+func (e redacted) Error() string { return aftercare.Redact(e.err.Error()) }
+func (e redacted) Unwrap() error { return e.err }
 
 // hold keeps verdict v, which could not be recorded, for the task's next
 // run in this process, and asks for that run: the message stays sending,

@@ -621,3 +621,23 @@ func TestFailedRecordKeepsProviderID(t *testing.T) {
 		t.Errorf("metrics counted %v, want one sent", m.got)
 	}
 }
+
+// TestErrorsForTheQueueAreRedacted: asynq keeps a run's error on the task,
+// where the dashboard shows it; a provider's words quoting the patient's
+// address are redacted first (the domain stays, as everywhere), and the
+// error still says what kind it is.
+func TestErrorsForTheQueueAreRedacted(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ref := tb.book(t, time.Now(), time.Now().Add(time.Hour))
+	ref.Channel = aftercare.Email
+	tb.email.err = &aftercare.SendError{Class: aftercare.ErrTransient, Code: "smtp:451",
+		Err: errors.New("451 4.3.0 mailbox maría@bücher.example busy")}
+	err := tb.process(ref)
+	if err == nil || strings.Contains(err.Error(), "maría") {
+		t.Fatalf("Handle = %v, want an error without the address", err)
+	}
+	if !errors.Is(err, aftercare.ErrTransient) || !strings.Contains(err.Error(), "smtp:451") {
+		t.Errorf("Handle = %v, want a transient error with its code", err)
+	}
+}

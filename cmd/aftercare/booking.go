@@ -22,9 +22,12 @@ import (
 const bookingUsage = `Usage:
   aftercare booking create FILE        book the appointment in FILE (JSON, - for stdin)
   aftercare booking update FILE        replace (reschedule) the booking in FILE
-  aftercare booking cancel ID          cancel; --notify tells the patient
+  aftercare booking cancel ID          cancel before the visit; --notify tells the patient
   aftercare booking treated ID         report the end of treatment (--at, default now)
+  aftercare booking stop ID            stop the remaining aftercare on purpose, without
+                                       telling the patient (--reason)
   aftercare booking get ID             show the timeline
+  aftercare booking history ID         show the audit trail: every send, receipt, change
   aftercare booking resend ID STEP CHANNEL
                                        send a failed, expired or outcome-unknown message
                                        again, on purpose (--reason, --by)
@@ -41,7 +44,7 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	notify := fs.Bool("notify", false, "cancel: send the patient a cancellation message")
 	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
 	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of a table")
-	reason := fs.String("reason", "", "resend: why it is sent again (required)")
+	reason := fs.String("reason", "", "resend, stop: why (required)")
 	by := fs.String("by", "", "resend: who asks (required)")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, bookingUsage)
@@ -95,7 +98,9 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		}
 		body, _ = json.Marshal(map[string]string{"treated_at": when})
 		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/treated"
-	case "get":
+	case "stop":
+		method, path = "DELETE", "/v1/bookings/"+url.PathEscape(arg)+"?stop_aftercare=true&reason="+url.QueryEscape(*reason)
+	case "get", "history":
 		method, path = "GET", "/v1/bookings/"+url.PathEscape(arg)
 	case "resend":
 		body, _ = json.Marshal(map[string]string{"reason": *reason, "by": *by})
@@ -109,7 +114,11 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	if done, err := callAPI(ctx, *base, *token, method, path, body, jsonTo(*asJSON, stdout), &tl); done || err != nil {
 		return err
 	}
-	printTimeline(stdout, &tl)
+	if action == "history" {
+		printHistory(stdout, &tl)
+	} else {
+		printTimeline(stdout, &tl)
+	}
 	return nil
 }
 
@@ -208,6 +217,24 @@ func printTimeline(w io.Writer, tl *aftercare.Timeline) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Step, m.Channel,
 			m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Deadline.Format("Mon Jan 2 15:04 MST"), m.Status, detail)
+	}
+	tw.Flush()
+}
+
+// printHistory prints a booking's audit trail, oldest first.
+func printHistory(w io.Writer, tl *aftercare.Timeline) {
+	fmt.Fprintf(w, "%s  version %d  %s\n\n", tl.ID, tl.Version, tl.Status)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tWHAT\tMESSAGE\tBY\tDETAIL")
+	for _, e := range tl.History {
+		what, msg := string(e.Kind), ""
+		if e.Step != "" {
+			msg = e.Step + "/" + string(e.Channel)
+		}
+		if e.Kind == aftercare.EventSend {
+			what = fmt.Sprintf("send #%d: %s", e.Number, e.Outcome)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.At.Format("Jan 2 15:04:05 MST"), what, msg, e.By, e.Detail)
 	}
 	tw.Flush()
 }

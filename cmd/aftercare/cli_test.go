@@ -56,6 +56,24 @@ func TestBookingCommands(t *testing.T) {
 	if out, err = cli("cancel", "--notify", "bk_cli"); err != nil || !strings.Contains(out, "cancelled") || !strings.Contains(out, "cancellation") {
 		t.Fatalf("cancel: %v\n%s", err, out)
 	}
+	if out, err = cli("history", "bk_cli"); err != nil || !strings.Contains(out, "booked") || !strings.Contains(out, "rescheduled") ||
+		!strings.Contains(out, "cancelled") || !strings.Contains(out, "the patient is told") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+
+	// After the visit, a booking's aftercare is stopped, not cancelled.
+	if _, err = cli("create", writeBooking(t, bookingBody("bk_cli2", time.Now().Add(-time.Hour)))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = cli("cancel", "bk_cli2"); err == nil || !strings.Contains(err.Error(), "HTTP 409") || !strings.Contains(err.Error(), "stop the aftercare") {
+		t.Errorf("cancel after the visit: %v", err)
+	}
+	if _, err = cli("stop", "bk_cli2"); err == nil || !strings.Contains(err.Error(), "reason") {
+		t.Errorf("stop without a reason: %v", err)
+	}
+	if out, err = cli("stop", "--reason", "did not come", "bk_cli2"); err != nil || !strings.Contains(out, "aftercare stopped by the clinic: did not come") {
+		t.Errorf("stop: %v\n%s", err, out)
+	}
 	_, err = cli("get", "bk_missing")
 	if err == nil || !strings.Contains(err.Error(), "Not found (HTTP 404)") {
 		t.Errorf("get of a missing booking: %v", err)
