@@ -2,6 +2,7 @@ package inbox_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
+	"github.com/aftercare/aftercare/worker"
 )
 
 // planned is an alert task the inbox planned.
@@ -51,11 +53,15 @@ func (a *alerts) take() []planned {
 type sender struct {
 	mu   sync.Mutex
 	sent []aftercare.Outgoing
+	err  error // if set, every send fails with it
 }
 
 func (s *sender) Send(_ context.Context, msg aftercare.Outgoing) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.err != nil {
+		return "", s.err
+	}
 	s.sent = append(s.sent, msg)
 	return "P" + msg.ID, nil
 }
@@ -419,5 +425,67 @@ func TestTextEncryptedAtRest(t *testing.T) {
 				t.Errorf("key %s holds %q in plain text", key, secret)
 			}
 		}
+	}
+}
+
+// TestProblemsReachAPerson: a safety text whose retries ran out, with no
+// fallback (the patient gave no email), ends failed with the reason, and
+// becomes one urgent delivery item that alerts the clinic; told twice, it is
+// still one item. A non-clinical step's unknown outcome is a normal item.
+func TestProblemsReachAPerson(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	protocols, _ := protocol.Builtin()
+	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
+		Now: tb.clock.now, Problems: tb.inbox})
+	tb.book(t, "bk_p", tuesday10.Add(-time.Hour))
+	renderer, _ := messages.New(tb.clinic, protocols)
+	down := &sender{err: &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal server error")}}
+	w := worker.New(worker.Config{Store: tb.store, Renderer: renderer, SMS: down, Email: tb.email, Protocols: protocols,
+		Clinic: tb.clinic, Followups: tb.sched, Now: tb.clock.now})
+
+	rec, err := tb.store.Get(ctx, "bk_p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := rec.Message("upright", aftercare.SMS)
+	tb.clock.add(m.SendAt.Sub(tb.clock.now()))
+	ref := m.Ref("bk_p", rec.Version)
+	for _, last := range []bool{false, true} {
+		err := w.Handle(ctx, ref, aftercare.Run{Attempt: 25, Last: last})
+		if last != errors.Is(err, aftercare.ErrFinal) {
+			t.Fatalf("Handle (last %v) = %v", last, err)
+		}
+	}
+	rec, _ = tb.store.Get(ctx, "bk_p")
+	if m, _ := rec.Message("upright", aftercare.SMS); m.Status != aftercare.StatusFailed || !strings.HasPrefix(m.Error, "retries exhausted: twilio:20500") {
+		t.Fatalf("upright SMS %s (%q), want failed: retries exhausted", m.Status, m.Error)
+	}
+	items, _, err := tb.inbox.List(ctx, aftercare.InboxFilter{}, "", 10)
+	if err != nil || len(items) != 1 {
+		t.Fatalf("inbox = %+v, %v; want one item", items, err)
+	}
+	item := items[0]
+	if item.Kind != aftercare.InboxDelivery || item.Urgency != aftercare.Urgent || item.Step != "upright" ||
+		item.MessageStatus != aftercare.StatusFailed || !strings.Contains(item.Text, "retries exhausted") {
+		t.Errorf("item %+v, want an urgent delivery item for the failed upright text", item)
+	}
+	if n := len(tb.alerts.take()); n == 0 {
+		t.Error("no alert planned for the item")
+	}
+
+	// Told again (a second follow-up of the same end): still one item.
+	if err := tb.sched.Ended(ctx, ref, aftercare.StatusFailed, "retries exhausted: twilio:20500"); err != nil {
+		t.Fatal(err)
+	}
+	// A reminder whose outcome is unknown is worth a look, not a call.
+	reminder := aftercare.MessageRef{BookingID: "bk_p", Version: rec.Version, Step: "reminder", Channel: aftercare.SMS}
+	if err := tb.inbox.Report(ctx, aftercare.Problem{Ref: reminder, Status: aftercare.StatusOutcomeUnknown, Reason: "twilio:no-answer"}); err != nil {
+		t.Fatal(err)
+	}
+	items, _, _ = tb.inbox.List(ctx, aftercare.InboxFilter{}, "", 10)
+	if len(items) != 2 || items[0].Step != "reminder" || items[0].Urgency != aftercare.Normal {
+		t.Errorf("inbox = %+v, want the upright item once and a normal reminder item", items)
 	}
 }

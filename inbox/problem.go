@@ -9,10 +9,11 @@ import (
 )
 
 // Report puts a message that may not have reached the patient in the
-// inbox, for a person at the clinic, and alerts the care inbox by email
-// (urgent, and so the on-call phone too and again until resolved, for a
-// clinical step whose outcome is unknown: the patient may not have had a
-// safety message). The same problem reported again is one item.
+// inbox, for a person at the clinic, and alerts the care inbox by email. A
+// clinical step's problem (the consent, a safety text) is urgent, and so
+// reaches the on-call phone too, again until someone takes it: the patient
+// may be without what keeps them safe. The same problem reported again is
+// one item.
 func (in *Inbox) Report(ctx context.Context, p aftercare.Problem) error {
 	if p.At.IsZero() {
 		p.At = in.cfg.Now()
@@ -31,7 +32,7 @@ func (in *Inbox) Report(ctx context.Context, p aftercare.Problem) error {
 		BookingID: p.Ref.BookingID, Step: p.Ref.Step, Channel: p.Ref.Channel, MessageStatus: p.Status,
 		Text: describe(p), Action: "told the clinic",
 	}
-	if p.Clinical && p.Status == aftercare.StatusOutcomeUnknown {
+	if p.Clinical {
 		item.Urgency = aftercare.Urgent
 	}
 	if err := in.cfg.Store.PutInboxItem(ctx, item, time.Time{}); err != nil {
