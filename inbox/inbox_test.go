@@ -479,13 +479,18 @@ func TestProblemsReachAPerson(t *testing.T) {
 	if err := tb.sched.Ended(ctx, ref, aftercare.StatusFailed, "retries exhausted: twilio:20500"); err != nil {
 		t.Fatal(err)
 	}
-	// A reminder whose outcome is unknown is worth a look, not a call.
+	// A reminder whose outcome is unknown is worth a look, not a call. It
+	// comes a minute later, so it lists first (the newest first).
+	tb.clock.add(time.Minute)
 	reminder := aftercare.MessageRef{BookingID: "bk_p", Version: rec.Version, Step: "reminder", Channel: aftercare.SMS}
 	if err := tb.inbox.Report(ctx, aftercare.Problem{Ref: reminder, Status: aftercare.StatusOutcomeUnknown, Reason: "twilio:no-answer"}); err != nil {
 		t.Fatal(err)
 	}
 	items, _, _ = tb.inbox.List(ctx, aftercare.InboxFilter{}, "", 10)
 	if len(items) != 2 || items[0].Step != "reminder" || items[0].Urgency != aftercare.Normal {
-		t.Errorf("inbox = %+v, want the upright item once and a normal reminder item", items)
+		for _, it := range items {
+			t.Logf("item %s step %s urgency %s at %s", it.ID, it.Step, it.Urgency, it.ReceivedAt)
+		}
+		t.Errorf("inbox has %d items, want the upright item once and a normal reminder item first", len(items))
 	}
 }
