@@ -49,6 +49,10 @@ type InboxItem struct {
 	ResolvedAt *time.Time `json:"resolved_at,omitempty"`
 	ResolvedBy string     `json:"resolved_by,omitempty"`
 	Note       string     `json:"note,omitempty"`
+	// OptedOutAt and OptedInAt are when the item opted its number out of
+	// texts (a STOP, or staff who read one) or back in (a START).
+	OptedOutAt *time.Time `json:"opted_out_at,omitempty"`
+	OptedInAt  *time.Time `json:"opted_in_at,omitempty"`
 	// ProviderID is the provider's id of the text (a Twilio MessageSid): a
 	// text delivered twice is one item.
 	ProviderID string `json:"provider_id,omitempty"`

@@ -162,6 +162,9 @@ type Event struct {
 	By string `json:"by,omitempty"`
 	// Asked: the run asked the provider about a text in doubt.
 	Asked bool `json:"asked,omitempty"`
+	// Status is the status the entry left its message in, for entries
+	// other than sends (whose Outcome says it).
+	Status MessageStatus `json:"status,omitempty"`
 }
 
 // EventKind names what an audit trail entry records.
@@ -179,7 +182,8 @@ const (
 	EventReceipt      EventKind = "receipt"           // a delivery receipt changed a message
 	EventFallback     EventKind = "fallback"          // a step's fallback was planned
 	EventExpired      EventKind = "expired"           // a message was planned past its deadline
-	EventSuppressed   EventKind = "suppressed"        // the patient replied STOP: texts stop
+	EventSkipped      EventKind = "skipped"           // a message was planned to be left out
+	EventSuppressed   EventKind = "suppressed"        // the patient replied STOP: a text will not go
 	EventOptedIn      EventKind = "opted_in"          // the patient replied START
 	EventReply        EventKind = "reply"             // the patient texted about the booking
 	EventAcknowledged EventKind = "acknowledged"      // the patient acknowledged the consent

@@ -177,7 +177,7 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 	}
 	tl, created, err := s.cfg.Bookings.Book(r.Context(), b)
 	if aftercare.ErrorCode(err) == aftercare.ECONFLICT {
-		err = hint(err, "send PUT /v1/bookings/"+b.ID+" to change it")
+		err = hint(err, "use PUT /v1/bookings/"+b.ID)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -381,7 +381,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(v) // the client went away; nothing to do
+	enc.SetEscapeHTML(false) // an answer read by people: "&" and "<token>" as typed
+	// An error here means the client went away; nothing to do.
+	_ = enc.Encode(v)
 }
 
 type statusWriter struct {

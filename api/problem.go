@@ -67,6 +67,7 @@ func writeProblem(w http.ResponseWriter, err error) {
 	w.WriteHeader(p.Status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // an answer read by people: "&" and "<token>" as typed
 	_ = enc.Encode(p)
 }
 

@@ -8,6 +8,7 @@
 package inbox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -35,7 +36,9 @@ type Store interface {
 type Bookings interface {
 	// Patient returns the booking a text from phone belongs to, or nil.
 	Patient(ctx context.Context, phone string) (*aftercare.Record, error)
-	OptOut(ctx context.Context, phone string, at time.Time) error
+	// OptOut opts phone out of texts, as the patient asked (by "") or as
+	// by, at the clinic, read a text.
+	OptOut(ctx context.Context, phone, by string, at time.Time) error
 	OptIn(ctx context.Context, phone string, at time.Time) error
 	// Acknowledge records a YES; it returns the booking acknowledged, or "".
 	Acknowledge(ctx context.Context, phone string, at time.Time) (string, error)
@@ -196,14 +199,16 @@ func (in *Inbox) act(ctx context.Context, item *aftercare.InboxItem, r aftercare
 	case perr != nil:
 		actions = append(actions, "the sender is not a phone number aftercare can text")
 	case r.Keyword == aftercare.KeywordStop:
-		if err := in.cfg.Bookings.OptOut(ctx, phone, item.ReceivedAt); err != nil {
+		if err := in.cfg.Bookings.OptOut(ctx, phone, "", item.ReceivedAt); err != nil {
 			return err
 		}
+		item.OptedOutAt = &item.ReceivedAt
 		actions = append(actions, "opted the number out of SMS")
 	case r.Keyword == aftercare.KeywordStart:
 		if err := in.cfg.Bookings.OptIn(ctx, phone, item.ReceivedAt); err != nil {
 			return err
 		}
+		item.OptedInAt = &item.ReceivedAt
 		actions = append(actions, "opted the number back into SMS")
 	case r.Keyword == aftercare.KeywordYes:
 		id, err := in.cfg.Bookings.Acknowledge(ctx, phone, item.ReceivedAt)
@@ -380,13 +385,18 @@ func (in *Inbox) OptOut(ctx context.Context, id, by string) (*aftercare.InboxIte
 	if err != nil {
 		return nil, aftercare.Errorf(aftercare.ECONFLICT, "item %s did not come from a phone number aftercare texts", id)
 	}
-	if err := in.cfg.Bookings.OptOut(ctx, phone, in.cfg.Now()); err != nil {
+	by = clip(by, 200)
+	now := in.cfg.Now()
+	if err := in.cfg.Bookings.OptOut(ctx, phone, cmp.Or(by, "clinic"), now); err != nil {
 		return nil, err
 	}
 	return in.cfg.Store.UpdateInboxItem(ctx, id, func(item *aftercare.InboxItem) (time.Time, error) {
 		note := "opted the number out of SMS at the clinic's request"
 		if by != "" {
-			note += " (" + clip(by, 200) + ")"
+			note += " (" + by + ")"
+		}
+		if item.OptedOutAt == nil {
+			item.OptedOutAt = &now
 		}
 		if !strings.Contains(item.Action, note) {
 			item.Action = strings.TrimPrefix(item.Action+"; "+note, "; ")

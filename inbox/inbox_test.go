@@ -408,6 +408,15 @@ func TestOptOutFromTheInbox(t *testing.T) {
 			t.Errorf("%s/sms = %s after the opt-out", m.Step, m.Status)
 		}
 	}
+	// The trail names who asked, not the patient.
+	for _, e := range rec.History {
+		if e.Kind == aftercare.EventSuppressed && (e.By != "front desk" || strings.Contains(e.Detail, "replied STOP")) {
+			t.Errorf("suppressed entry by %q: %q, want by front desk at the clinic's request", e.By, e.Detail)
+		}
+	}
+	if item.OptedOutAt == nil {
+		t.Error("the item does not say when it opted the number out")
+	}
 }
 
 // TestTextEncryptedAtRest: the patient's words and number are in no Redis
@@ -492,5 +501,40 @@ func TestProblemsReachAPerson(t *testing.T) {
 			t.Logf("item %s step %s urgency %s at %s", it.ID, it.Step, it.Urgency, it.ReceivedAt)
 		}
 		t.Errorf("inbox has %d items, want the upright item once and a normal reminder item first", len(items))
+	}
+}
+
+// TestExpiredWhenBookedReachesAPerson: a booking made too late for its
+// consent and safety texts (here, after the visit) tells a person at once,
+// and a repeat of the same request tells nobody twice.
+func TestExpiredWhenBookedReachesAPerson(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	protocols, _ := protocol.Builtin()
+	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
+		Now: tb.clock.now, Problems: tb.inbox})
+	b := aftercare.Booking{ID: "bk_late", Treatment: "botox", AppointmentAt: tb.clock.now().Add(-26 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: patient, Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	for range 2 {
+		if _, _, err := tb.sched.Book(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	items, _, err := tb.inbox.List(ctx, aftercare.InboxFilter{}, "", 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := map[string]int{}
+	for _, it := range items {
+		if it.Kind != aftercare.InboxDelivery || it.MessageStatus != aftercare.StatusExpired || it.Urgency != aftercare.Urgent {
+			t.Errorf("item %s: %s %s %s, want an urgent delivery item for an expired message", it.ID, it.Kind, it.MessageStatus, it.Urgency)
+		}
+		steps[it.Step]++
+	}
+	for _, step := range []string{"consent", "upright", "lie_down"} {
+		if steps[step] != 1 {
+			t.Errorf("%d items for the expired %s text, want 1 (items by step: %v)", steps[step], step, steps)
+		}
 	}
 }

@@ -140,7 +140,7 @@ func TestStopFallsBack(t *testing.T) {
 	t.Parallel()
 	fb := followSetup(t)
 	fb.book(t, true, true, time.Now().Add(48*time.Hour))
-	if err := fb.client.OptOut(context.Background(), "+15555550123", time.Now()); err != nil {
+	if err := fb.client.OptOut(context.Background(), "+15555550123", "", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	for _, step := range []string{"upright", "lie_down", "day3"} {
@@ -326,7 +326,7 @@ func TestHistoryTellsTheWholeStory(t *testing.T) {
 			_, err := fb.client.Resend(ctx, "bk_f", "upright", aftercare.SMS, "front desk", "new phone checked with her")
 			return err
 		},
-		func() error { return fb.client.OptOut(ctx, "+15555550123", time.Now()) },
+		func() error { return fb.client.OptOut(ctx, "+15555550123", "", time.Now()) },
 		func() error { _, err := fb.client.StopAftercare(ctx, "bk_f", "she asked us to stop"); return err },
 	}
 	for i, step := range steps {
@@ -352,7 +352,7 @@ func TestHistoryTellsTheWholeStory(t *testing.T) {
 			}
 		}
 	}
-	want := []aftercare.EventKind{aftercare.EventBooked, aftercare.EventRescheduled, aftercare.EventSend, aftercare.EventReceipt,
+	want := []aftercare.EventKind{aftercare.EventBooked, aftercare.EventSkipped, aftercare.EventRescheduled, aftercare.EventSend, aftercare.EventReceipt,
 		aftercare.EventAcknowledged, aftercare.EventReply, aftercare.EventSend, aftercare.EventFallback, aftercare.EventTreated,
 		aftercare.EventResend, aftercare.EventSuppressed, aftercare.EventFallback, aftercare.EventStopped}
 	if !slices.Equal(kinds, want) {

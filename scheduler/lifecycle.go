@@ -27,7 +27,10 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 		return nil, false, err
 	}
 	fp := fingerprint(&b)
-	return c.change(ctx, b.ID, func(rec *aftercare.Record, now time.Time) (bool, error) {
+	var changed *aftercare.Record
+	var expired []aftercare.Message
+	tl, _, err := c.change(ctx, b.ID, func(rec *aftercare.Record, now time.Time) (bool, error) {
+		changed, expired = nil, nil // this run decides, not an earlier one
 		if rec.Status == aftercare.BookingCancelled {
 			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s is cancelled; book again with a new id", b.ID)
 		}
@@ -43,11 +46,16 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 		prev := rec.Messages
 		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, moved)
 		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventRescheduled, By: byClinic, Detail: changes(&rec.Booking, &b, rec.Version+1)})
-		noteExpired(rec, prev, now)
+		expired = notePlanned(rec, prev, now)
 		rec.Booking, rec.Fingerprint = b, fp
 		rec.Version++
+		changed = rec
 		return true, nil
 	})
+	if err != nil || changed == nil {
+		return tl, false, err
+	}
+	return tl, true, c.reportExpired(ctx, changed, expired)
 }
 
 // Treated records that booking id's treatment ended at at, and re-plans the
@@ -61,7 +69,10 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 	if at.IsZero() {
 		return nil, (aftercare.Fields{{Field: "treated_at", Message: "is required, as an RFC 3339 time such as 2026-12-01T15:40:00-05:00"}}).Err("the report is not valid")
 	}
+	var changed *aftercare.Record
+	var expired []aftercare.Message
 	tl, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
+		changed, expired = nil, nil // this run decides, not an earlier one
 		b := rec.Booking
 		switch {
 		case rec.Status == aftercare.BookingCancelled:
@@ -85,12 +96,16 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 			return s.When.Anchor != aftercare.AnchorTreatmentEnd
 		}, nil)
 		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventTreated, By: byClinic, Detail: "treatment ended at " + at.Format(time.RFC3339)})
-		noteExpired(rec, prev, now)
+		expired = notePlanned(rec, prev, now)
 		rec.Booking = b
 		rec.Version++
+		changed = rec
 		return true, nil
 	})
-	return tl, err
+	if err != nil || changed == nil {
+		return tl, err
+	}
+	return tl, c.reportExpired(ctx, changed, expired)
 }
 
 // Cancel cancels booking id: every message not yet sent is cancelled and

@@ -45,8 +45,14 @@ func (c *Client) bookingsOf(ctx context.Context, phone string) ([]*aftercare.Rec
 }
 
 // OptOut records that phone opted out of SMS at at: every SMS not yet sent
-// to it, in every booking, becomes suppressed. Email is unaffected.
-func (c *Client) OptOut(ctx context.Context, phone string, at time.Time) error {
+// to it, in every booking, becomes suppressed. Email is unaffected. by is
+// who asked: "" for the patient's own STOP, else the person at the clinic
+// who read an opt-out in a text.
+func (c *Client) OptOut(ctx context.Context, phone, by string, at time.Time) error {
+	reason, who := "the patient replied STOP", byPatient
+	if by != "" {
+		reason, who = "opted out at the clinic's request", by
+	}
 	if err := c.store.SetOptOut(ctx, phone, true, at); err != nil {
 		return err
 	}
@@ -59,10 +65,13 @@ func (c *Client) OptOut(ctx context.Context, phone string, at time.Time) error {
 			if rec.Booking.Patient.Phone != phone {
 				return false, nil
 			}
-			dropped := rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, "the patient replied STOP")
-			if dropped {
-				rec.Note(aftercare.Event{At: at, Kind: aftercare.EventSuppressed, Channel: aftercare.SMS, By: byPatient,
-					Detail: "replied STOP: the texts not yet sent are suppressed"})
+			before := slices.Clone(rec.Messages)
+			dropped := rec.Drop(aftercare.SMS, aftercare.StatusSuppressed, reason)
+			for i, m := range rec.Messages {
+				if m.Status != before[i].Status {
+					rec.Note(aftercare.Event{At: at, Kind: aftercare.EventSuppressed, Step: m.Step, Channel: m.Channel,
+						Status: m.Status, By: who, Detail: reason + ": this text will not go"})
+				}
 			}
 			for _, m := range rec.Messages {
 				if m.Channel == aftercare.SMS && m.Status == aftercare.StatusSuppressed {

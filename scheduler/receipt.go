@@ -56,7 +56,7 @@ func (c *Client) applyReceipt(ctx context.Context, r aftercare.Receipt) error {
 		}
 		m := &cur.Messages[i]
 		m.Status = r.Status
-		cur.Note(aftercare.Event{At: now, Kind: aftercare.EventReceipt, Step: m.Step, Channel: m.Channel, By: "twilio",
+		cur.Note(aftercare.Event{At: now, Kind: aftercare.EventReceipt, Step: m.Step, Channel: m.Channel, Status: r.Status, By: "twilio",
 			Detail: strings.TrimSuffix(string(r.Status)+": "+r.Reason, ": ")})
 		if r.Status == aftercare.StatusDelivered {
 			return true, nil

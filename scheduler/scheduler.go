@@ -132,7 +132,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	}
 	rec.Note(aftercare.Event{At: now, Kind: aftercare.EventBooked, By: byClinic,
 		Detail: fmt.Sprintf("%s on %s", b.Treatment, b.AppointmentAt.In(b.Location()).Format(time.RFC3339))})
-	noteExpired(rec, nil, now)
+	expired := notePlanned(rec, nil, now)
 
 	stored, created, err := c.store.Create(ctx, rec, c.expiry(rec, now))
 	if err != nil {
@@ -141,9 +141,16 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	if !created {
 		if stored.Fingerprint != rec.Fingerprint {
 			return nil, false, aftercare.Errorf(aftercare.ECONFLICT,
-				"booking %s already exists with different details; reschedule it to change it", b.ID)
+				"booking %s already exists with different details; reschedule it to change them", b.ID)
 		}
-		rec = stored
+		// A repeat tells a person what the first call may have stopped
+		// before telling (the same problem told again is one item).
+		rec, expired = stored, nil
+		for _, m := range stored.Messages {
+			if m.Status == aftercare.StatusExpired && stored.Version == 1 {
+				expired = append(expired, m)
+			}
+		}
 	}
 	if err := c.index(ctx, rec, now); err != nil {
 		return nil, false, err
@@ -152,6 +159,9 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	// failed before all its tasks were in Redis, this fills the gap. Tasks
 	// that exist already are refused by their ids.
 	if err := c.sync(ctx, nil, rec); err != nil {
+		return nil, false, err
+	}
+	if err := c.reportExpired(ctx, rec, expired); err != nil {
 		return nil, false, err
 	}
 	return timeline(rec), created, nil
@@ -164,20 +174,39 @@ const (
 	bySelf    = "aftercare" // a rule of aftercare's own
 )
 
-// noteExpired adds to rec's audit trail each message planned expired that
-// was not so in prev: it cannot go before its deadline.
-func noteExpired(rec *aftercare.Record, prev []aftercare.Message, now time.Time) {
+// notePlanned adds to rec's audit trail each message planned expired or
+// skipped that was not so in prev: it cannot go before its deadline, or
+// its step is left out in quiet hours. It returns the expired ones, which a
+// person may have to know about (see reportExpired).
+func notePlanned(rec *aftercare.Record, prev []aftercare.Message, now time.Time) []aftercare.Message {
+	kinds := map[aftercare.MessageStatus]aftercare.EventKind{
+		aftercare.StatusExpired: aftercare.EventExpired, aftercare.StatusSkipped: aftercare.EventSkipped,
+	}
+	var expired []aftercare.Message
 	for _, m := range rec.Messages {
-		if m.Status != aftercare.StatusExpired {
-			continue
-		}
-		if slices.ContainsFunc(prev, func(o aftercare.Message) bool {
-			return o.Step == m.Step && o.Channel == m.Channel && o.Status == aftercare.StatusExpired
+		kind, ok := kinds[m.Status]
+		if !ok || slices.ContainsFunc(prev, func(o aftercare.Message) bool {
+			return o.Step == m.Step && o.Channel == m.Channel && o.Status == m.Status
 		}) {
 			continue
 		}
-		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventExpired, Step: m.Step, Channel: m.Channel, By: bySelf, Detail: m.Note})
+		rec.Note(aftercare.Event{At: now, Kind: kind, Step: m.Step, Channel: m.Channel, Status: m.Status, By: bySelf, Detail: m.Note})
+		if m.Status == aftercare.StatusExpired {
+			expired = append(expired, m)
+		}
 	}
+	return expired
+}
+
+// reportExpired tells a person about the messages of rec planned expired
+// whose step then reaches the patient by no other message (see report).
+func (c *Client) reportExpired(ctx context.Context, rec *aftercare.Record, expired []aftercare.Message) error {
+	for _, m := range expired {
+		if err := c.report(ctx, rec, m.Ref(rec.ID, rec.Version), aftercare.StatusExpired, m.Note); err != nil {
+			return fmt.Errorf("report expired %s %s: %w", m.Step, m.Channel, err)
+		}
+	}
+	return nil
 }
 
 // Get returns the timeline of booking id, or an ENOTFOUND error.

@@ -111,7 +111,7 @@ func TestPreview(t *testing.T) {
 	}
 
 	out.Reset()
-	err = run(context.Background(), []string{"preview", "--locale", "es", "--now", "2026-11-30T12:00:00-05:00", file},
+	err = run(context.Background(), []string{"preview", file, "--locale", "es", "--now", "2026-11-30T12:00:00-05:00"},
 		func(string) (string, bool) { return "", false }, &out, io.Discard)
 	if err != nil || !strings.Contains(out.String(), "manténgase erguido/a") || !strings.Contains(out.String(), "(UCS-2)") {
 		t.Errorf("preview --locale es: %v\n%s", err, out.String())

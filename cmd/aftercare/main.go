@@ -36,11 +36,13 @@ by SMS (Twilio) and email (SMTP), each at the right local time.
 Usage:
   aftercare serve [--role R]       run the clinic API and the message worker
                                    (--role api or worker to scale them apart)
-  aftercare booking ACTION ...     create, update, cancel, treated or get a booking
-                                   through a running aftercare (aftercare booking -h)
+  aftercare booking ACTION ...     create, update, cancel, treated, stop, resend, get or
+                                   show the history of a booking through a running
+                                   aftercare (aftercare booking -h)
   aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
                                    need a person (aftercare inbox -h)
-  aftercare preview FILE           print the timeline and messages a booking would get
+  aftercare preview [--now TIME] [--locale L] FILE
+                                   print the timeline and messages a booking would get
   aftercare rekey                  bring the data in Redis under the first data key,
                                    after adding a new one (aftercare rekey -h)
   aftercare help                   show this help

@@ -29,7 +29,11 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	files, err := parseInterspersed(fs, fs.Args()) // flags may follow the file too
+	if err != nil {
+		return err
+	}
+	if len(files) != 1 {
 		fs.Usage()
 		return errors.New("preview: expected one booking file")
 	}
@@ -55,7 +59,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err != nil {
 		return err
 	}
-	b, p, err := previewBooking(fs.Arg(0), *locale, protocols)
+	b, p, err := previewBooking(files[0], *locale, protocols)
 	if err != nil {
 		return err
 	}
