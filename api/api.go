@@ -48,6 +48,9 @@ type Config struct {
 	// there is no auth token to check one with: for trying the service
 	// locally, never in production.
 	UnsignedWebhooks bool
+	// Events lets operators look after outbound events; nil when the
+	// service sends none.
+	Events Events
 	// Webhooks counts webhook calls by hook and result; nil for none.
 	Webhooks func(hook, result string)
 	Logger   *slog.Logger
@@ -80,7 +83,7 @@ func New(cfg Config) *Server {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, &httpError{status: http.StatusNotFound, title: "Not found",
-			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings and /v1/inbox"})
+			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings, /v1/inbox, /v1/events and /v1/event-endpoints"})
 	})
 	return s
 }
@@ -110,6 +113,10 @@ func (s *Server) routes() []route {
 		{"GET", "/v1/inbox/{id}", true, join([]int{200, 404}, common), s.getInboxItem},
 		{"POST", "/v1/inbox/{id}/resolve", true, join([]int{200, 404}, withBody, common), s.resolveInboxItem},
 		{"POST", "/v1/inbox/{id}/opt-out", true, join([]int{200, 404, 409}, withBody, common), s.optOutInboxItem},
+		{"GET", "/v1/event-endpoints", true, join([]int{200, 404}, common), s.listEndpoints},
+		{"POST", "/v1/event-endpoints/{name}/enable", true, join([]int{200, 404}, common), s.enableEndpoint},
+		{"POST", "/v1/events/{id}/redeliver", true, join([]int{200, 404}, common), s.redeliverEvent},
+		{"POST", "/v1/events/redeliver", true, join([]int{200, 404}, withBody, common), s.redeliverFailed},
 		{"POST", "/webhooks/twilio/inbound", false, []int{200, 400, 403, 500, 503}, s.twilioInbound},
 		{"POST", "/webhooks/twilio/status", false, []int{200, 400, 403, 500, 503}, s.twilioStatus},
 		{"GET", "/healthz", false, []int{200}, s.healthz},

@@ -24,6 +24,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/webhook"
 )
 
 // DevToken is the API token accepted in development when
@@ -79,6 +80,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	LogFormat       string
 
+	// Outbound events: one endpoint from the environment, or a file of
+	// several, loaded into Endpoints; EventConcurrency deliveries at once.
+	WebhookURL       string
+	WebhookSecrets   []string
+	WebhooksFile     string
+	EventConcurrency int
+	Endpoints        []webhook.Endpoint
+
 	// Clinic is the profile read from ClinicFile, or the built-in example.
 	Clinic aftercare.Clinic
 	// DevToken is true when the API accepts DevToken because no tokens are set.
@@ -130,6 +139,14 @@ var settings = []setting{
 		func(c *Config, v string) error { c.ProtocolsDir = v; return nil }},
 	{"AFTERCARE_OUTBOX_FILE", "aftercare-outbox.log", "file the console outbox appends to; empty: print only",
 		func(c *Config, v string) error { c.OutboxFile = v; return nil }},
+	{"AFTERCARE_WEBHOOK_URL", "", "URL that receives every event (booking, message, consent, patient and inbox changes), signed per Standard Webhooks; https in production",
+		func(c *Config, v string) error { c.WebhookURL = v; return nil }},
+	{"AFTERCARE_WEBHOOK_SECRET", "", "signing secret of AFTERCARE_WEBHOOK_URL, whsec_ and base64 (echo whsec_$(openssl rand -base64 32)); comma-separated while rotating: each signs",
+		func(c *Config, v string) error { c.WebhookSecrets = list(v); return nil }},
+	{"AFTERCARE_WEBHOOKS_FILE", "", "YAML file of several event endpoints (endpoints: name, url, secret or secrets, types), instead of AFTERCARE_WEBHOOK_URL",
+		func(c *Config, v string) error { c.WebhooksFile = v; return nil }},
+	{"AFTERCARE_WEBHOOK_CONCURRENCY", "10", "event deliveries in flight at once per worker process, apart from the sends",
+		func(c *Config, v string) error { return positive(&c.EventConcurrency, v) }},
 	{"DASHBOARD_USER", "", "user name for the asynq dashboard at /monitoring/; with DASHBOARD_PASSWORD it turns the dashboard on (development: on, user admin, password printed at start-up)",
 		func(c *Config, v string) error { c.DashboardUser = v; return nil }},
 	{"DASHBOARD_PASSWORD", "", "password for the dashboard",
@@ -166,6 +183,15 @@ func Load(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if err := c.check(); err != nil {
 		return nil, err
+	}
+	var err error
+	if c.Endpoints, err = webhook.Load(webhook.Settings{URL: c.WebhookURL, Secrets: c.WebhookSecrets, File: c.WebhooksFile,
+		Production: c.Env == Production}); err != nil {
+		name := "AFTERCARE_WEBHOOK_URL"
+		if c.WebhooksFile != "" {
+			name = "AFTERCARE_WEBHOOKS_FILE"
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	clinic, err := LoadClinic(c.ClinicFile)
 	if err != nil {

@@ -23,6 +23,7 @@ type Metrics struct {
 	provider *prometheus.HistogramVec
 	lateness *prometheus.HistogramVec
 	webhooks *prometheus.CounterVec
+	events   *prometheus.CounterVec
 }
 
 // Queues reports the task queues; the taskqueue package implements it.
@@ -58,8 +59,12 @@ func New(queues Queues, inbox Inbox) *Metrics {
 			Name: "aftercare_webhooks_total",
 			Help: "Twilio webhook calls by hook (inbound, status) and result (received, a receipt status, forbidden, error).",
 		}, []string{"hook", "result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "aftercare_event_deliveries_total",
+			Help: "Runs of outbound event deliveries by endpoint and result (delivered, retrying, failed: retries spent, disabled, dropped).",
+		}, []string{"endpoint", "result"}),
 	}
-	m.registry.MustRegister(m.messages, m.provider, m.lateness, m.webhooks,
+	m.registry.MustRegister(m.messages, m.provider, m.lateness, m.webhooks, m.events,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if queues != nil {
 		m.registry.MustRegister(collector{queues})
@@ -89,6 +94,44 @@ func (m *Metrics) Attempt(step string, ch aftercare.Channel, outcome aftercare.O
 // Webhook records one webhook call.
 func (m *Metrics) Webhook(hook, result string) {
 	m.webhooks.WithLabelValues(hook, result).Inc()
+}
+
+// EventDelivery records one run of an event delivery.
+func (m *Metrics) EventDelivery(endpoint, result string) {
+	m.events.WithLabelValues(endpoint, result).Inc()
+}
+
+// Endpoints reports, for each endpoint named, whether a receiver has
+// turned it off (410 Gone), asking disabled when scraped.
+func (m *Metrics) Endpoints(names []string, disabled func(ctx context.Context, name string) (bool, error)) {
+	m.registry.MustRegister(endpointCollector{names, disabled})
+}
+
+type endpointCollector struct {
+	names    []string
+	disabled func(ctx context.Context, name string) (bool, error)
+}
+
+var endpointOff = prometheus.NewDesc("aftercare_event_endpoint_disabled",
+	"1 for an event endpoint that answered 410 Gone and gets nothing until an operator enables it.", []string{"endpoint"}, nil)
+
+func (c endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- endpointOff }
+
+func (c endpointCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, name := range c.names {
+		off, err := c.disabled(ctx, name)
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(endpointOff, err)
+			return
+		}
+		v := 0.0
+		if off {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(endpointOff, prometheus.GaugeValue, v, name)
+	}
 }
 
 // collector reports the task queues: tasks by state, and latency (the age

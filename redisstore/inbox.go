@@ -65,6 +65,7 @@ func (s *Store) PutInboxItem(ctx context.Context, item *aftercare.InboxItem, exp
 		if !expireAt.IsZero() {
 			ttl = max(time.Until(expireAt), time.Second)
 		}
+		s.mark(ctx, p, itemMark(item.ID), settle)
 		p.Set(ctx, inboxKey(item.ID), value, ttl)
 		s.index(ctx, p, item)
 		return nil
@@ -158,12 +159,19 @@ func (s *Store) UpdateInboxItem(ctx context.Context, id string, change func(item
 		})
 		return err
 	}
+	if err := s.markSoon(ctx, itemMark(id)); err != nil {
+		return nil, err
+	}
 	if err := s.watch(ctx, "update inbox item "+id, txf, key); err != nil {
 		return nil, err
 	}
 	// The indexes are in other slots: kept in line after the change, and
 	// again by any later change.
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.index(ctx, p, item); return nil }); err != nil {
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.index(ctx, p, item)
+		s.mark(ctx, p, itemMark(id), 0)
+		return nil
+	}); err != nil {
 		return nil, fmt.Errorf("index inbox item %s: %w", id, err)
 	}
 	return item, nil

@@ -40,7 +40,8 @@ import (
 //	          it had a method hold the time alone, RFC 3339)
 //	replies   JSON list of the patient's texts about the booking, by inbox
 //	          item (encrypted likewise)
-//	hn, h:N   count of send attempts, and attempt N as JSON
+//	hn, h:N   count of audit trail entries, and entry N as JSON
+//	ev        how many entries the event relay has handed over (events.go)
 //
 // The hash expires a retention period after the booking's last deadline.
 //
@@ -54,6 +55,8 @@ type Store struct {
 	rdb   redis.UniversalClient
 	seal  *sealer
 	names *namer
+	// events: changes mark their booking or item for the event relay.
+	events bool
 }
 
 // New returns a Store on rdb that keeps records in plain text.
@@ -106,7 +109,8 @@ func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time
 	if err != nil {
 		return nil, false, err
 	}
-	n, err := createScript.Run(ctx, s.rdb, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...)...).Int()
+	n, err := s.runAfter(ctx, func(p redis.Pipeliner) { s.mark(ctx, p, bookingMark(rec.ID), settle) },
+		createScript, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...)...).Int()
 	if err != nil {
 		return nil, false, fmt.Errorf("create booking record: %w", err)
 	}
@@ -148,6 +152,9 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		if err != nil {
 			return err
 		}
+		if ev, ok := h["ev"]; ok { // how far the event relay has read the trail
+			fields = append(fields, "ev", ev)
+		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.Del(ctx, key)
 			p.HSet(ctx, key, fields...)
@@ -156,7 +163,13 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		})
 		return err
 	}
+	if err := s.markSoon(ctx, bookingMark(id)); err != nil {
+		return nil, err
+	}
 	if err := s.watch(ctx, "update booking "+id, txf, key); err != nil {
+		return nil, err
+	}
+	if err := s.markNow(ctx, bookingMark(id)); err != nil {
 		return nil, err
 	}
 	return rec, nil
@@ -536,11 +549,16 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 		res  *redis.Cmd
 		link *redis.StatusCmd
 	)
-	if c.Ref.Channel == aftercare.SMS && c.To.Status == aftercare.StatusSent && c.ProviderID != "" {
+	linked := c.Ref.Channel == aftercare.SMS && c.To.Status == aftercare.StatusSent && c.ProviderID != ""
+	if linked || s.events {
 		// The link goes first: a receipt for a message that reads sent
 		// finds it.
-		res = s.runAfter(ctx, func(p redis.Pipeliner) { link = p.Set(ctx, sidKey(c.ProviderID), c.Ref.Payload(), receiptTTL) },
-			transitionScript, keys, args...)
+		res = s.runAfter(ctx, func(p redis.Pipeliner) {
+			s.mark(ctx, p, bookingMark(c.Ref.BookingID), settle)
+			if linked {
+				link = p.Set(ctx, sidKey(c.ProviderID), c.Ref.Payload(), receiptTTL)
+			}
+		}, transitionScript, keys, args...)
 	} else {
 		res = transitionScript.Run(ctx, s.rdb, keys, args...)
 	}

@@ -90,6 +90,107 @@ func (q *Queue) Alert(ctx context.Context, ref aftercare.AlertRef, at time.Time)
 	return q.enqueue(ctx, aftercare.TypeAlert, aftercare.QueueAlerts, ref.TaskID(), ref.Payload(), at)
 }
 
+// Webhook deliveries: the specification's schedule, so eight runs over
+// about a day; a completed delivery is kept a day, so that the relay cannot
+// queue an event twice and an operator can send it again by its id.
+const (
+	webhookRetries   = 7
+	webhookTimeout   = 30 * time.Second
+	webhookRetention = 24 * time.Hour
+)
+
+// Deliver queues the delivery of one event to one endpoint, due now,
+// unless it is queued or was delivered within webhookRetention.
+func (q *Queue) Deliver(ctx context.Context, d aftercare.Delivery) error {
+	return q.deliver(ctx, d, d.TaskID())
+}
+
+func (q *Queue) deliver(ctx context.Context, d aftercare.Delivery, id string) error {
+	task := asynq.NewTask(aftercare.TypeWebhook, d.Payload(),
+		asynq.TaskID(id),
+		asynq.Queue(aftercare.QueueWebhooks),
+		asynq.MaxRetry(webhookRetries),
+		asynq.Timeout(webhookTimeout),
+		asynq.Retention(webhookRetention),
+	)
+	if _, err := q.client.EnqueueContext(ctx, task); err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
+		return fmt.Errorf("enqueue %s: %w", id, err)
+	}
+	return nil
+}
+
+// Redeliver sends event id again to each of endpoints that it went to or
+// failed to reach, with a fresh retry schedule and the same webhook-id. A
+// delivery still on its way is left as it is. It returns how many
+// deliveries it queued or found queued; none is ENOTFOUND.
+func (q *Queue) Redeliver(ctx context.Context, id string, endpoints []string) (int, error) {
+	n := 0
+	for _, name := range endpoints {
+		d := aftercare.Delivery{Endpoint: name, EventID: id}
+		info, err := q.inspector.GetTaskInfo(aftercare.QueueWebhooks, d.TaskID())
+		if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("find delivery %s: %w", d.TaskID(), err)
+		}
+		if err := q.again(ctx, info); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if n == 0 {
+		return 0, aftercare.Errorf(aftercare.ENOTFOUND, "no event %q: deliveries are kept a day after they succeed, and in the archive after they fail", id)
+	}
+	return n, nil
+}
+
+// RedeliverFailed sends again every delivery whose retries ran out (or
+// that a disabled endpoint refused) since since, and returns how many.
+func (q *Queue) RedeliverFailed(ctx context.Context, since time.Time) (int, error) {
+	var failed []*asynq.TaskInfo
+	for page := 1; ; page++ {
+		tasks, err := q.inspector.ListArchivedTasks(aftercare.QueueWebhooks, asynq.Page(page), asynq.PageSize(100))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("list failed deliveries: %w", err)
+		}
+		for _, t := range tasks {
+			if !t.LastFailedAt.Before(since) {
+				failed = append(failed, t)
+			}
+		}
+		if len(tasks) < 100 {
+			break
+		}
+	}
+	for i, t := range failed {
+		if err := q.again(ctx, t); err != nil {
+			return i, err
+		}
+	}
+	return len(failed), nil
+}
+
+// again queues the delivery t once more, under its own task id, with a
+// fresh retry schedule: the failed or completed task makes way for it.
+func (q *Queue) again(ctx context.Context, t *asynq.TaskInfo) error {
+	switch t.State {
+	case asynq.TaskStatePending, asynq.TaskStateActive, asynq.TaskStateScheduled, asynq.TaskStateRetry:
+		return nil // on its way
+	}
+	d, err := aftercare.ParseDelivery(t.Payload)
+	if err != nil {
+		return err
+	}
+	if err := q.inspector.DeleteTask(aftercare.QueueWebhooks, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+		return fmt.Errorf("make way for delivery %s: %w", t.ID, err)
+	}
+	return q.deliver(ctx, d, t.ID)
+}
+
 // Stats reports the size and latency of each send queue that exists (asynq
 // makes a queue when its first task is enqueued).
 func (q *Queue) Stats() ([]aftercare.QueueStats, error) {
@@ -98,7 +199,7 @@ func (q *Queue) Stats() ([]aftercare.QueueStats, error) {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}
 	var stats []aftercare.QueueStats
-	for _, name := range []string{aftercare.QueueAlerts, aftercare.QueueSMS, aftercare.QueueEmail} {
+	for _, name := range []string{aftercare.QueueAlerts, aftercare.QueueSMS, aftercare.QueueEmail, aftercare.QueueWebhooks} {
 		if !slices.Contains(names, name) {
 			continue
 		}

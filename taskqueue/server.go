@@ -26,6 +26,11 @@ type AlertHandler interface {
 	Handle(ctx context.Context, ref aftercare.AlertRef, run aftercare.Run) error
 }
 
+// EventHandler runs a webhook task likewise.
+type EventHandler interface {
+	Handle(ctx context.Context, d aftercare.Delivery, run aftercare.Run) error
+}
+
 // Handlers are what a Server runs: the patients' messages, and the alerts
 // to the clinic's staff.
 type Handlers struct {
@@ -69,6 +74,30 @@ func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
 	})}
 }
 
+// NewEventServer returns a Server of webhook deliveries on rdb: their own
+// workers (cfg.Concurrency of them), so that a slow receiver never holds up
+// a patient's text.
+func NewEventServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Server{asynq.NewServerFromRedisClient(rdb, asynq.Config{
+		Concurrency:     cfg.Concurrency,
+		Queues:          map[string]int{aftercare.QueueWebhooks: 1},
+		RetryDelayFunc:  retryDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Logger:          logger{cfg.Logger.With("component", "asynq")},
+		LogLevel:        asynq.WarnLevel,
+	})}
+}
+
+// StartEvents starts delivering events with h, in the background.
+func (s *Server) StartEvents(h EventHandler) error {
+	mux := asynq.NewServeMux()
+	mux.Handle(aftercare.TypeWebhook, eventAdapter{h})
+	return s.srv.Start(mux)
+}
+
 // Start starts running tasks with h, in the background.
 func (s *Server) Start(h Handlers) error {
 	mux := asynq.NewServeMux()
@@ -110,6 +139,17 @@ func (a alertAdapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return final(a.h.Handle(ctx, ref, run(ctx)))
 }
 
+// eventAdapter is adapter for webhook tasks.
+type eventAdapter struct{ h EventHandler }
+
+func (a eventAdapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	d, err := aftercare.ParseDelivery(t.Payload())
+	if err != nil {
+		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
+	}
+	return final(a.h.Handle(ctx, d, run(ctx)))
+}
+
 // run says which run of its task ctx is, and whether asynq will make
 // another if this one fails.
 func run(ctx context.Context) aftercare.Run {
@@ -142,6 +182,9 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 	if d, ok := errors.AsType[*aftercare.Deferred](err); ok {
 		return max(time.Until(d.Until), time.Second)
 	}
+	if t != nil && t.Type() == aftercare.TypeWebhook {
+		return webhookDelay(n, err)
+	}
 	d := 10 * time.Minute
 	switch {
 	case errors.Is(err, aftercare.ErrRateLimited):
@@ -157,6 +200,21 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 		}
 	}
 	return d
+}
+
+// webhookSchedule is the Standard Webhooks retry schedule: after the first
+// run, again after 5 seconds, 5 minutes, 30 minutes, 2 hours, 5 hours, 10
+// hours and 10 hours (27 hours and a half in all).
+var webhookSchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// webhookDelay is the delay before retry n+1 of a delivery: the schedule's,
+// with ±10% jitter, or the receiver's Retry-After.
+func webhookDelay(n int, err error) time.Duration {
+	if ra, ok := errors.AsType[*aftercare.RetryAfter](err); ok {
+		return max(time.Until(ra.At), time.Second)
+	}
+	d := webhookSchedule[min(n, len(webhookSchedule)-1)]
+	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
 }
 
 // logger adapts slog to asynq's logger interface.

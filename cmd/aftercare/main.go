@@ -41,6 +41,8 @@ Usage:
                                    aftercare (aftercare booking -h)
   aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
                                    need a person (aftercare inbox -h)
+  aftercare events [ACTION ...]    list the endpoints that receive events, enable one,
+                                   or send events again (aftercare events -h)
   aftercare preview [--now TIME] [--locale L] FILE
                                    print the timeline and messages a booking would get
   aftercare rekey                  bring the data in Redis under the first data key,
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return bookingCmd(ctx, args[1:], lookup, stdout, stderr)
 	case "inbox":
 		return inboxCmd(ctx, args[1:], lookup, stdout, stderr)
+	case "events":
+		return eventsCmd(ctx, args[1:], lookup, stdout, stderr)
 	case "preview":
 		return previewCmd(args[1:], lookup, stdout, stderr)
 	case "rekey":

@@ -31,12 +31,16 @@ import (
 	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/twilio"
+	"github.com/aftercare/aftercare/webhook"
 	"github.com/aftercare/aftercare/worker"
 )
 
 var (
 	_ taskqueue.Handler      = (*worker.Worker)(nil)
 	_ taskqueue.AlertHandler = (*inbox.Inbox)(nil)
+	_ taskqueue.EventHandler = (*webhook.Sender)(nil)
+	_ webhook.Outbox         = (*redisstore.Store)(nil)
+	_ webhook.Queue          = (*taskqueue.Queue)(nil)
 )
 
 // app is one wired aftercare process.
@@ -50,6 +54,10 @@ type app struct {
 	worker    *taskqueue.Server
 	handler   *worker.Worker
 	inbox     *inbox.Inbox
+	events    *taskqueue.Server // nil without event endpoints
+	relay     *webhook.Relay
+	sender    *webhook.Sender
+	operator  api.Events // nil without event endpoints
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ready     atomic.Bool
@@ -107,6 +115,20 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	}
 	queue := taskqueue.New(a.rdb)
 	a.metrics = metrics.New(queue, store)
+	if len(cfg.Endpoints) > 0 {
+		store.RecordEvents()
+		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: store, Queue: queue, Endpoints: cfg.Endpoints, Logger: log})
+		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: store, Metrics: a.metrics, Logger: log})
+		a.events = taskqueue.NewEventServer(a.rdb, taskqueue.ServerConfig{
+			Concurrency: cfg.EventConcurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
+		})
+		names := make([]string, len(cfg.Endpoints))
+		for i, e := range cfg.Endpoints {
+			names[i] = e.Name
+		}
+		a.metrics.Endpoints(names, store.EndpointDisabled)
+		a.operator = webhook.NewOperator(cfg.Endpoints, queue, store)
+	}
 	a.worker = taskqueue.NewServer(a.rdb, taskqueue.ServerConfig{
 		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 	})
@@ -160,6 +182,7 @@ func (a *app) routes(sched *scheduler.Client) http.Handler {
 		PublicURL:        a.cfg.PublicURL,
 		UnsignedWebhooks: a.unsignedWebhooks(),
 		Webhooks:         a.metrics.Webhook,
+		Events:           a.operator,
 		Logger:           a.log,
 	})
 	srv.Handle("GET /metrics", a.metrics.Handler())
@@ -327,6 +350,17 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
+	relayDone := make(chan struct{})
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	defer stopRelay()
+	if runsWorker && a.events != nil {
+		if err := a.events.StartEvents(a.sender); err != nil {
+			return fmt.Errorf("start event deliveries: %w", err)
+		}
+		go func() { defer close(relayDone); a.relay.Run(relayCtx) }()
+	} else {
+		close(relayDone)
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.http.Serve(ln) }()
 	a.ready.Store(true)
@@ -346,6 +380,11 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	}
 	if runsWorker {
 		a.worker.Shutdown() // in-flight sends finish; unfinished tasks go back to Redis
+	}
+	stopRelay()
+	<-relayDone // what a pass took stays due: the next relay takes it
+	if runsWorker && a.events != nil {
+		a.events.Shutdown()
 	}
 	a.log.Info("stopped")
 	return err
@@ -371,6 +410,13 @@ func (a *app) announce(addr string) {
 	}
 	if a.unsignedWebhooks() {
 		a.log.Warn("TWILIO_AUTH_TOKEN is not set: development mode takes Twilio's webhooks unsigned, so you can post a patient's text to /webhooks/twilio/inbound yourself")
+	}
+	for _, e := range a.cfg.Endpoints {
+		types := "all"
+		if len(e.Types) > 0 {
+			types = fmt.Sprint(e.Types)
+		}
+		a.log.Info("events go to endpoint", "endpoint", e.Name, "types", types)
 	}
 	if a.cfg.DevToken {
 		a.log.Warn("AFTERCARE_API_TOKENS is not set: development mode accepts the API token " + config.DevToken)

@@ -1,0 +1,390 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/aftercare/aftercare"
+)
+
+// eventSecret signs the test's events: "whsec_" and 32 bytes in base64.
+const eventSecret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+
+// delivery is one delivery the receiver saw, verified with the Standard
+// Webhooks reference library.
+type delivery struct {
+	id     string
+	at     time.Time
+	body   string
+	status int // what the receiver answered
+	event  struct {
+		Type string               `json:"type"`
+		Data aftercare.NoticeData `json:"data"`
+	}
+}
+
+// receiver is a clinic system that takes aftercare's events: it verifies
+// each signature as the specification's library does and answers as
+// answer says (200 if nil).
+type receiver struct {
+	t      *testing.T
+	url    string
+	wh     *standardwebhooks.Webhook
+	mu     sync.Mutex
+	calls  []delivery
+	answer func(c delivery, attempt int) (int, http.Header)
+}
+
+func newReceiver(t *testing.T) *receiver {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(eventSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &receiver{t: t, wh: wh}
+	srv := httptest.NewServer(http.HandlerFunc(rc.serve))
+	t.Cleanup(srv.Close)
+	rc.url = srv.URL + "/hooks/aftercare"
+	return rc
+}
+
+func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	if err := rc.wh.Verify(body, r.Header); err != nil {
+		rc.t.Errorf("event %s: signature: %v", r.Header.Get("webhook-id"), err)
+		w.WriteHeader(http.StatusBadRequest)
+		return
+	}
+	c := delivery{id: r.Header.Get("webhook-id"), at: time.Now(), body: string(body), status: http.StatusOK}
+	if err := json.Unmarshal(body, &c.event); err != nil {
+		rc.t.Errorf("event %s: %v", c.id, err)
+	}
+	rc.mu.Lock()
+	attempt := 1
+	for _, o := range rc.calls {
+		if o.id == c.id {
+			attempt++
+		}
+	}
+	answer := rc.answer
+	rc.mu.Unlock()
+	var header http.Header
+	if answer != nil {
+		c.status, header = answer(c, attempt)
+	}
+	for k, v := range header {
+		w.Header()[k] = v
+	}
+	rc.mu.Lock()
+	rc.calls = append(rc.calls, c)
+	rc.mu.Unlock()
+	w.WriteHeader(c.status)
+}
+
+func (rc *receiver) setAnswer(f func(c delivery, attempt int) (int, http.Header)) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.answer = f
+}
+
+// taken returns the deliveries the receiver took (2xx).
+func (rc *receiver) taken() []delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	var out []delivery
+	for _, c := range rc.calls {
+		if c.status/100 == 2 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// all returns every delivery.
+func (rc *receiver) all() []delivery {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.calls)
+}
+
+// waitType waits until the receiver took an event of type typ about
+// booking (any if "") and returns it.
+func (rc *receiver) waitType(t *testing.T, typ, booking string) delivery {
+	t.Helper()
+	return rc.waitMatch(t, func(c delivery) bool {
+		return c.event.Type == typ && (booking == "" || c.event.Data.BookingID == booking)
+	})
+}
+
+// waitMatch waits until the receiver took an event that match accepts, and
+// returns it.
+func (rc *receiver) waitMatch(t *testing.T, match func(delivery) bool) delivery {
+	t.Helper()
+	var found delivery
+	waitFor(t, time.Minute, func() bool {
+		i := slices.IndexFunc(rc.taken(), match)
+		if i >= 0 {
+			found = rc.taken()[i]
+		}
+		return i >= 0
+	})
+	return found
+}
+
+// fullHistory is a booking's audit trail as GET shows it.
+func (tb *testBundle) fullHistory(t *testing.T, id string) []aftercare.Event {
+	t.Helper()
+	status, data := tb.request(t, "GET", "/v1/bookings/"+id, nil)
+	if status != 200 {
+		t.Fatalf("GET %s = %d %s", id, status, data)
+	}
+	var tl aftercare.Timeline
+	if err := json.Unmarshal(data, &tl); err != nil {
+		t.Fatal(err)
+	}
+	return tl.History
+}
+
+// TestEventsTellEveryChange: every kind of change, made as the clinic and
+// the patient make them, reaches the clinic's receiver as its event, once,
+// signed, numbered in its booking's order, with no patient data.
+func TestEventsTellEveryChange(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	tb := start(t, "all", "", "AFTERCARE_WEBHOOK_URL="+rc.url, "AFTERCARE_WEBHOOK_SECRET="+eventSecret)
+	inbound := tb.url + "/webhooks/twilio/inbound"
+	now := time.Now()
+
+	// A number Twilio refuses: the consent text fails; then a resend on
+	// purpose plans it again.
+	tb.twilio.Fail(1, 400, 21211, "Invalid 'To' Phone Number: "+patientTel)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_ed", now.Add(72*time.Hour)), 201)
+	tb.waitStatus(t, "bk_ed", "consent", "sms", "failed")
+	tb.mustRequest(t, "POST", "/v1/bookings/bk_ed/messages/consent/sms/resend", map[string]any{"by": "front desk", "reason": "number fixed"}, 200)
+	tb.waitStatus(t, "bk_ed", "consent", "sms", "sent")
+
+	// Booked, delivered, acknowledged, rescheduled, cancelled.
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_ea", now.Add(48*time.Hour)), 201)
+	tb.waitStatus(t, "bk_ea", "consent", "sms", "sent")
+	var sid string
+	for _, m := range tb.timeline(t, "bk_ea").Messages {
+		if m.Step == "consent" && m.Channel == "sms" {
+			sid = m.ProviderID
+		}
+	}
+	if status, err := tb.twilio.Callback(sid, "delivered", "", "tok-ea"); err != nil || status != 200 {
+		t.Fatalf("receipt = %d, %v", status, err)
+	}
+	tb.waitStatus(t, "bk_ea", "consent", "sms", "delivered")
+	if status, err := tb.twilio.Reply(inbound, patientTel, "YES"); err != nil || status != 200 {
+		t.Fatalf("YES = %d, %v", status, err)
+	}
+	tb.mustRequest(t, "PUT", "/v1/bookings/bk_ea", bookingBody("bk_ea", now.Add(50*time.Hour)), 200)
+	tb.mustRequest(t, "DELETE", "/v1/bookings/bk_ea", nil, 200)
+
+	// Treated, then its aftercare stopped on purpose.
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_eb", now.Add(time.Minute)), 201)
+	tb.mustRequest(t, "POST", "/v1/bookings/bk_eb/treated", map[string]any{"treated_at": now.Format(time.RFC3339)}, 200)
+	tb.mustRequest(t, "DELETE", "/v1/bookings/bk_eb?stop_aftercare=true&reason=the+clinic+takes+over", nil, 200)
+
+	// Booked a day after the visit: the consent and safety texts expire,
+	// the reminder is skipped, and a person is told.
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_ec", now.Add(-26*time.Hour)), 201)
+
+	// The patient writes in, urgently; someone takes it.
+	if status, err := tb.twilio.Reply(inbound, patientTel, "my eyelid is drooping and it is hard to swallow"); err != nil || status != 200 {
+		t.Fatalf("urgent text = %d, %v", status, err)
+	}
+	urgent := rc.waitMatch(t, func(c delivery) bool {
+		return c.event.Type == "inbox.item_created" && c.event.Data.Urgency == aftercare.Urgent
+	})
+	if status, data := tb.request(t, "POST", "/v1/inbox/"+urgent.event.Data.InboxID+"/resolve", map[string]any{"note": "called her", "by": "nurse"}); status != 200 {
+		t.Fatalf("resolve = %d %s", status, data)
+	}
+
+	// STOP, then START.
+	for _, text := range []string{"STOP", "START"} {
+		if status, err := tb.twilio.Reply(inbound, patientTel, text); err != nil || status != 200 {
+			t.Fatalf("%s = %d, %v", text, status, err)
+		}
+	}
+
+	for _, typ := range []string{
+		"booking.scheduled", "booking.rescheduled", "booking.cancelled", "booking.treated", "booking.aftercare_stopped",
+		"message.scheduled", "message.sent", "message.delivered", "message.failed", "message.expired",
+		"message.skipped", "message.suppressed", "consent.acknowledged", "patient.opted_out", "patient.opted_in",
+		"inbox.item_created", "inbox.item_resolved",
+	} {
+		rc.waitType(t, typ, "")
+	}
+	failed := rc.waitType(t, "message.failed", "bk_ed")
+	if failed.event.Data.ErrorCode != "twilio:21211" || failed.event.Data.Step != "consent" {
+		t.Errorf("message.failed data %+v, want the consent text with twilio:21211", failed.event.Data)
+	}
+
+	// Once each: every booking's events are exactly its trail's, each
+	// delivered once, in its numbering.
+	for _, id := range []string{"bk_ea", "bk_eb", "bk_ec", "bk_ed"} {
+		history := tb.fullHistory(t, id)
+		want := map[int]aftercare.EventType{}
+		for i, e := range history {
+			if n, ok := aftercare.BookingNotice(id, time.Time{}, i+1, e); ok {
+				want[i+1] = n.Type
+			}
+		}
+		var got map[int][]string
+		waitFor(t, time.Minute, func() bool {
+			got = map[int][]string{}
+			for _, c := range rc.taken() {
+				if c.event.Data.BookingID == id && c.event.Data.InboxID == "" {
+					got[c.event.Data.Sequence] = append(got[c.event.Data.Sequence], c.event.Type)
+				}
+			}
+			return len(got) >= len(want)
+		})
+		for seq, typ := range want {
+			if g := got[seq]; len(g) != 1 || g[0] != string(typ) {
+				t.Errorf("%s event %d: got %v, want one %s", id, seq, g, typ)
+			}
+		}
+		for seq, g := range got {
+			if _, ok := want[seq]; !ok {
+				t.Errorf("%s event %d: got %v for an entry that causes none", id, seq, g)
+			}
+		}
+	}
+
+	ids := map[string]int{}
+	for _, c := range rc.taken() {
+		ids[c.id]++
+		for _, secret := range []string{patientTel, strings.TrimPrefix(patientTel, "+1"), patientTo, "Ana", "eyelid", "swallow", "nurse"} {
+			if strings.Contains(c.body, secret) {
+				t.Errorf("event %s carries %q: %s", c.id, secret, c.body)
+			}
+		}
+	}
+	for id, n := range ids {
+		if n > 1 {
+			t.Errorf("event %s delivered %d times", id, n)
+		}
+	}
+}
+
+// TestEventRetries: a delivery that fails is tried again with the same
+// webhook-id, after Retry-After when the receiver gives one; a 410 Gone
+// turns the endpoint off until an operator turns it on and sends again
+// what it missed.
+func TestEventRetries(t *testing.T) {
+	t.Parallel()
+	rc := newReceiver(t)
+	rc.setAnswer(func(c delivery, attempt int) (int, http.Header) {
+		if c.event.Type != "booking.scheduled" || c.event.Data.BookingID != "bk_r1" {
+			return 200, nil
+		}
+		switch attempt {
+		case 1:
+			return http.StatusInternalServerError, nil
+		case 2:
+			return http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}
+		}
+		return 200, nil
+	})
+	tb := start(t, "all", "", "AFTERCARE_WEBHOOK_URL="+rc.url, "AFTERCARE_WEBHOOK_SECRET="+eventSecret)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r1", time.Now().Add(48*time.Hour)), 201)
+
+	scheduled := rc.waitType(t, "booking.scheduled", "bk_r1")
+	var tries []delivery
+	for _, c := range rc.all() {
+		if c.id == scheduled.id {
+			tries = append(tries, c)
+		}
+	}
+	if len(tries) != 3 || tries[0].status != 500 || tries[1].status != 429 || tries[2].status != 200 {
+		t.Fatalf("%d calls for %s, want 500, 429 and 200", len(tries), scheduled.id)
+	}
+	if gap := tries[1].at.Sub(tries[0].at); gap < 4*time.Second {
+		t.Errorf("retry after the 500 came %v later, want about 5 s (the schedule's first step)", gap)
+	}
+	if gap := tries[2].at.Sub(tries[1].at); gap < 2*time.Second {
+		t.Errorf("retry after the 429 came %v later, want at least its Retry-After of 2 s", gap)
+	}
+
+	// The receiver is gone: the endpoint turns off, and what follows waits
+	// in the archive.
+	rc.setAnswer(func(delivery, int) (int, http.Header) { return http.StatusGone, nil })
+	since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r2", time.Now().Add(48*time.Hour)), 201)
+	waitFor(t, time.Minute, func() bool {
+		status, data := tb.request(t, "GET", "/v1/event-endpoints", nil)
+		return status == 200 && strings.Contains(string(data), `"disabled": true`)
+	})
+	tb.waitStatus(t, "bk_r2", "consent", "email", "sent")
+	gone := len(rc.all())
+	status, data := tb.request(t, "GET", "/metrics", nil)
+	if status != 200 || !strings.Contains(string(data), `aftercare_event_endpoint_disabled{endpoint="default"} 1`) ||
+		!strings.Contains(string(data), `aftercare_event_deliveries_total{endpoint="default",result="disabled"}`) {
+		t.Errorf("metrics do not show the endpoint disabled:\n%s", grepLines(string(data), "aftercare_event"))
+	}
+
+	rc.setAnswer(nil)
+	if status, data := tb.request(t, "POST", "/v1/event-endpoints/default/enable", nil); status != 200 {
+		t.Fatalf("enable = %d %s", status, data)
+	}
+	// What it refused while off is in the archive (the consent's events may
+	// still be on their way there): sent again until it arrives.
+	queued := 0
+	waitFor(t, time.Minute, func() bool {
+		if hasType(rc.taken(), "booking.scheduled", "bk_r2") && hasType(rc.taken(), "message.sent", "bk_r2") {
+			return true
+		}
+		status, data := tb.request(t, "POST", "/v1/events/redeliver", map[string]any{"since": since.Format(time.RFC3339)})
+		var res struct{ Queued int }
+		if err := json.Unmarshal(data, &res); err != nil || status != 200 {
+			t.Fatalf("redeliver since = %d %s", status, data)
+		}
+		queued += res.Queued
+		return false
+	})
+	if queued == 0 {
+		t.Error("redeliver --since queued nothing")
+	}
+	r2 := rc.waitType(t, "booking.scheduled", "bk_r2")
+	if !slices.ContainsFunc(rc.all()[:gone], func(c delivery) bool { return c.id == r2.id && c.status == http.StatusGone }) {
+		t.Errorf("the redelivered %s is not the event that met the 410 (webhook-id changed?)", r2.id)
+	}
+
+	// One event again, by its id.
+	before := len(rc.taken())
+	status, data = tb.request(t, "POST", "/v1/events/"+url.PathEscape(r2.id)+"/redeliver", nil)
+	if status != 200 {
+		t.Fatalf("redeliver %s = %d %s", r2.id, status, data)
+	}
+	waitFor(t, time.Minute, func() bool { return len(rc.taken()) > before })
+	if status, _ := tb.request(t, "POST", "/v1/events/ev_nothing_1/redeliver", nil); status != 404 {
+		t.Errorf("redeliver of an unknown event = %d, want 404", status)
+	}
+}
+
+func hasType(calls []delivery, typ, booking string) bool {
+	return slices.ContainsFunc(calls, func(c delivery) bool { return c.event.Type == typ && c.event.Data.BookingID == booking })
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
