@@ -258,3 +258,26 @@ func TestRetryDelay(t *testing.T) {
 		t.Errorf("late retry in %s, want it just before the deadline", d)
 	}
 }
+
+// TestWebhookDelay: deliveries follow the Standard Webhooks schedule, with
+// a little jitter, and a receiver's Retry-After when it gives one.
+func TestWebhookDelay(t *testing.T) {
+	t.Parallel()
+	task := asynq.NewTask(aftercare.TypeWebhook, nil)
+	failed := errors.New("endpoint crm answered 500")
+	total := time.Duration(0)
+	for n, want := range []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour} {
+		d := retryDelay(n, failed, task)
+		if d < want*9/10 || d > want*11/10 {
+			t.Errorf("retry %d after %s, want %s ±10%%", n+1, d, want)
+		}
+		total += want
+	}
+	if total < 27*time.Hour || total > 28*time.Hour {
+		t.Errorf("the schedule spans %s, want about a day", total)
+	}
+	ra := &aftercare.RetryAfter{At: time.Now().Add(3 * time.Minute), Err: failed}
+	if d := retryDelay(0, ra, task); d < 2*time.Minute+55*time.Second || d > 3*time.Minute {
+		t.Errorf("with Retry-After in 3 minutes: %s", d)
+	}
+}
