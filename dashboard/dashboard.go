@@ -5,6 +5,7 @@ package dashboard
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -60,6 +61,15 @@ func formatPayload(taskType string, payload []byte) string {
 			return fmt.Sprintf("inbox item %s: check before alert round %d", ref.ItemID, ref.Round)
 		}
 		return fmt.Sprintf("inbox item %s: alert round %d by %s", ref.ItemID, ref.Round, ref.Channel)
+	}
+	if taskType == aftercare.TypeWebhook {
+		d, err := aftercare.ParseDelivery(payload)
+		if err != nil {
+			return fmt.Sprintf("(%s: unreadable payload)", taskType)
+		}
+		var n aftercare.Notice
+		_ = json.Unmarshal(d.Body, &n) // the type is a courtesy; the id says which event
+		return fmt.Sprintf("event %s (%s) to endpoint %s", d.EventID, n.Type, d.Endpoint)
 	}
 	ref, err := aftercare.ParseMessageRef(payload)
 	if err != nil {

@@ -97,6 +97,8 @@ type Report struct {
 	// Faults counts the faults made, by name.
 	Faults map[string]int
 	Tally
+	// Events counts the signed events the clinic's receiver took.
+	Events Events
 	// PeakRSS is each worker's peak resident set (KiB), of those running at
 	// the end.
 	PeakRSS map[int]int64
@@ -111,15 +113,16 @@ func (r Report) OK() bool { return len(r.Violations) == 0 }
 // run is one chaos run.
 type run struct {
 	Config
-	dir    string
-	redis  *redisproc.Server
-	rdb    *redis.Client
-	twilio *twiliotest.Server
-	mail   *smtptest.Server
-	env    []string
-	rng    *rand.Rand
-	faults []fault
-	start  time.Time
+	dir      string
+	redis    *redisproc.Server
+	rdb      *redis.Client
+	twilio   *twiliotest.Server
+	mail     *smtptest.Server
+	receiver *receiver
+	env      []string
+	rng      *rand.Rand
+	faults   []fault
+	start    time.Time
 
 	logMu sync.Mutex // one progress line at a time
 
@@ -199,6 +202,10 @@ func (c *run) startServices() (stop func(), err error) {
 		return nil, err
 	}
 	stops = append(stops, func() { c.mail.Close() })
+	if c.receiver, err = newReceiver(); err != nil {
+		return nil, err
+	}
+	stops = append(stops, c.receiver.close)
 
 	clinicFile := filepath.Join(c.dir, "clinic.yaml")
 	if err := os.WriteFile(clinicFile, []byte(clinicYAML), 0o600); err != nil {
@@ -212,7 +219,8 @@ func (c *run) startServices() (stop func(), err error) {
 		"SMTP_URL=" + c.mail.URL(), "MAIL_FROM=" + from,
 		"AFTERCARE_CLINIC_FILE=" + clinicFile, "AFTERCARE_OUTBOX_FILE=", "LOG_FORMAT=json",
 		"SMS_RATE_LIMIT=100", "EMAIL_RATE_LIMIT=50", fmt.Sprintf("WORKER_CONCURRENCY=%d", c.Concurrency),
-		"SHUTDOWN_TIMEOUT=15s",
+		"SHUTDOWN_TIMEOUT=15s", "AFTERCARE_WEBHOOK_URL=" + c.receiver.srv.URL + "/events", "AFTERCARE_WEBHOOK_SECRET=" + eventSecret,
+		"AFTERCARE_WEBHOOKS_FILE=",
 	}
 	return stop, nil
 }
@@ -229,6 +237,7 @@ func (c *run) run(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	store := redisstore.New(c.rdb)
+	store.RecordEvents()
 	sched := scheduler.New(store, taskqueue.New(c.rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 
 	c.logf("seed %d: %d bookings over %s, %d workers, a fault every %s on average",
@@ -266,6 +275,10 @@ func (c *run) run(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	events, lost, err := c.waitEvents(ctx, recs)
+	if err != nil {
+		return Report{}, err
+	}
 	peaks := c.stopWorkers()
 
 	renderer, err := messages.New(clinic, protocols)
@@ -276,7 +289,8 @@ func (c *run) run(ctx context.Context) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{Config: c.Config, Faults: c.made, Tally: tally(recs, cutoff, received, unmatched), PeakRSS: peaks}
+	rep := Report{Config: c.Config, Faults: c.made, Tally: tally(recs, cutoff, received, unmatched), Events: events, PeakRSS: peaks}
+	rep.Violations = append(rep.Violations, lost...)
 	c.mu.Lock()
 	rep.Violations = append(rep.Violations, c.exits...)
 	c.mu.Unlock()

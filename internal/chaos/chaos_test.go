@@ -180,6 +180,9 @@ func TestRun(t *testing.T) {
 		t.Errorf("%d messages due (want 200: each booking's consent and reminder by SMS and email, and its upright text), %d faults made, %d sent once; faults %v",
 			rep.Due, made, rep.SentOnce, rep.Faults)
 	}
+	if rep.Events.Expected < 40 || rep.Events.Lost != 0 || rep.Events.Delivered != rep.Events.Expected {
+		t.Errorf("events %+v, want every booking's events (at least its booking.scheduled) delivered", rep.Events)
+	}
 	if len(rep.PeakRSS) != 2 {
 		t.Errorf("peak RSS of %d workers, want 2", len(rep.PeakRSS))
 	}

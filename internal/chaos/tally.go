@@ -192,6 +192,10 @@ func (r Report) Print(w io.Writer) error {
 	fmt.Fprintf(tw, "  lost: no final status, or recorded sent and never received\t%d\n", r.Lost)
 	fmt.Fprintf(tw, "not due yet, still scheduled\t%d\n", r.NotDue)
 	fmt.Fprintf(tw, "received by a provider for no message\t%d\n", r.Unmatched)
+	fmt.Fprintf(tw, "events the bookings' changes call for\t%d\n", r.Events.Expected)
+	fmt.Fprintf(tw, "  delivered, signature verified\t%d\t(%d more than once, %d first tries refused on purpose)\n",
+		r.Events.Delivered, r.Events.Twice, r.Events.Refused)
+	fmt.Fprintf(tw, "  lost\t%d\n", r.Events.Lost)
 	var peaks []string
 	for _, n := range slices.Sorted(maps.Keys(r.PeakRSS)) {
 		peaks = append(peaks, fmt.Sprintf("worker %d: %d kB", n, r.PeakRSS[n]))
@@ -201,7 +205,7 @@ func (r Report) Print(w io.Writer) error {
 		return err
 	}
 	if r.OK() {
-		_, err := fmt.Fprintln(w, "\nOK: every due message went out exactly once or ended with its reason; none twice.")
+		_, err := fmt.Fprintln(w, "\nOK: every due message went out exactly once or ended with its reason; none twice; every event delivered.")
 		return err
 	}
 	fmt.Fprintf(w, "\nFAILED: %d problems\n", len(r.Violations))
