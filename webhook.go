@@ -82,7 +82,8 @@ type NoticeData struct {
 	Kind    InboxKind `json:"kind,omitempty"`
 	Urgency Urgency   `json:"urgency,omitempty"`
 	Keyword Keyword   `json:"keyword,omitempty"`
-	// By is who made the change: clinic, patient, aftercare or a provider.
+	// By is who made the change: clinic (its systems or its staff),
+	// patient, aftercare (a rule of its own) or twilio.
 	By string `json:"by,omitempty"`
 }
 
@@ -103,7 +104,7 @@ var errorCode = regexp.MustCompile(`\b(twilio|smtp):[A-Za-z0-9-]+`)
 func BookingNotice(id string, created time.Time, seq int, e Event) (Notice, bool) {
 	n := Notice{
 		ID: "ev_" + id + "_" + strconv.FormatInt(created.Unix(), 36) + "_" + strconv.Itoa(seq), Timestamp: e.At.UTC(),
-		Data: NoticeData{BookingID: id, Sequence: seq, Step: e.Step, Channel: e.Channel, By: e.By},
+		Data: NoticeData{BookingID: id, Sequence: seq, Step: e.Step, Channel: e.Channel, By: whoKind(e.By)},
 	}
 	switch e.Kind {
 	case EventBooked:
@@ -144,6 +145,16 @@ func BookingNotice(id string, created time.Time, seq int, e Event) (Notice, bool
 		n.Data.ErrorCode = errorCode.FindString(e.Detail)
 	}
 	return n, n.Type != ""
+}
+
+// whoKind is who made a change, as an event names it: a person named on a
+// resend or an opt-out is "clinic", so no event carries a name.
+func whoKind(by string) string {
+	switch by {
+	case "", "clinic", "patient", "aftercare", "twilio":
+		return by
+	}
+	return "clinic"
 }
 
 // providerID is the provider's message id an acknowledgement's detail

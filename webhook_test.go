@@ -24,7 +24,7 @@ func TestBookingNotice(t *testing.T) {
 		{Event{Kind: EventTreated}, TypeBookingTreated, "", "", ""},
 		{Event{Kind: EventStopped}, TypeAftercareStopped, "", "", ""},
 		{Event{Kind: EventAcknowledged, Step: "consent", Detail: "replied YES to SM123"}, TypeConsentAcknowledged, "", "", "SM123"},
-		{Event{Kind: EventResend, Step: "consent", Channel: SMS}, TypeMessageScheduled, "scheduled", "", ""},
+		{Event{Kind: EventResend, Step: "consent", Channel: SMS, By: "Dr Jane Roe"}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventFallback, Step: "upright", Channel: Email}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventSend, Step: "consent", Channel: SMS, Outcome: OutcomeSent, Detail: "SM1"}, TypeMessageSent, "sent", "", "SM1"},
 		{Event{Kind: EventSend, Outcome: OutcomeFailed, Detail: "twilio:21211: invalid number +15555550123"}, TypeMessageFailed, "failed", "twilio:21211", ""},
@@ -60,7 +60,7 @@ func TestBookingNotice(t *testing.T) {
 		if n.Data.Status != c.status || n.Data.ErrorCode != c.code || n.Data.ProviderID != c.id || n.Data.Sequence != i+1 {
 			t.Errorf("%s/%s data %+v, want status %q, code %q, provider id %q", c.e.Kind, c.e.Outcome, n.Data, c.status, c.code, c.id)
 		}
-		if strings.Contains(string(n.Body()), "5555550123") {
+		if strings.Contains(string(n.Body()), "5555550123") || strings.Contains(string(n.Body()), "Jane") {
 			t.Errorf("%s body carries the number: %s", n.Type, n.Body())
 		}
 	}

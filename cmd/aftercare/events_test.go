@@ -267,7 +267,7 @@ func TestEventsTellEveryChange(t *testing.T) {
 	ids := map[string]int{}
 	for _, c := range rc.taken() {
 		ids[c.id]++
-		for _, secret := range []string{patientTel, strings.TrimPrefix(patientTel, "+1"), patientTo, "Ana", "eyelid", "swallow", "nurse"} {
+		for _, secret := range []string{patientTel, strings.TrimPrefix(patientTel, "+1"), patientTo, "Ana", "eyelid", "swallow", "nurse", "front desk"} {
 			if strings.Contains(c.body, secret) {
 				t.Errorf("event %s carries %q: %s", c.id, secret, c.body)
 			}
