@@ -83,3 +83,28 @@ func TestEveryProblemAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestEventEndpoints: one endpoint from the environment, several from a
+// file, and each problem named by its setting, endpoint and field.
+func TestEventEndpoints(t *testing.T) {
+	t.Parallel()
+	const secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+	c, err := config.Load(env(map[string]string{"AFTERCARE_WEBHOOK_URL": "https://crm.clinic.example/hook", "AFTERCARE_WEBHOOK_SECRET": secret}))
+	if err != nil || len(c.Endpoints) != 1 || c.Endpoints[0].Name != "default" || c.EventConcurrency != 10 {
+		t.Fatalf("one endpoint: %+v, %v", c, err)
+	}
+	_, err = config.Load(env(map[string]string{"AFTERCARE_WEBHOOK_URL": "https://crm.clinic.example/hook", "AFTERCARE_WEBHOOK_SECRET": "s3cret"}))
+	if err == nil || !strings.Contains(err.Error(), `AFTERCARE_WEBHOOK_URL: endpoint default: secret 1: must start with "whsec_"`) {
+		t.Errorf("bad secret: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "endpoints.yaml")
+	yaml := "endpoints:\n  - name: crm\n    url: https://crm.clinic.example/hook\n    secret: " + secret +
+		"\n  - name: on-call\n    url: https://oncall.clinic.example/hook\n    secrets: [" + secret + "]\n    types: [inbox.item_created, message.faild]\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = config.Load(env(map[string]string{"AFTERCARE_WEBHOOKS_FILE": file}))
+	if err == nil || !strings.Contains(err.Error(), `AFTERCARE_WEBHOOKS_FILE: endpoint on-call: types: "message.faild" is not an event type`) {
+		t.Errorf("bad type: %v", err)
+	}
+}

@@ -1,11 +1,12 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -299,7 +300,7 @@ func TestEventRetries(t *testing.T) {
 		}
 		return 200, nil
 	})
-	tb := start(t, "all", "", "AFTERCARE_WEBHOOK_URL="+rc.url, "AFTERCARE_WEBHOOK_SECRET="+eventSecret)
+	tb := start(t, "all", "", "AFTERCARE_WEBHOOK_URL="+rc.url+"?token=abc", "AFTERCARE_WEBHOOK_SECRET="+eventSecret)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r1", time.Now().Add(48*time.Hour)), 201)
 
 	scheduled := rc.waitType(t, "booking.scheduled", "bk_r1")
@@ -336,9 +337,22 @@ func TestEventRetries(t *testing.T) {
 		t.Errorf("metrics do not show the endpoint disabled:\n%s", grepLines(string(data), "aftercare_event"))
 	}
 
+	// The operator looks, and turns it on again, from the command line.
+	cli := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		args = append([]string{"events", "--url", tb.url, "--token", testToken}, args...)
+		if err := run(context.Background(), args, func(string) (string, bool) { return "", false }, &out, io.Discard); err != nil {
+			t.Fatalf("aftercare %v: %v\n%s", args, err, out.String())
+		}
+		return out.String()
+	}
+	if out := cli(); !strings.Contains(out, "default  DISABLED since") || strings.Contains(out, "token") {
+		t.Errorf("aftercare events:\n%s\nwant the endpoint disabled, its URL without the query", out)
+	}
 	rc.setAnswer(nil)
-	if status, data := tb.request(t, "POST", "/v1/event-endpoints/default/enable", nil); status != 200 {
-		t.Fatalf("enable = %d %s", status, data)
+	if out := cli("enable", "default"); !strings.Contains(out, "default  on") {
+		t.Errorf("aftercare events enable default:\n%s", out)
 	}
 	// What it refused while off is in the archive (the consent's events may
 	// still be on their way there): sent again until it arrives.
@@ -365,9 +379,8 @@ func TestEventRetries(t *testing.T) {
 
 	// One event again, by its id.
 	before := len(rc.taken())
-	status, data = tb.request(t, "POST", "/v1/events/"+url.PathEscape(r2.id)+"/redeliver", nil)
-	if status != 200 {
-		t.Fatalf("redeliver %s = %d %s", r2.id, status, data)
+	if out := cli("redeliver", r2.id); !strings.Contains(out, "1 deliveries queued again") {
+		t.Errorf("aftercare events redeliver %s:\n%s", r2.id, out)
 	}
 	waitFor(t, time.Minute, func() bool { return len(rc.taken()) > before })
 	if status, _ := tb.request(t, "POST", "/v1/events/ev_nothing_1/redeliver", nil); status != 404 {
