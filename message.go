@@ -162,9 +162,11 @@ type Event struct {
 	By string `json:"by,omitempty"`
 	// Asked: the run asked the provider about a text in doubt.
 	Asked bool `json:"asked,omitempty"`
-	// Status is the status the entry left its message in, for entries
-	// other than sends (whose Outcome says it).
-	Status MessageStatus `json:"status,omitempty"`
+	// Status is the status the entry left its message in; Unchanged marks
+	// a run that found its message changed already and left it (entries
+	// written before either existed have neither: their Outcome says it).
+	Status    MessageStatus `json:"status,omitempty"`
+	Unchanged bool          `json:"unchanged,omitempty"`
 }
 
 // EventKind names what an audit trail entry records.

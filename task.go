@@ -92,12 +92,21 @@ func ParseMessageRef(payload []byte) (MessageRef, error) {
 // where operators see it (asynq's archive).
 var ErrFinal = errors.New("message ended in failure; not retried")
 
-// Deferred is the error of a run that found its message inside quiet
-// hours: the task runs again at Until, without counting as a failure.
-type Deferred struct{ Until time.Time }
+// Deferred is the error of a run that cannot go yet (a message inside
+// quiet hours, an event for a disabled endpoint): the task runs again at
+// Until, without counting as a failure. Reason says why; empty is quiet
+// hours.
+type Deferred struct {
+	Until  time.Time
+	Reason string
+}
 
 func (d *Deferred) Error() string {
-	return "quiet hours: deferred until " + d.Until.Format(time.RFC3339)
+	reason := d.Reason
+	if reason == "" {
+		reason = "quiet hours"
+	}
+	return reason + ": deferred until " + d.Until.Format(time.RFC3339)
 }
 
 // QueueStats is the state of one task queue, for the metrics.

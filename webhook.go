@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -122,13 +121,16 @@ func BookingNotice(id string, created time.Time, seq int, e Event) (Notice, bool
 	case EventResend, EventFallback:
 		n.Type, n.Data.Status = TypeMessageScheduled, string(StatusScheduled)
 	case EventSend:
-		status, ok := e.Outcome.Status()
+		status, ok := e.Status, e.Status != ""
+		if !ok && !e.Unchanged { // written before entries said what they did
+			status, ok = e.Outcome.Status()
+		}
 		if !ok || status == StatusScheduled {
 			return n, false
 		}
 		n.Data.Status = string(status)
 		if status == StatusSent {
-			n.Data.ProviderID = e.Detail
+			n.Data.ProviderID, _, _ = strings.Cut(e.Detail, " ") // "SM... (found at the provider)"
 		}
 	case EventReceipt, EventExpired, EventSkipped, EventSuppressed:
 		if e.Status == "" {
@@ -185,30 +187,30 @@ func messageType(s MessageStatus) EventType {
 	return ""
 }
 
-// InboxNotices are the events of inbox item, oldest first: it arrived; it
-// opted its number out of texts or back in; it was resolved. They are
-// numbered in that order, which later events only extend: a booking's own
-// events are numbered by its audit trail, an item's by these.
+// InboxNotices are the events of inbox item: it arrived (sequence 1); it
+// opted its number out of texts (2) or back in (3); it was resolved (4).
+// Each happens at most once, so each has an id of its own kind.
 func InboxNotices(item *InboxItem) []Notice {
 	type happening struct {
-		typ EventType
-		at  time.Time
+		typ  EventType
+		name string
+		at   *time.Time
 	}
-	happened := []happening{{TypeInboxItemCreated, item.ReceivedAt}}
-	if item.OptedOutAt != nil {
-		happened = append(happened, happening{TypePatientOptedOut, *item.OptedOutAt})
+	var resolved *time.Time
+	if item.Status == InboxResolved {
+		resolved = item.ResolvedAt
 	}
-	if item.OptedInAt != nil {
-		happened = append(happened, happening{TypePatientOptedIn, *item.OptedInAt})
-	}
-	if item.Status == InboxResolved && item.ResolvedAt != nil {
-		happened = append(happened, happening{TypeInboxItemResolved, *item.ResolvedAt})
-	}
-	slices.SortStableFunc(happened[1:], func(a, b happening) int { return a.at.Compare(b.at) })
-	notices := make([]Notice, len(happened))
-	for i, h := range happened {
-		seq := i + 1
-		d := NoticeData{BookingID: item.BookingID, InboxID: item.ID, Sequence: seq, Kind: item.Kind, Urgency: item.Urgency,
+	var notices []Notice
+	for i, h := range []happening{
+		{TypeInboxItemCreated, "created", &item.ReceivedAt},
+		{TypePatientOptedOut, "opted_out", item.OptedOutAt},
+		{TypePatientOptedIn, "opted_in", item.OptedInAt},
+		{TypeInboxItemResolved, "resolved", resolved},
+	} {
+		if h.at == nil {
+			continue
+		}
+		d := NoticeData{BookingID: item.BookingID, InboxID: item.ID, Sequence: i + 1, Kind: item.Kind, Urgency: item.Urgency,
 			Keyword: item.Keyword, Step: item.Step, Channel: item.Channel}
 		switch h.typ {
 		case TypePatientOptedOut, TypePatientOptedIn:
@@ -216,7 +218,7 @@ func InboxNotices(item *InboxItem) []Notice {
 		case TypeInboxItemResolved:
 			d.Status = string(InboxResolved)
 		}
-		notices[i] = Notice{ID: "ev_" + item.ID + "_" + strconv.Itoa(seq), Type: h.typ, Timestamp: h.at.UTC(), Data: d}
+		notices = append(notices, Notice{ID: "ev_" + item.ID + "_" + h.name, Type: h.typ, Timestamp: h.at.UTC(), Data: d})
 	}
 	return notices
 }

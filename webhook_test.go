@@ -2,6 +2,7 @@ package aftercare
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +28,12 @@ func TestBookingNotice(t *testing.T) {
 		{Event{Kind: EventResend, Step: "consent", Channel: SMS, By: "Dr Jane Roe"}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventFallback, Step: "upright", Channel: Email}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventSend, Step: "consent", Channel: SMS, Outcome: OutcomeSent, Detail: "SM1"}, TypeMessageSent, "sent", "", "SM1"},
+		{Event{Kind: EventSend, Outcome: OutcomeSent, Status: StatusSent, Detail: "SM2 (found at the provider)"}, TypeMessageSent, "sent", "", "SM2"},
+		// What the store says the run did wins over what the run meant to
+		// do: a retry that met a changed booking failed the message; a run
+		// that found it changed already did nothing.
+		{Event{Kind: EventSend, Outcome: OutcomeRetry, Status: StatusFailed, Detail: "twilio:20500; not retried because the booking changed meanwhile"}, TypeMessageFailed, "failed", "twilio:20500", ""},
+		{Event{Kind: EventSend, Outcome: OutcomeExpired, Unchanged: true}, "", "", "", ""},
 		{Event{Kind: EventSend, Outcome: OutcomeFailed, Detail: "twilio:21211: invalid number +15555550123"}, TypeMessageFailed, "failed", "twilio:21211", ""},
 		{Event{Kind: EventSend, Outcome: OutcomeUnknown, Detail: "smtp:no-answer"}, TypeMessageUnknown, "outcome_unknown", "smtp:no-answer", ""},
 		{Event{Kind: EventSend, Outcome: OutcomeExpired}, TypeMessageExpired, "expired", "", ""},
@@ -71,32 +78,33 @@ func TestBookingNotice(t *testing.T) {
 	}
 }
 
-// TestInboxNotices: an item's events, numbered in the order they
-// happened; later ones only extend the list.
+// TestInboxNotices: an item's events, each with an id of its own kind
+// that stays the same whatever happens later.
 func TestInboxNotices(t *testing.T) {
 	at := time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
 	item := &InboxItem{ID: "in_1796000000000abcdefgh", Kind: InboxReply, Status: InboxOpen, Urgency: Normal, ReceivedAt: at,
 		From: "+15555550123", Text: "please stop", Keyword: KeywordStop, BookingID: "bk_1"}
 	item.OptedOutAt = &at
-	types := func() []EventType {
-		var out []EventType
-		for i, n := range InboxNotices(item) {
-			if n.Data.Sequence != i+1 || n.ID != fmt.Sprintf("ev_%s_%d", item.ID, i+1) {
-				t.Errorf("notice %d: sequence %d, id %s", i, n.Data.Sequence, n.ID)
-			}
+	ids := func() []string {
+		var out []string
+		for _, n := range InboxNotices(item) {
 			if strings.Contains(string(n.Body()), "please") || strings.Contains(string(n.Body()), "5555550123") {
 				t.Errorf("%s carries the text or the number: %s", n.Type, n.Body())
 			}
-			out = append(out, n.Type)
+			out = append(out, fmt.Sprintf("%s %s %d", n.ID, n.Type, n.Data.Sequence))
 		}
 		return out
 	}
-	if got := types(); len(got) != 2 || got[1] != TypePatientOptedOut {
-		t.Errorf("open STOP item: %v", got)
+	want := []string{"ev_in_1796000000000abcdefgh_created inbox.item_created 1", "ev_in_1796000000000abcdefgh_opted_out patient.opted_out 2"}
+	if got := ids(); !slices.Equal(got, want) {
+		t.Errorf("open STOP item: %v, want %v", got, want)
 	}
-	resolved := at.Add(time.Hour)
+	// Resolved before staff's opt-out was stored, with an earlier time:
+	// the ids do not move.
+	resolved := at.Add(-time.Minute)
 	item.Status, item.ResolvedAt = InboxResolved, &resolved
-	if got := types(); len(got) != 3 || got[2] != TypeInboxItemResolved {
-		t.Errorf("resolved: %v", got)
+	want = append(want, "ev_in_1796000000000abcdefgh_resolved inbox.item_resolved 4")
+	if got := ids(); !slices.Equal(got, want) {
+		t.Errorf("resolved: %v, want %v", got, want)
 	}
 }

@@ -41,40 +41,46 @@ const (
 
 // RecordEvents turns the outbox on: from now on every change this store
 // makes marks its booking or inbox item for the relay. Without it, nothing
-// is marked and events cost nothing.
-func (s *Store) RecordEvents() { s.events = true }
+// is marked and events cost nothing. A mark that fails does not undo or
+// refuse the change: failed is told (to log it loudly), and the booking's
+// events wait for its next change.
+func (s *Store) RecordEvents(failed func(member string, err error)) {
+	s.events = true
+	s.markFailed = failed
+}
 
 func bookingMark(id string) string { return "b:" + id }
 func itemMark(id string) string    { return "i:" + id }
 
-// mark queues the mark of member in p, due after delay.
-func (s *Store) mark(ctx context.Context, p redis.Cmdable, member string, delay time.Duration) {
+// mark queues the mark of member in p, due after delay; nil with events
+// off.
+func (s *Store) mark(ctx context.Context, p redis.Cmdable, member string, delay time.Duration) *redis.IntCmd {
+	if !s.events {
+		return nil
+	}
+	return p.ZAddArgs(ctx, eventsDue, redis.ZAddArgs{LT: true, Members: []redis.Z{{Score: float64(time.Now().Add(delay).UnixMicro()), Member: member}}})
+}
+
+// marked tells of the first failed mark among cmds, once they ran.
+func (s *Store) marked(member string, cmds ...*redis.IntCmd) {
+	for _, c := range cmds {
+		if c != nil && c.Err() != nil {
+			if s.markFailed != nil {
+				s.markFailed(member, c.Err())
+			}
+			return
+		}
+	}
+}
+
+// markAlone marks member, due after delay, in a round trip of its own.
+func (s *Store) markAlone(ctx context.Context, member string, delay time.Duration) {
 	if !s.events {
 		return
 	}
-	p.ZAddArgs(ctx, eventsDue, redis.ZAddArgs{LT: true, Members: []redis.Z{{Score: float64(time.Now().Add(delay).UnixMicro()), Member: member}}})
-}
-
-// markNow marks member as due now, after a change that committed.
-func (s *Store) markNow(ctx context.Context, member string) error {
-	if !s.events {
-		return nil
-	}
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.mark(ctx, p, member, 0); return nil }); err != nil {
-		return fmt.Errorf("mark %s for its events: %w", member, err)
-	}
-	return nil
-}
-
-// markSoon marks member before a change that may take a while.
-func (s *Store) markSoon(ctx context.Context, member string) error {
-	if !s.events {
-		return nil
-	}
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.mark(ctx, p, member, settle); return nil }); err != nil {
-		return fmt.Errorf("mark %s for its events: %w", member, err)
-	}
-	return nil
+	var cmd *redis.IntCmd
+	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { cmd = s.mark(ctx, p, member, delay); return nil })
+	s.marked(member, cmd)
 }
 
 // leaseScript: KEYS[1] due; ARGV now, lease score, limit. It moves up to
@@ -157,9 +163,20 @@ func (s *Store) Unrelayed(ctx context.Context, id string) (entries []aftercare.E
 	if err != nil {
 		return nil, 0, time.Time{}, fmt.Errorf("read trail of %s: %w", id, err)
 	}
-	n, _ := strconv.Atoi(str(vals[0]))
-	done, _ := strconv.Atoi(str(vals[1]))
-	created, _ = time.Parse(time.RFC3339Nano, str(vals[2]))
+	if vals[0] == nil {
+		return nil, 0, time.Time{}, nil // gone, or no trail yet
+	}
+	n, err := strconv.Atoi(str(vals[0]))
+	done := 0
+	if err == nil && vals[1] != nil {
+		done, err = strconv.Atoi(str(vals[1]))
+	}
+	if err == nil {
+		created, err = time.Parse(time.RFC3339Nano, str(vals[2]))
+	}
+	if err != nil {
+		return nil, 0, time.Time{}, fmt.Errorf("trail of %s is damaged: %w", id, err)
+	}
 	if n <= done {
 		return nil, 0, created, nil
 	}
@@ -201,6 +218,35 @@ return 1
 func (s *Store) Relayed(ctx context.Context, id string, n int) error {
 	if err := relayedScript.Run(ctx, s.rdb, []string{Key(id)}, n).Err(); err != nil {
 		return fmt.Errorf("record events of %s handed over: %w", id, err)
+	}
+	return nil
+}
+
+// An inbox item's events handed over are the set
+// aftercare:inbox:relayed:{ID} (beside its item, in its slot), kept a
+// while after the item's last event.
+func relayedItemKey(id string) string { return "aftercare:inbox:relayed:{" + id + "}" }
+
+const relayedItemTTL = 400 * 24 * time.Hour
+
+// RelayedItem returns the ids of the events of inbox item id handed over.
+func (s *Store) RelayedItem(ctx context.Context, id string) ([]string, error) {
+	ids, err := s.rdb.SMembers(ctx, relayedItemKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s handed over: %w", id, err)
+	}
+	return ids, nil
+}
+
+// ItemRelayed records that event eventID of inbox item id is handed over.
+func (s *Store) ItemRelayed(ctx context.Context, id, eventID string) error {
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SAdd(ctx, relayedItemKey(id), eventID)
+		p.Expire(ctx, relayedItemKey(id), relayedItemTTL)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record event %s handed over: %w", eventID, err)
 	}
 	return nil
 }

@@ -60,16 +60,25 @@ func (s *Store) PutInboxItem(ctx context.Context, item *aftercare.InboxItem, exp
 	if err != nil {
 		return err
 	}
-	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	var before, after *redis.IntCmd
+	cmds, _ := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		var ttl time.Duration
 		if !expireAt.IsZero() {
 			ttl = max(time.Until(expireAt), time.Second)
 		}
-		s.mark(ctx, p, itemMark(item.ID), settle)
+		before = s.mark(ctx, p, itemMark(item.ID), settle)
 		p.Set(ctx, inboxKey(item.ID), value, ttl)
 		s.index(ctx, p, item)
+		after = s.mark(ctx, p, itemMark(item.ID), 0)
 		return nil
 	})
+	s.marked(itemMark(item.ID), before, after)
+	for _, c := range cmds { // the item and its indexes; a mark that failed is told above
+		if c != before && c != after && c.Err() != nil {
+			err = c.Err()
+			break
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("store inbox item %s: %w", item.ID, err)
 	}
@@ -159,19 +168,14 @@ func (s *Store) UpdateInboxItem(ctx context.Context, id string, change func(item
 		})
 		return err
 	}
-	if err := s.markSoon(ctx, itemMark(id)); err != nil {
-		return nil, err
-	}
+	s.markAlone(ctx, itemMark(id), settle)
 	if err := s.watch(ctx, "update inbox item "+id, txf, key); err != nil {
 		return nil, err
 	}
+	s.markAlone(ctx, itemMark(id), 0)
 	// The indexes are in other slots: kept in line after the change, and
 	// again by any later change.
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		s.index(ctx, p, item)
-		s.mark(ctx, p, itemMark(id), 0)
-		return nil
-	}); err != nil {
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { s.index(ctx, p, item); return nil }); err != nil {
 		return nil, fmt.Errorf("index inbox item %s: %w", id, err)
 	}
 	return item, nil

@@ -55,8 +55,10 @@ type Store struct {
 	rdb   redis.UniversalClient
 	seal  *sealer
 	names *namer
-	// events: changes mark their booking or item for the event relay.
-	events bool
+	// events: changes mark their booking or item for the event relay;
+	// markFailed hears of a mark that failed.
+	events     bool
+	markFailed func(member string, err error)
 }
 
 // New returns a Store on rdb that keeps records in plain text.
@@ -109,8 +111,11 @@ func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time
 	if err != nil {
 		return nil, false, err
 	}
-	n, err := s.runAfter(ctx, func(p redis.Pipeliner) { s.mark(ctx, p, bookingMark(rec.ID), settle) },
-		createScript, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...)...).Int()
+	var before, after *redis.IntCmd
+	n, err := s.runAfter(ctx, func(p redis.Pipeliner) { before = s.mark(ctx, p, bookingMark(rec.ID), settle) },
+		createScript, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...),
+		func(p redis.Pipeliner) { after = s.mark(ctx, p, bookingMark(rec.ID), 0) }).Int()
+	s.marked(bookingMark(rec.ID), before, after)
 	if err != nil {
 		return nil, false, fmt.Errorf("create booking record: %w", err)
 	}
@@ -163,15 +168,11 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		})
 		return err
 	}
-	if err := s.markSoon(ctx, bookingMark(id)); err != nil {
-		return nil, err
-	}
+	s.markAlone(ctx, bookingMark(id), settle)
 	if err := s.watch(ctx, "update booking "+id, txf, key); err != nil {
 		return nil, err
 	}
-	if err := s.markNow(ctx, bookingMark(id)); err != nil {
-		return nil, err
-	}
+	s.markAlone(ctx, bookingMark(id), 0)
 	return rec, nil
 }
 
@@ -435,7 +436,7 @@ func (s *Store) Claim(ctx context.Context, ref aftercare.MessageRef, phone strin
 	if phone == "" {
 		res = claimScript.Run(ctx, s.rdb, keys, args...)
 	} else {
-		res = s.runAfter(ctx, func(p redis.Pipeliner) { out = p.HMGet(ctx, optOutKey, s.names.names(phone)...) }, claimScript, keys, args...)
+		res = s.runAfter(ctx, func(p redis.Pipeliner) { out = p.HMGet(ctx, optOutKey, s.names.names(phone)...) }, claimScript, keys, args, nil)
 	}
 	st, err := res.Text()
 	if errors.Is(err, redis.Nil) {
@@ -463,20 +464,30 @@ func anyValue(vals []any) bool {
 	return false
 }
 
-// runAfter runs script in the same round trip as the commands queue puts
-// in a pipeline before it: a pipeline rather than one script, since Redis
-// Cluster keeps the booking and the other keys in different slots. If Redis
-// has not cached the script yet, it runs again on its own, which loads it.
-// It returns the script's result; the queued commands hold their own.
-func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), script *redis.Script, keys []string, args ...any) *redis.Cmd {
+// runAfter runs script in the same round trip as the commands before puts
+// in a pipeline ahead of it and after puts behind it (either may be nil): a
+// pipeline rather than one script, since Redis Cluster keeps the booking and
+// the other keys in different slots. If Redis has not cached the script
+// yet, it runs again on its own, which loads it, followed by after's
+// commands again. It returns the script's result; the queued commands hold
+// their own.
+func (s *Store) runAfter(ctx context.Context, before func(p redis.Pipeliner), script *redis.Script, keys []string, args []any, after func(p redis.Pipeliner)) *redis.Cmd {
 	var res *redis.Cmd
 	_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		queue(p)
+		if before != nil {
+			before(p)
+		}
 		res = script.EvalSha(ctx, p, keys, args...)
+		if after != nil {
+			after(p)
+		}
 		return nil
 	}) // each command carries its own error
 	if redis.HasErrorPrefix(res.Err(), "NOSCRIPT") {
 		res = script.Run(ctx, s.rdb, keys, args...)
+		if after != nil {
+			_, _ = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error { after(p); return nil })
+		}
 	}
 	return res
 }
@@ -494,10 +505,14 @@ func (s *Store) runAfter(ctx context.Context, queue func(p redis.Pipeliner), scr
 //
 // The attempt is added to the history whether or not the message changed,
 // unless the record has expired, or the attempt is already the last entry
-// (the call was retried after a lost reply).
+// (the call was retried after a lost reply). ARGV[11] is the entry's JSON
+// without its closing brace: the script closes it with the status it left
+// the message in, or with "unchanged", so that the entry (and the event it
+// makes) says what really happened.
 var transitionScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status', 'hn')
 local changed = 0
+local entry = ARGV[11] .. ',"unchanged":true}'
 if h[2] == ARGV[2] then
   local to, reason = ARGV[4], ARGV[5]
   if h[3] == 'cancelled' then
@@ -510,11 +525,13 @@ if h[2] == ARGV[2] then
     if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[10]) end
     if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[12]) end
     changed = 1
+    entry = ARGV[11] .. ',"status":"' .. to .. '"}'
   end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 and (not h[4] or redis.call('HGET', KEYS[1], 'h:' .. h[4]) ~= ARGV[11]) then
+local last = h[4] and redis.call('HGET', KEYS[1], 'h:' .. h[4])
+if redis.call('EXISTS', KEYS[1]) == 1 and not (last and string.sub(last, 1, #ARGV[11]) == ARGV[11]) then
   local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
-  redis.call('HSET', KEYS[1], 'h:' .. n, ARGV[11])
+  redis.call('HSET', KEYS[1], 'h:' .. n, entry)
 end
 return changed
 `)
@@ -537,28 +554,35 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 		}
 	}
 	c.Event.Detail = aftercare.Redact(c.Event.Detail)
+	c.Event.Status, c.Event.Unchanged = "", false // the script says which
 	entry, err := json.Marshal(c.Event)
 	if err != nil {
 		return false, err
 	}
+	entry = entry[:len(entry)-1] // the script closes it
 	keys := []string{Key(c.Ref.BookingID)}
 	args := []any{field(c.Ref), string(c.From), c.Ref.Version,
 		string(c.To.Status), aftercare.Redact(c.To.Reason), string(c.IfCancelled.Status), aftercare.Redact(c.IfCancelled.Reason),
 		string(c.IfSuperseded.Status), aftercare.Redact(c.IfSuperseded.Reason), c.ProviderID, entry, c.Digest}
 	var (
-		res  *redis.Cmd
-		link *redis.StatusCmd
+		res           *redis.Cmd
+		link          *redis.StatusCmd
+		before, after *redis.IntCmd
 	)
+	member := bookingMark(c.Ref.BookingID)
 	linked := c.Ref.Channel == aftercare.SMS && c.To.Status == aftercare.StatusSent && c.ProviderID != ""
 	if linked || s.events {
 		// The link goes first: a receipt for a message that reads sent
-		// finds it.
+		// finds it. The events mark goes both before (should this process
+		// die before the script) and after (should a relay finish with the
+		// booking in between).
 		res = s.runAfter(ctx, func(p redis.Pipeliner) {
-			s.mark(ctx, p, bookingMark(c.Ref.BookingID), settle)
+			before = s.mark(ctx, p, member, settle)
 			if linked {
 				link = p.Set(ctx, sidKey(c.ProviderID), c.Ref.Payload(), receiptTTL)
 			}
-		}, transitionScript, keys, args...)
+		}, transitionScript, keys, args, func(p redis.Pipeliner) { after = s.mark(ctx, p, member, 0) })
+		s.marked(member, before, after)
 	} else {
 		res = transitionScript.Run(ctx, s.rdb, keys, args...)
 	}

@@ -174,6 +174,35 @@ func (q *Queue) RedeliverFailed(ctx context.Context, since time.Time) (int, erro
 	return len(failed), nil
 }
 
+// Release runs at once the deliveries to endpoint that wait for it to be
+// enabled (or for their next retry), and returns how many.
+func (q *Queue) Release(ctx context.Context, endpoint string) (int, error) {
+	n := 0
+	for page := 1; ; page++ {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		tasks, err := q.inspector.ListRetryTasks(aftercare.QueueWebhooks, asynq.Page(page), asynq.PageSize(100))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			return n, nil
+		}
+		if err != nil {
+			return n, fmt.Errorf("list waiting deliveries: %w", err)
+		}
+		for _, t := range tasks {
+			if d, err := aftercare.ParseDelivery(t.Payload); err == nil && d.Endpoint == endpoint {
+				if err := q.inspector.RunTask(aftercare.QueueWebhooks, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+					return n, fmt.Errorf("run delivery %s: %w", t.ID, err)
+				}
+				n++
+			}
+		}
+		if len(tasks) < 100 {
+			return n, nil
+		}
+	}
+}
+
 // again queues the delivery t once more, under its own task id, with a
 // fresh retry schedule: the failed or completed task makes way for it.
 func (q *Queue) again(ctx context.Context, t *asynq.TaskInfo) error {

@@ -85,6 +85,7 @@ func NewEventServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
 		Concurrency:     cfg.Concurrency,
 		Queues:          map[string]int{aftercare.QueueWebhooks: 1},
 		RetryDelayFunc:  retryDelay,
+		IsFailure:       isFailure, // a delivery parked for a disabled endpoint is not failing
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Logger:          logger{cfg.Logger.With("component", "asynq")},
 		LogLevel:        asynq.WarnLevel,
@@ -208,13 +209,16 @@ func retryDelay(n int, err error, t *asynq.Task) time.Duration {
 var webhookSchedule = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
 
 // webhookDelay is the delay before retry n+1 of a delivery: the schedule's,
-// with ±10% jitter, or the receiver's Retry-After.
+// with ±10% jitter, or the receiver's Retry-After if that is later.
 func webhookDelay(n int, err error) time.Duration {
-	if ra, ok := errors.AsType[*aftercare.RetryAfter](err); ok {
-		return max(time.Until(ra.At), time.Second)
-	}
 	d := webhookSchedule[min(n, len(webhookSchedule)-1)]
-	return time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+	d = time.Duration(float64(d) * (0.9 + 0.2*rand.Float64()))
+	if ra, ok := errors.AsType[*aftercare.RetryAfter](err); ok {
+		// Not sooner than the receiver asks, nor sooner than the schedule:
+		// a short Retry-After must not spend the day's retries in seconds.
+		d = max(d, time.Until(ra.At))
+	}
+	return d
 }
 
 // logger adapts slog to asynq's logger interface.

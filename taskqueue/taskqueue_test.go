@@ -280,4 +280,12 @@ func TestWebhookDelay(t *testing.T) {
 	if d := retryDelay(0, ra, task); d < 2*time.Minute+55*time.Second || d > 3*time.Minute {
 		t.Errorf("with Retry-After in 3 minutes: %s", d)
 	}
+	soon := &aftercare.RetryAfter{At: time.Now().Add(time.Second), Err: failed}
+	if d := retryDelay(2, soon, task); d < 27*time.Minute {
+		t.Errorf("with Retry-After in a second, the third retry waits %s, want the schedule's 30 minutes", d)
+	}
+	parked := &aftercare.Deferred{Until: time.Now().Add(5 * time.Minute)}
+	if d := retryDelay(6, parked, task); d < 4*time.Minute || d > 5*time.Minute || isFailure(parked) {
+		t.Errorf("a parked delivery waits %s (failure %v), want 5 minutes, not a failure", d, isFailure(parked))
+	}
 }

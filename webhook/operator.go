@@ -13,6 +13,7 @@ import (
 type Redelivery interface {
 	Redeliver(ctx context.Context, id string, endpoints []string) (int, error)
 	RedeliverFailed(ctx context.Context, since time.Time) (int, error)
+	Release(ctx context.Context, endpoint string) (int, error)
 }
 
 // Switches lists and turns back on the endpoints receivers turned off; the
@@ -55,13 +56,16 @@ func (o *Operator) Endpoints(ctx context.Context) ([]aftercare.EndpointState, er
 	return states, nil
 }
 
-// Enable turns endpoint name back on; events it refused while off are in
-// the archive, for RedeliverFailed.
+// Enable turns endpoint name back on, and sends at once the events that
+// waited for it.
 func (o *Operator) Enable(ctx context.Context, name string) (aftercare.EndpointState, error) {
 	if !slices.ContainsFunc(o.endpoints, func(e Endpoint) bool { return e.Name == name }) {
 		return aftercare.EndpointState{}, aftercare.Errorf(aftercare.ENOTFOUND, "no event endpoint %q is configured", name)
 	}
 	if _, err := o.switches.EnableEndpoint(ctx, name); err != nil {
+		return aftercare.EndpointState{}, err
+	}
+	if _, err := o.queue.Release(ctx, name); err != nil {
 		return aftercare.EndpointState{}, err
 	}
 	states, err := o.Endpoints(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -22,6 +23,10 @@ type Outbox interface {
 	// Relayed records that booking id's trail is handed over up to entry n.
 	Relayed(ctx context.Context, id string, n int) error
 	InboxItem(ctx context.Context, id string) (*aftercare.InboxItem, error)
+	// RelayedItem and ItemRelayed keep which events of an inbox item are
+	// handed over.
+	RelayedItem(ctx context.Context, id string) ([]string, error)
+	ItemRelayed(ctx context.Context, id, eventID string) error
 	// EventsDone ends a lease.
 	EventsDone(ctx context.Context, p aftercare.Pending) error
 }
@@ -68,13 +73,18 @@ const batch = 100
 
 // Run relays until ctx is done.
 func (r *Relay) Run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
+	wait := r.cfg.Interval
 	for {
 		for {
 			n, err := r.Pass(ctx)
-			if err != nil && ctx.Err() == nil {
-				r.log.Error("events not handed over; trying again", "error", err)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				// Failures wait longer each time, up to half a minute, so
+				// Redis being away is not a flood of lines.
+				r.log.Error("events not handed over; trying again", "error", err, "in", wait)
+				wait = min(2*wait, 30*time.Second)
+			case err == nil:
+				wait = r.cfg.Interval
 			}
 			if n < batch || err != nil {
 				break
@@ -83,7 +93,7 @@ func (r *Relay) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-time.After(wait):
 		}
 	}
 }
@@ -119,8 +129,18 @@ func (r *Relay) relay(ctx context.Context, p aftercare.Pending) error {
 		if err != nil {
 			return err
 		}
+		done, err := r.cfg.Outbox.RelayedItem(ctx, p.ItemID)
+		if err != nil {
+			return err
+		}
 		for _, n := range aftercare.InboxNotices(item) {
+			if slices.Contains(done, n.ID) {
+				continue
+			}
 			if err := r.deliver(ctx, n); err != nil {
+				return err
+			}
+			if err := r.cfg.Outbox.ItemRelayed(ctx, p.ItemID, n.ID); err != nil {
 				return err
 			}
 		}

@@ -79,7 +79,7 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t)
 	store := redisstore.New(rdb)
-	store.RecordEvents()
+	store.RecordEvents(func(m string, err error) { t.Errorf("mark %s: %v", m, err) })
 	protocols, _ := protocol.Builtin()
 	clinic, err := config.LoadClinic("")
 	if err != nil {
@@ -121,6 +121,14 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 			t.Fatalf("transition to %s = %v, %v", c.To.Status, ok, err)
 		}
 	}
+	// A second run that found the message settled already changes nothing,
+	// and tells nothing.
+	late := ref.Change(aftercare.StatusSending, aftercare.StatusExpired, "deadline passed")
+	late.Event = aftercare.Event{At: time.Now(), Kind: aftercare.EventSend, Step: ref.Step, Channel: ref.Channel, Number: 2,
+		Outcome: aftercare.OutcomeExpired}
+	if ok, err := store.Transition(ctx, late); err != nil || ok {
+		t.Fatalf("late transition = %v, %v; want unchanged", ok, err)
+	}
 	drain(t, relay, store)
 	got := q.types(t)
 	if len(got) != 3 || got[2] != "all message.outcome_unknown" {
@@ -138,7 +146,7 @@ func TestAChangeDuringALeaseStaysDue(t *testing.T) {
 	ctx := context.Background()
 	rdb := redistest.Client(t)
 	store := redisstore.New(rdb)
-	store.RecordEvents()
+	store.RecordEvents(func(m string, err error) { t.Errorf("mark %s: %v", m, err) })
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("")
 	sched := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
@@ -167,5 +175,40 @@ func TestAChangeDuringALeaseStaysDue(t *testing.T) {
 	again, err := store.DueEvents(ctx, 10)
 	if err != nil || len(again) != 1 || again[0].BookingID != "bk_2" {
 		t.Errorf("due after the lease = %v, %v; want the booking again", again, err)
+	}
+}
+
+// TestAFailedMarkIsToldNotFatal: a change whose mark fails is stored all
+// the same, the failure is told, and the booking's next change hands over
+// its whole trail.
+func TestAFailedMarkIsToldNotFatal(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Client(t)
+	store := redisstore.New(rdb)
+	var failed []string
+	store.RecordEvents(func(m string, err error) { failed = append(failed, m) })
+	protocols, _ := protocol.Builtin()
+	clinic, _ := config.LoadClinic("")
+	sched := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	rdb.Set(ctx, "aftercare:events:due", "not a sorted set", 0)
+	b := aftercare.Booking{ID: "bk_3", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	if _, _, err := sched.Book(ctx, b); err != nil {
+		t.Fatalf("Book with the mark failing: %v", err)
+	}
+	if len(failed) == 0 || failed[0] != "b:bk_3" {
+		t.Errorf("failed marks told: %v", failed)
+	}
+	rdb.Del(ctx, "aftercare:events:due")
+	if _, err := sched.Cancel(ctx, "bk_3", false); err != nil {
+		t.Fatal(err)
+	}
+	q := &queue{}
+	relay := webhook.NewRelay(webhook.RelayConfig{Outbox: store, Queue: q, Endpoints: []webhook.Endpoint{
+		{Name: "all", URL: "https://crm.clinic.example/hook", Secrets: []string{secret}}}})
+	drain(t, relay, store)
+	history, _ := store.Get(ctx, "bk_3")
+	if got := q.types(t); len(got) < 2 || got[0] != "all booking.scheduled" || got[len(got)-1] != "all booking.cancelled" {
+		t.Errorf("deliveries %v, want the booking's whole trail (%d entries), booked to cancelled", got, len(history.History))
 	}
 }

@@ -80,8 +80,8 @@ func NewSender(cfg SenderConfig) *Sender {
 }
 
 // Handle delivers d, in run. Only a 2xx answer delivers it; 410 Gone
-// turns the endpoint off (until an operator turns it on again) and ends
-// the task; 429 and 503 with Retry-After are tried again no sooner than it
+// turns the endpoint off until an operator turns it on again, and its
+// deliveries wait meanwhile, without using up their retries; 429 and 503 with Retry-After are tried again no sooner than it
 // says; anything else is tried again on the task queue's schedule. The
 // task's error says what comes next (see aftercare.ErrFinal).
 func (s *Sender) Handle(ctx context.Context, d aftercare.Delivery, run aftercare.Run) error {
@@ -97,7 +97,7 @@ func (s *Sender) Handle(ctx context.Context, d aftercare.Delivery, run aftercare
 	}
 	if off {
 		s.count(e.Name, "disabled")
-		return fmt.Errorf("%w: endpoint %s is disabled (it answered 410 Gone); enable it, then redeliver", aftercare.ErrFinal, e.Name)
+		return s.park()
 	}
 	err = s.post(ctx, e, d)
 	switch {
@@ -109,9 +109,9 @@ func (s *Sender) Handle(ctx context.Context, d aftercare.Delivery, run aftercare
 			return derr // tried again: the 410 comes again
 		}
 		s.count(e.Name, "disabled")
-		s.log.Error("webhook endpoint answered 410 Gone: it is DISABLED and gets no events until an operator enables it (aftercare events enable)",
+		s.log.Error("webhook endpoint answered 410 Gone: it is DISABLED; its events wait until an operator enables it (aftercare events enable)",
 			"endpoint", e.Name, "event", d.EventID)
-		return fmt.Errorf("%w: %v", aftercare.ErrFinal, err)
+		return s.park()
 	case run.Last:
 		s.count(e.Name, "failed")
 		s.log.Error("event not delivered and no retries left: kept in the archive for redelivery",
@@ -124,6 +124,15 @@ func (s *Sender) Handle(ctx context.Context, d aftercare.Delivery, run aftercare
 }
 
 var errGone = errors.New("the receiver answered 410 Gone")
+
+// parkFor is how often a delivery to a disabled endpoint looks again.
+const parkFor = 5 * time.Minute
+
+// park holds a delivery to a disabled endpoint: it waits, without counting
+// as a failure, until the endpoint is enabled (which runs it at once).
+func (s *Sender) park() error {
+	return &aftercare.Deferred{Until: s.cfg.Now().Add(parkFor), Reason: "the endpoint is disabled (it answered 410 Gone)"}
+}
 
 // post makes one signed call.
 func (s *Sender) post(ctx context.Context, e Endpoint, d aftercare.Delivery) error {

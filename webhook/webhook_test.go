@@ -116,8 +116,8 @@ func TestSenderAnswers(t *testing.T) {
 		}},
 		{"410 disables the endpoint", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusGone) },
 			func(t *testing.T, err error, st *state) {
-				if !errors.Is(err, aftercare.ErrFinal) {
-					t.Errorf("err = %v, want final", err)
+				if d, ok := errors.AsType[*aftercare.Deferred](err); !ok || !d.Until.Equal(now.Add(5*time.Minute)) {
+					t.Errorf("err = %v, want the delivery parked for 5 minutes", err)
 				}
 				if off, _ := st.EndpointDisabled(context.Background(), "crm"); !off {
 					t.Error("the endpoint is still on after a 410")
@@ -159,7 +159,7 @@ func TestSenderAnswers(t *testing.T) {
 }
 
 // TestDisabledEndpointIsNotCalled: while an endpoint is off, its
-// deliveries end at once, for redelivery later, without a call.
+// deliveries wait, without a call and without using up their retries.
 func TestDisabledEndpointIsNotCalled(t *testing.T) {
 	calls := 0
 	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls++ }))
@@ -167,8 +167,8 @@ func TestDisabledEndpointIsNotCalled(t *testing.T) {
 	st := &state{off: map[string]string{"crm": "410"}}
 	s := webhook.NewSender(webhook.SenderConfig{Endpoints: []webhook.Endpoint{{Name: "crm", URL: srv.URL, Secrets: []string{secret}}}, State: st})
 	err := s.Handle(context.Background(), aftercare.Delivery{Endpoint: "crm", EventID: "ev_1", Body: []byte(`{}`)}, aftercare.Run{Attempt: 1})
-	if !errors.Is(err, aftercare.ErrFinal) || calls != 0 {
-		t.Errorf("err = %v after %d calls, want final and none", err, calls)
+	if _, parked := errors.AsType[*aftercare.Deferred](err); !parked || calls != 0 {
+		t.Errorf("err = %v after %d calls, want parked and none", err, calls)
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/aftercare/aftercare"
@@ -282,54 +284,67 @@ func TestEventsTellEveryChange(t *testing.T) {
 }
 
 // TestEventRetries: a delivery that fails is tried again with the same
-// webhook-id, after Retry-After when the receiver gives one; a 410 Gone
-// turns the endpoint off until an operator turns it on and sends again
-// what it missed.
+// webhook-id, on the schedule or after Retry-After when the receiver gives
+// a later one; a 410 Gone turns the endpoint off until an operator turns
+// it on, and what waited meanwhile then goes; a delivery whose retries ran
+// out goes again on request.
 func TestEventRetries(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
 	rc.setAnswer(func(c delivery, attempt int) (int, http.Header) {
-		if c.event.Type != "booking.scheduled" || c.event.Data.BookingID != "bk_r1" {
+		switch {
+		case c.event.Data.BookingID != "bk_r1" || attempt > 1:
 			return 200, nil
-		}
-		switch attempt {
-		case 1:
+		case c.event.Type == "booking.scheduled":
 			return http.StatusInternalServerError, nil
-		case 2:
-			return http.StatusTooManyRequests, http.Header{"Retry-After": {"2"}}
+		case c.event.Type == "message.sent" && c.event.Data.Channel == aftercare.SMS:
+			return http.StatusTooManyRequests, http.Header{"Retry-After": {"8"}}
 		}
 		return 200, nil
 	})
 	tb := start(t, "all", "", "AFTERCARE_WEBHOOK_URL="+rc.url+"?token=abc", "AFTERCARE_WEBHOOK_SECRET="+eventSecret)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r1", time.Now().Add(48*time.Hour)), 201)
 
-	scheduled := rc.waitType(t, "booking.scheduled", "bk_r1")
-	var tries []delivery
-	for _, c := range rc.all() {
-		if c.id == scheduled.id {
-			tries = append(tries, c)
+	tries := func(id string) []delivery {
+		var out []delivery
+		for _, c := range rc.all() {
+			if c.id == id {
+				out = append(out, c)
+			}
 		}
+		return out
 	}
-	if len(tries) != 3 || tries[0].status != 500 || tries[1].status != 429 || tries[2].status != 200 {
-		t.Fatalf("%d calls for %s, want 500, 429 and 200", len(tries), scheduled.id)
-	}
-	if gap := tries[1].at.Sub(tries[0].at); gap < 4*time.Second {
+	scheduled := rc.waitType(t, "booking.scheduled", "bk_r1")
+	if got := tries(scheduled.id); len(got) != 2 || got[0].status != 500 || got[1].status != 200 {
+		t.Errorf("%d calls for %s, want a 500 and a 200", len(got), scheduled.id)
+	} else if gap := got[1].at.Sub(got[0].at); gap < 4*time.Second {
 		t.Errorf("retry after the 500 came %v later, want about 5 s (the schedule's first step)", gap)
 	}
-	if gap := tries[2].at.Sub(tries[1].at); gap < 2*time.Second {
-		t.Errorf("retry after the 429 came %v later, want at least its Retry-After of 2 s", gap)
+	sent := rc.waitMatch(t, func(c delivery) bool {
+		return c.event.Type == "message.sent" && c.event.Data.BookingID == "bk_r1" && c.event.Data.Channel == aftercare.SMS
+	})
+	if got := tries(sent.id); len(got) != 2 || got[0].status != 429 {
+		t.Errorf("%d calls for %s, want a 429 and a 200", len(got), sent.id)
+	} else if gap := got[1].at.Sub(got[0].at); gap < 7*time.Second {
+		t.Errorf("retry after the 429 came %v later, want its Retry-After of 8 s, later than the schedule's 5 s", gap)
 	}
 
 	// The receiver is gone: the endpoint turns off, and what follows waits
-	// in the archive.
+	// for it, without using up its retries.
 	rc.setAnswer(func(delivery, int) (int, http.Header) { return http.StatusGone, nil })
-	since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r2", time.Now().Add(48*time.Hour)), 201)
 	waitFor(t, time.Minute, func() bool {
 		status, data := tb.request(t, "GET", "/v1/event-endpoints", nil)
 		return status == 200 && strings.Contains(string(data), `"disabled": true`)
 	})
 	tb.waitStatus(t, "bk_r2", "consent", "email", "sent")
+	rdb := redis.NewClient(&redis.Options{Addr: tb.redisAddr})
+	defer rdb.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb)
+	waitFor(t, time.Minute, func() bool { // booked, and both consents sent: three events parked
+		info, err := insp.GetQueueInfo(aftercare.QueueWebhooks)
+		return err == nil && info.Pending == 0 && info.Active == 0 && info.Retry >= 3
+	})
 	gone := len(rc.all())
 	status, data := tb.request(t, "GET", "/metrics", nil)
 	if status != 200 || !strings.Contains(string(data), `aftercare_event_endpoint_disabled{endpoint="default"} 1`) ||
@@ -337,7 +352,8 @@ func TestEventRetries(t *testing.T) {
 		t.Errorf("metrics do not show the endpoint disabled:\n%s", grepLines(string(data), "aftercare_event"))
 	}
 
-	// The operator looks, and turns it on again, from the command line.
+	// The operator looks, and turns it on again, from the command line:
+	// what waited goes at once.
 	cli := func(args ...string) string {
 		t.Helper()
 		var out bytes.Buffer
@@ -354,28 +370,38 @@ func TestEventRetries(t *testing.T) {
 	if out := cli("enable", "default"); !strings.Contains(out, "default  on") {
 		t.Errorf("aftercare events enable default:\n%s", out)
 	}
-	// What it refused while off is in the archive (the consent's events may
-	// still be on their way there): sent again until it arrives.
-	queued := 0
-	waitFor(t, time.Minute, func() bool {
-		if hasType(rc.taken(), "booking.scheduled", "bk_r2") && hasType(rc.taken(), "message.sent", "bk_r2") {
-			return true
-		}
-		status, data := tb.request(t, "POST", "/v1/events/redeliver", map[string]any{"since": since.Format(time.RFC3339)})
-		var res struct{ Queued int }
-		if err := json.Unmarshal(data, &res); err != nil || status != 200 {
-			t.Fatalf("redeliver since = %d %s", status, data)
-		}
-		queued += res.Queued
-		return false
-	})
-	if queued == 0 {
-		t.Error("redeliver --since queued nothing")
-	}
+	rc.waitType(t, "message.sent", "bk_r2")
 	r2 := rc.waitType(t, "booking.scheduled", "bk_r2")
 	if !slices.ContainsFunc(rc.all()[:gone], func(c delivery) bool { return c.id == r2.id && c.status == http.StatusGone }) {
-		t.Errorf("the redelivered %s is not the event that met the 410 (webhook-id changed?)", r2.id)
+		t.Errorf("the delivered %s is not the event that met the 410 (webhook-id changed?)", r2.id)
 	}
+
+	// A delivery whose retries ran out (made so here by archiving it) goes
+	// again with redeliver --since.
+	since := time.Now().Add(-time.Second).UTC().Truncate(time.Second)
+	rc.setAnswer(func(c delivery, _ int) (int, http.Header) {
+		if c.event.Data.BookingID == "bk_r3" {
+			return http.StatusInternalServerError, nil
+		}
+		return 200, nil
+	})
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_r3", time.Now().Add(48*time.Hour)), 201)
+	var r3 string
+	waitFor(t, time.Minute, func() bool {
+		for _, c := range rc.all() {
+			if c.event.Type == "booking.scheduled" && c.event.Data.BookingID == "bk_r3" && c.status == 500 {
+				r3 = c.id
+			}
+		}
+		return r3 != ""
+	})
+	taskID := aftercare.Delivery{EventID: r3, Endpoint: "default"}.TaskID()
+	waitFor(t, time.Minute, func() bool { return insp.ArchiveTask(aftercare.QueueWebhooks, taskID) == nil })
+	rc.setAnswer(nil)
+	if out := cli("redeliver", "--since", since.Format(time.RFC3339)); !strings.Contains(out, "1 deliveries queued again") {
+		t.Errorf("aftercare events redeliver --since:\n%s", out)
+	}
+	rc.waitType(t, "booking.scheduled", "bk_r3")
 
 	// One event again, by its id.
 	before := len(rc.taken())

@@ -116,7 +116,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	queue := taskqueue.New(a.rdb)
 	a.metrics = metrics.New(queue, store)
 	if len(cfg.Endpoints) > 0 {
-		store.RecordEvents()
+		store.RecordEvents(func(member string, err error) {
+			log.Error("a change is stored but not marked for its events: they go out with the booking's next change",
+				"mark", member, "error", err)
+		})
 		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: store, Queue: queue, Endpoints: cfg.Endpoints, Logger: log})
 		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: store, Metrics: a.metrics, Logger: log})
 		a.events = taskqueue.NewEventServer(a.rdb, taskqueue.ServerConfig{

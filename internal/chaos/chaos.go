@@ -237,7 +237,7 @@ func (c *run) run(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	store := redisstore.New(c.rdb)
-	store.RecordEvents()
+	store.RecordEvents(func(member string, err error) { c.logf("events mark of %s failed: %v", member, err) })
 	sched := scheduler.New(store, taskqueue.New(c.rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 
 	c.logf("seed %d: %d bookings over %s, %d workers, a fault every %s on average",
