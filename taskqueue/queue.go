@@ -145,8 +145,8 @@ func (q *Queue) Redeliver(ctx context.Context, id string, endpoints []string) (i
 	return n, nil
 }
 
-// RedeliverFailed sends again every delivery whose retries ran out (or
-// that a disabled endpoint refused) since since, and returns how many.
+// RedeliverFailed sends again every delivery whose retries ran out since
+// since, and returns how many.
 func (q *Queue) RedeliverFailed(ctx context.Context, since time.Time) (int, error) {
 	var failed []*asynq.TaskInfo
 	for page := 1; ; page++ {

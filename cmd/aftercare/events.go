@@ -74,7 +74,7 @@ func eventsCmd(ctx context.Context, args []string, lookup func(string) (string, 
 			return err
 		}
 		printEndpoints(stdout, []aftercare.EndpointState{st})
-		fmt.Fprintln(stdout, "What it refused while off is in the archive: aftercare events redeliver --since TIME")
+		fmt.Fprintln(stdout, "The events that waited while it was off are on their way.")
 	default:
 		path, body := "/v1/events/redeliver", []byte(nil)
 		if *since != "" {
