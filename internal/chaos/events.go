@@ -117,12 +117,18 @@ func (r *receiver) count(want map[string]aftercare.EventType) (Events, []string)
 	return ev, lost
 }
 
-// waitEvents waits, up to Settle, until the receiver has taken every event
-// recs call for, and counts them.
+// eventsWait is the least a run waits for its events: a delivery that
+// failed twice (a first try refused on purpose, and one that met Redis
+// restarting) waits 5 minutes, the schedule's second step, for its third.
+const eventsWait = 6 * time.Minute
+
+// waitEvents waits, up to Settle or eventsWait if longer, until the
+// receiver has taken every event recs call for, and counts them.
 func (c *run) waitEvents(ctx context.Context, recs []*aftercare.Record) (Events, []string, error) {
 	want := expectedEvents(recs)
-	c.logf("waiting up to %s for the %d events of the bookings' changes", c.Settle, len(want))
-	deadline := time.Now().Add(c.Settle)
+	wait := max(c.Settle, eventsWait)
+	c.logf("waiting up to %s for the %d events of the bookings' changes", wait, len(want))
+	deadline := time.Now().Add(wait)
 	lastLog := time.Now()
 	for {
 		ev, lost := c.receiver.count(want)
@@ -133,7 +139,7 @@ func (c *run) waitEvents(ctx context.Context, recs []*aftercare.Record) (Events,
 			return ev, lost, nil
 		}
 		if time.Since(lastLog) >= 10*time.Second {
-			c.logf("%d events not delivered yet (retries, or leases of killed workers running out)", ev.Lost)
+			c.logf("%d events not delivered yet (retries, up to 5 minutes after a second failure, or leases of killed workers running out)", ev.Lost)
 			lastLog = time.Now()
 		}
 		select {
