@@ -190,15 +190,9 @@ func (s *Store) Unrelayed(ctx context.Context, id string) (entries []aftercare.E
 		return nil, 0, time.Time{}, fmt.Errorf("read trail of %s: %w", id, err)
 	}
 	for i, v := range raw {
-		var e aftercare.Event
-		if err := json.Unmarshal([]byte(str(v)), &e); err != nil {
+		e, err := decodeEntry(str(v))
+		if err != nil {
 			return nil, 0, time.Time{}, fmt.Errorf("trail of %s, entry %d: %w", id, first+i, err)
-		}
-		if e.Kind == "" {
-			e.Kind = aftercare.EventSend
-		}
-		if e.Outcome == legacyUncertain {
-			e.Outcome = aftercare.OutcomeUnknown
 		}
 		entries = append(entries, e)
 	}

@@ -315,15 +315,9 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 	if n, _ := strconv.Atoi(h["hn"]); n > 0 {
 		rec.History = make([]aftercare.Event, 0, n)
 		for i := 1; i <= n; i++ {
-			var a aftercare.Event
-			if err := json.Unmarshal([]byte(h["h:"+strconv.Itoa(i)]), &a); err != nil {
+			a, err := decodeEntry(h["h:"+strconv.Itoa(i)])
+			if err != nil {
 				return nil, fmt.Errorf("history %d: %w", i, err)
-			}
-			if a.Outcome == legacyUncertain {
-				a.Outcome = aftercare.OutcomeUnknown
-			}
-			if a.Kind == "" { // written before the trail had kinds: a send
-				a.Kind = aftercare.EventSend
 			}
 			rec.History = append(rec.History, a)
 		}
@@ -345,6 +339,22 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		rec.Messages[i] = m
 	}
 	return rec, nil
+}
+
+// decodeEntry reads an audit trail entry, in the form it has now whenever
+// it was written.
+func decodeEntry(v string) (aftercare.Event, error) {
+	var e aftercare.Event
+	if err := json.Unmarshal([]byte(v), &e); err != nil {
+		return e, err
+	}
+	if e.Outcome == legacyUncertain {
+		e.Outcome = aftercare.OutcomeUnknown
+	}
+	if e.Kind == "" { // written before the trail had kinds: a send
+		e.Kind = aftercare.EventSend
+	}
+	return e, nil
 }
 
 // decodeAck reads the ack field: JSON, or the bare time records written
