@@ -148,23 +148,9 @@ func (q *Queue) Redeliver(ctx context.Context, id string, endpoints []string) (i
 // RedeliverFailed sends again every delivery whose retries ran out since
 // since, and returns how many.
 func (q *Queue) RedeliverFailed(ctx context.Context, since time.Time) (int, error) {
-	var failed []*asynq.TaskInfo
-	for page := 1; ; page++ {
-		tasks, err := q.inspector.ListArchivedTasks(aftercare.QueueWebhooks, asynq.Page(page), asynq.PageSize(100))
-		if errors.Is(err, asynq.ErrQueueNotFound) {
-			break
-		}
-		if err != nil {
-			return 0, fmt.Errorf("list failed deliveries: %w", err)
-		}
-		for _, t := range tasks {
-			if !t.LastFailedAt.Before(since) {
-				failed = append(failed, t)
-			}
-		}
-		if len(tasks) < 100 {
-			break
-		}
+	failed, err := q.deliveries(q.inspector.ListArchivedTasks, func(t *asynq.TaskInfo) bool { return !t.LastFailedAt.Before(since) })
+	if err != nil {
+		return 0, err
 	}
 	for i, t := range failed {
 		if err := q.again(ctx, t); err != nil {
@@ -177,28 +163,44 @@ func (q *Queue) RedeliverFailed(ctx context.Context, since time.Time) (int, erro
 // Release runs at once the deliveries to endpoint that wait for it to be
 // enabled (or for their next retry), and returns how many.
 func (q *Queue) Release(ctx context.Context, endpoint string) (int, error) {
-	n := 0
-	for page := 1; ; page++ {
+	waiting, err := q.deliveries(q.inspector.ListRetryTasks, func(t *asynq.TaskInfo) bool {
+		d, err := aftercare.ParseDelivery(t.Payload)
+		return err == nil && d.Endpoint == endpoint
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, t := range waiting {
 		if err := ctx.Err(); err != nil {
-			return n, err
+			return i, err
 		}
-		tasks, err := q.inspector.ListRetryTasks(aftercare.QueueWebhooks, asynq.Page(page), asynq.PageSize(100))
+		if err := q.inspector.RunTask(aftercare.QueueWebhooks, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
+			return i, fmt.Errorf("run delivery %s: %w", t.ID, err)
+		}
+	}
+	return len(waiting), nil
+}
+
+// deliveries lists, page by page, the webhook tasks list gives that keep
+// accepts: all of them first, since acting on them changes the pages.
+func (q *Queue) deliveries(list func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error), keep func(*asynq.TaskInfo) bool) ([]*asynq.TaskInfo, error) {
+	const size = 100
+	var out []*asynq.TaskInfo
+	for page := 1; ; page++ {
+		tasks, err := list(aftercare.QueueWebhooks, asynq.Page(page), asynq.PageSize(size))
 		if errors.Is(err, asynq.ErrQueueNotFound) {
-			return n, nil
+			return out, nil
 		}
 		if err != nil {
-			return n, fmt.Errorf("list waiting deliveries: %w", err)
+			return nil, fmt.Errorf("list deliveries: %w", err)
 		}
 		for _, t := range tasks {
-			if d, err := aftercare.ParseDelivery(t.Payload); err == nil && d.Endpoint == endpoint {
-				if err := q.inspector.RunTask(aftercare.QueueWebhooks, t.ID); err != nil && !errors.Is(err, asynq.ErrTaskNotFound) {
-					return n, fmt.Errorf("run delivery %s: %w", t.ID, err)
-				}
-				n++
+			if keep(t) {
+				out = append(out, t)
 			}
 		}
-		if len(tasks) < 100 {
-			return n, nil
+		if len(tasks) < size {
+			return out, nil
 		}
 	}
 }

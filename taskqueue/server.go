@@ -53,11 +53,7 @@ type Server struct{ srv *asynq.Server }
 
 // NewServer returns a Server on rdb, which it shares and does not close.
 func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	return &Server{asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency: cfg.Concurrency,
+	return newServer(rdb, cfg, asynq.Config{
 		// Alerts to staff first, then texts, then emails.
 		Queues: map[string]int{aftercare.QueueAlerts: 6, aftercare.QueueSMS: 2, aftercare.QueueEmail: 1},
 		// asynq moves due tasks to their queue on this interval (and keeps
@@ -66,46 +62,46 @@ func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
 		// late and none early (BENCHMARKS.md).
 		DelayedTaskCheckInterval: 100 * time.Millisecond,
 		TaskCheckInterval:        200 * time.Millisecond,
-		RetryDelayFunc:           retryDelay,
-		IsFailure:                isFailure,
-		ShutdownTimeout:          cfg.ShutdownTimeout,
-		Logger:                   logger{cfg.Logger.With("component", "asynq")},
-		LogLevel:                 asynq.WarnLevel,
-	})}
+	})
 }
 
 // NewEventServer returns a Server of webhook deliveries on rdb: their own
 // workers (cfg.Concurrency of them), so that a slow receiver never holds up
-// a patient's text.
+// a patient's text. Deliveries are not held to the minute, so asynq's own
+// check intervals do.
 func NewEventServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
+	return newServer(rdb, cfg, asynq.Config{Queues: map[string]int{aftercare.QueueWebhooks: 1}})
+}
+
+// newServer completes base with what every server of aftercare's shares:
+// the retry delays, what counts as a failure (a delivery parked for a
+// disabled endpoint is not failing either), the shutdown and the logger.
+func newServer(rdb redis.UniversalClient, cfg ServerConfig, base asynq.Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{asynq.NewServerFromRedisClient(rdb, asynq.Config{
-		Concurrency:     cfg.Concurrency,
-		Queues:          map[string]int{aftercare.QueueWebhooks: 1},
-		RetryDelayFunc:  retryDelay,
-		IsFailure:       isFailure, // a delivery parked for a disabled endpoint is not failing
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		Logger:          logger{cfg.Logger.With("component", "asynq")},
-		LogLevel:        asynq.WarnLevel,
-	})}
+	base.Concurrency = cfg.Concurrency
+	base.RetryDelayFunc, base.IsFailure = retryDelay, isFailure
+	base.ShutdownTimeout = cfg.ShutdownTimeout
+	base.Logger, base.LogLevel = logger{cfg.Logger.With("component", "asynq")}, asynq.WarnLevel
+	return &Server{asynq.NewServerFromRedisClient(rdb, base)}
 }
 
 // StartEvents starts delivering events with h, in the background.
 func (s *Server) StartEvents(h EventHandler) error {
 	mux := asynq.NewServeMux()
-	mux.Handle(aftercare.TypeWebhook, eventAdapter{h})
+	mux.Handle(aftercare.TypeWebhook, adapter[aftercare.Delivery]{payload(aftercare.ParseDelivery), h.Handle})
 	return s.srv.Start(mux)
 }
 
 // Start starts running tasks with h, in the background.
 func (s *Server) Start(h Handlers) error {
 	mux := asynq.NewServeMux()
-	mux.Handle(aftercare.TypeSendSMS, adapter{h.Sends})
-	mux.Handle(aftercare.TypeSendEmail, adapter{h.Sends})
+	sends := sendAdapter(h.Sends)
+	mux.Handle(aftercare.TypeSendSMS, sends)
+	mux.Handle(aftercare.TypeSendEmail, sends)
 	if h.Alerts != nil {
-		mux.Handle(aftercare.TypeAlert, alertAdapter{h.Alerts})
+		mux.Handle(aftercare.TypeAlert, adapter[aftercare.AlertRef]{payload(aftercare.ParseAlertRef), h.Alerts.Handle})
 	}
 	return s.srv.Start(mux)
 }
@@ -114,41 +110,37 @@ func (s *Server) Start(h Handlers) error {
 // shutdown timeout, and puts unfinished tasks back into Redis.
 func (s *Server) Shutdown() { s.srv.Shutdown() }
 
-// adapter turns an asynq task into a Handler call, and the Handler's final
-// errors into asynq's SkipRetry.
-type adapter struct{ h Handler }
-
-func (a adapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	ref, err := aftercare.ParseMessageRef(t.Payload())
-	if err == nil && ref.TaskType() != t.Type() {
-		err = fmt.Errorf("a %s payload in a %s task", ref.Channel, t.Type())
-	}
-	if err != nil {
-		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
-	}
-	return final(a.h.Handle(ctx, ref, run(ctx)))
+// adapter turns an asynq task into a call of handle with what parse reads
+// from it, and handle's final errors into asynq's SkipRetry. A task that
+// cannot be read is never tried again.
+type adapter[P any] struct {
+	parse  func(t *asynq.Task) (P, error)
+	handle func(ctx context.Context, p P, run aftercare.Run) error
 }
 
-// alertAdapter is adapter for alert tasks.
-type alertAdapter struct{ h AlertHandler }
-
-func (a alertAdapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	ref, err := aftercare.ParseAlertRef(t.Payload())
+func (a adapter[P]) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	p, err := a.parse(t)
 	if err != nil {
 		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
 	}
-	return final(a.h.Handle(ctx, ref, run(ctx)))
+	return final(a.handle(ctx, p, run(ctx)))
 }
 
-// eventAdapter is adapter for webhook tasks.
-type eventAdapter struct{ h EventHandler }
+// payload reads a task by its payload alone.
+func payload[P any](parse func([]byte) (P, error)) func(*asynq.Task) (P, error) {
+	return func(t *asynq.Task) (P, error) { return parse(t.Payload()) }
+}
 
-func (a eventAdapter) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	d, err := aftercare.ParseDelivery(t.Payload())
-	if err != nil {
-		return fmt.Errorf("%w: task %s: %w", asynq.SkipRetry, t.Type(), err)
-	}
-	return final(a.h.Handle(ctx, d, run(ctx)))
+// sendAdapter runs send tasks with h; a payload must be of the task's
+// channel.
+func sendAdapter(h Handler) adapter[aftercare.MessageRef] {
+	return adapter[aftercare.MessageRef]{func(t *asynq.Task) (aftercare.MessageRef, error) {
+		ref, err := aftercare.ParseMessageRef(t.Payload())
+		if err == nil && ref.TaskType() != t.Type() {
+			err = fmt.Errorf("a %s payload in a %s task", ref.Channel, t.Type())
+		}
+		return ref, err
+	}, h.Handle}
 }
 
 // run says which run of its task ctx is, and whether asynq will make

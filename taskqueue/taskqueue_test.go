@@ -188,16 +188,16 @@ func TestServerOutcomes(t *testing.T) {
 // is never handed to the handler, nor retried.
 func TestBadPayloadArchived(t *testing.T) {
 	t.Parallel()
-	err := adapter{handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error {
+	err := sendAdapter(handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error {
 		t.Error("handler called")
 		return nil
-	})}.ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, []byte(`{"booking_id": "bk"}`)))
+	})).ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, []byte(`{"booking_id": "bk"}`)))
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("ProcessTask = %v, want SkipRetry", err)
 	}
 	email := ref("day1")
 	email.Channel = aftercare.Email
-	err = adapter{handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error { return nil })}.
+	err = sendAdapter(handlerFunc(func(context.Context, aftercare.MessageRef, aftercare.Run) error { return nil })).
 		ProcessTask(context.Background(), asynq.NewTask(aftercare.TypeSendSMS, email.Payload()))
 	if !errors.Is(err, asynq.SkipRetry) {
 		t.Errorf("an email payload in an SMS task: %v, want SkipRetry", err)
