@@ -39,11 +39,9 @@ Flags (before the ID or FILE):
 func bookingCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("booking", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("url", envOr(lookup, "AFTERCARE_URL", "http://localhost:8080"), "aftercare API base URL (env AFTERCARE_URL)")
-	token := fs.String("token", envOr(lookup, "AFTERCARE_TOKEN", config.DevToken), "API token (env AFTERCARE_TOKEN)")
+	api := newAPIClient(fs, lookup, stdout, "print the API's JSON answer instead of a table")
 	notify := fs.Bool("notify", false, "cancel: send the patient a cancellation message")
 	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
-	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of a table")
 	reason := fs.String("reason", "", "resend, stop: why (required)")
 	by := fs.String("by", "", "resend: who asks (required)")
 	fs.Usage = func() {
@@ -111,7 +109,7 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	}
 
 	var tl aftercare.Timeline
-	if done, err := callAPI(ctx, *base, *token, method, path, body, jsonTo(*asJSON, stdout), &tl); done || err != nil {
+	if done, err := api.do(ctx, method, path, body, &tl); done || err != nil {
 		return err
 	}
 	if action == "history" {
@@ -143,12 +141,32 @@ func callAPI(ctx context.Context, base, token, method, path string, body []byte,
 	return false, nil
 }
 
-// jsonTo is where --json sends the raw answer: w, or nowhere.
-func jsonTo(asJSON bool, w io.Writer) io.Writer {
-	if asJSON {
-		return w
+// apiClient is what the commands that talk to a running aftercare share:
+// where it is, the token, and whether to print its answers as JSON.
+type apiClient struct {
+	base, token string
+	asJSON      bool
+	out         io.Writer
+}
+
+// newAPIClient defines the flags --url, --token and --json (what jsonHelp
+// says) on fs; answers printed as JSON go to out.
+func newAPIClient(fs *flag.FlagSet, lookup func(string) (string, bool), out io.Writer, jsonHelp string) *apiClient {
+	c := &apiClient{out: out}
+	fs.StringVar(&c.base, "url", envOr(lookup, "AFTERCARE_URL", "http://localhost:8080"), "aftercare API base URL (env AFTERCARE_URL)")
+	fs.StringVar(&c.token, "token", envOr(lookup, "AFTERCARE_TOKEN", config.DevToken), "API token (env AFTERCARE_TOKEN)")
+	fs.BoolVar(&c.asJSON, "json", false, jsonHelp)
+	return c
+}
+
+// do calls the API and decodes its answer into v; with --json it prints
+// the answer instead and reports done.
+func (c *apiClient) do(ctx context.Context, method, path string, body []byte, v any) (done bool, err error) {
+	var raw io.Writer
+	if c.asJSON {
+		raw = c.out
 	}
-	return nil
+	return callAPI(ctx, c.base, c.token, method, path, body, raw, v)
 }
 
 func envOr(lookup func(string) (string, bool), key, def string) string {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
 )
 
 const eventsUsage = `Usage:
@@ -28,10 +27,8 @@ Flags:
 func eventsCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("events", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("url", envOr(lookup, "AFTERCARE_URL", "http://localhost:8080"), "aftercare API base URL (env AFTERCARE_URL)")
-	token := fs.String("token", envOr(lookup, "AFTERCARE_TOKEN", config.DevToken), "API token (env AFTERCARE_TOKEN)")
+	api := newAPIClient(fs, lookup, stdout, "print the API's JSON answer instead of text")
 	since := fs.String("since", "", "redeliver: every failed delivery since this RFC 3339 time")
-	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of text")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, eventsUsage)
 		fs.PrintDefaults()
@@ -58,19 +55,18 @@ func eventsCmd(ctx context.Context, args []string, lookup func(string) (string, 
 		return fmt.Errorf("events %s: expected %d arguments, got %d", action, n, len(rest))
 	}
 
-	raw := jsonTo(*asJSON, stdout)
 	switch {
 	case action == "endpoints":
 		var page struct {
 			Endpoints []aftercare.EndpointState `json:"endpoints"`
 		}
-		if done, err := callAPI(ctx, *base, *token, "GET", "/v1/event-endpoints", nil, raw, &page); done || err != nil {
+		if done, err := api.do(ctx, "GET", "/v1/event-endpoints", nil, &page); done || err != nil {
 			return err
 		}
 		printEndpoints(stdout, page.Endpoints)
 	case action == "enable":
 		var st aftercare.EndpointState
-		if done, err := callAPI(ctx, *base, *token, "POST", "/v1/event-endpoints/"+url.PathEscape(rest[0])+"/enable", nil, raw, &st); done || err != nil {
+		if done, err := api.do(ctx, "POST", "/v1/event-endpoints/"+url.PathEscape(rest[0])+"/enable", nil, &st); done || err != nil {
 			return err
 		}
 		printEndpoints(stdout, []aftercare.EndpointState{st})
@@ -88,7 +84,7 @@ func eventsCmd(ctx context.Context, args []string, lookup func(string) (string, 
 		var res struct {
 			Queued int `json:"queued"`
 		}
-		if done, err := callAPI(ctx, *base, *token, "POST", path, body, raw, &res); done || err != nil {
+		if done, err := api.do(ctx, "POST", path, body, &res); done || err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "%d deliveries queued again.\n", res.Queued)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
 )
 
 const inboxUsage = `Usage:
@@ -29,14 +28,12 @@ Flags:
 func inboxCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("inbox", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	base := fs.String("url", envOr(lookup, "AFTERCARE_URL", "http://localhost:8080"), "aftercare API base URL (env AFTERCARE_URL)")
-	token := fs.String("token", envOr(lookup, "AFTERCARE_TOKEN", config.DevToken), "API token (env AFTERCARE_TOKEN)")
+	api := newAPIClient(fs, lookup, stdout, "print the API's JSON answer instead of text")
 	all := fs.Bool("all", false, "list: resolved items too")
 	urgent := fs.Bool("urgent", false, "list: urgent items only")
 	limit := fs.Int("limit", 50, "list: at most this many items")
 	note := fs.String("note", "", "resolve: what was done (required)")
 	by := fs.String("by", "", "resolve, opt-out: who did it")
-	asJSON := fs.Bool("json", false, "print the API's JSON answer instead of text")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, inboxUsage)
 		fs.PrintDefaults()
@@ -89,14 +86,14 @@ func inboxCmd(ctx context.Context, args []string, lookup func(string) (string, b
 			Items      []aftercare.InboxItem `json:"items"`
 			NextCursor string                `json:"next_cursor"`
 		}
-		if done, err := callAPI(ctx, *base, *token, method, path, body, jsonTo(*asJSON, stdout), &page); done || err != nil {
+		if done, err := api.do(ctx, method, path, body, &page); done || err != nil {
 			return err
 		}
 		printInbox(stdout, page.Items, page.NextCursor != "")
 		return nil
 	}
 	var item aftercare.InboxItem
-	if done, err := callAPI(ctx, *base, *token, method, path, body, jsonTo(*asJSON, stdout), &item); done || err != nil {
+	if done, err := api.do(ctx, method, path, body, &item); done || err != nil {
 		return err
 	}
 	printItem(stdout, &item)
