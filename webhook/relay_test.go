@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/internal/redistest"
@@ -72,21 +74,41 @@ func drain(t *testing.T, r *webhook.Relay, store *redisstore.Store) {
 	t.Fatal("the relay keeps finding work")
 }
 
-// TestRelayHandsOverEachEventOnce: a booking's trail becomes its events
-// once, for each endpoint that wants them, however often the relay runs;
-// the worker's outcome unknown becomes message.outcome_unknown.
-func TestRelayHandsOverEachEventOnce(t *testing.T) {
-	ctx := context.Background()
+// relayBench is a store with events on, on a private redis-server, and a
+// scheduler on it for the example clinic without quiet hours. failed hears
+// of marks that fail; nil fails the test.
+func relayBench(t *testing.T, failed func(member string, err error)) (*redis.Client, *redisstore.Store, *scheduler.Client) {
+	t.Helper()
 	rdb := redistest.Client(t)
 	store := redisstore.New(rdb)
-	store.RecordEvents(func(m string, err error) { t.Errorf("mark %s: %v", m, err) })
-	protocols, _ := protocol.Builtin()
+	if failed == nil {
+		failed = func(m string, err error) { t.Errorf("mark %s: %v", m, err) }
+	}
+	store.RecordEvents(failed)
+	protocols, err := protocol.Builtin()
+	if err != nil {
+		t.Fatal(err)
+	}
 	clinic, err := config.LoadClinic("")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clinic.QuietHours = aftercare.QuietHours{}
-	sched := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	return rdb, store, scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+}
+
+// relayBooking is booking id, two days ahead.
+func relayBooking(id string) aftercare.Booking {
+	return aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+}
+
+// TestRelayHandsOverEachEventOnce: a booking's trail becomes its events
+// once, for each endpoint that wants them, however often the relay runs;
+// the worker's outcome unknown becomes message.outcome_unknown.
+func TestRelayHandsOverEachEventOnce(t *testing.T) {
+	ctx := context.Background()
+	_, store, sched := relayBench(t, nil)
 	q := &queue{}
 	relay := webhook.NewRelay(webhook.RelayConfig{Outbox: store, Queue: q, Endpoints: []webhook.Endpoint{
 		{Name: "all", URL: "https://crm.clinic.example/hook", Secrets: []string{secret}},
@@ -94,8 +116,7 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 			Types: []aftercare.EventType{aftercare.TypeBookingScheduled}},
 	}})
 
-	b := aftercare.Booking{ID: "bk_1", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour), DurationMinutes: 30,
-		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	b := relayBooking("bk_1")
 	tl, _, err := sched.Book(ctx, b)
 	if err != nil {
 		t.Fatal(err)
@@ -144,14 +165,8 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 // its booking is not lost when the relay finishes.
 func TestAChangeDuringALeaseStaysDue(t *testing.T) {
 	ctx := context.Background()
-	rdb := redistest.Client(t)
-	store := redisstore.New(rdb)
-	store.RecordEvents(func(m string, err error) { t.Errorf("mark %s: %v", m, err) })
-	protocols, _ := protocol.Builtin()
-	clinic, _ := config.LoadClinic("")
-	sched := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
-	b := aftercare.Booking{ID: "bk_2", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour), DurationMinutes: 30,
-		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	_, store, sched := relayBench(t, nil)
+	b := relayBooking("bk_2")
 	if _, _, err := sched.Book(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -183,16 +198,10 @@ func TestAChangeDuringALeaseStaysDue(t *testing.T) {
 // its whole trail.
 func TestAFailedMarkIsToldNotFatal(t *testing.T) {
 	ctx := context.Background()
-	rdb := redistest.Client(t)
-	store := redisstore.New(rdb)
 	var failed []string
-	store.RecordEvents(func(m string, err error) { failed = append(failed, m) })
-	protocols, _ := protocol.Builtin()
-	clinic, _ := config.LoadClinic("")
-	sched := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	rdb, store, sched := relayBench(t, func(m string, err error) { failed = append(failed, m) })
 	rdb.Set(ctx, "aftercare:events:due", "not a sorted set", 0)
-	b := aftercare.Booking{ID: "bk_3", Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour), DurationMinutes: 30,
-		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
+	b := relayBooking("bk_3")
 	if _, _, err := sched.Book(ctx, b); err != nil {
 		t.Fatalf("Book with the mark failing: %v", err)
 	}
