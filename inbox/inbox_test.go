@@ -132,6 +132,15 @@ func setup(t *testing.T) *testBundle {
 	return tb
 }
 
+// tellProblems gives the bundle a scheduler that reports problems to its
+// inbox, as the service wires them, and returns the protocols it plans by.
+func (tb *testBundle) tellProblems() map[string]aftercare.Protocol {
+	protocols, _ := protocol.Builtin()
+	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
+		Now: tb.clock.now, Problems: tb.inbox})
+	return protocols
+}
+
 const patient = "+15555550123"
 
 // book makes a booking for the patient, its consent SMS sent.
@@ -445,9 +454,7 @@ func TestProblemsReachAPerson(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	ctx := context.Background()
-	protocols, _ := protocol.Builtin()
-	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
-		Now: tb.clock.now, Problems: tb.inbox})
+	protocols := tb.tellProblems()
 	tb.book(t, "bk_p", tuesday10.Add(-time.Hour))
 	renderer, _ := messages.New(tb.clinic, protocols)
 	down := &sender{err: &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal server error")}}
@@ -511,9 +518,7 @@ func TestExpiredWhenBookedReachesAPerson(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	ctx := context.Background()
-	protocols, _ := protocol.Builtin()
-	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
-		Now: tb.clock.now, Problems: tb.inbox})
+	tb.tellProblems()
 	b := aftercare.Booking{ID: "bk_late", Treatment: "botox", AppointmentAt: tb.clock.now().Add(-26 * time.Hour), DurationMinutes: 30,
 		Patient: aftercare.Patient{FirstName: "Ana", Phone: patient, Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
 	for range 2 {
