@@ -6,6 +6,7 @@
 package webhook
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -149,7 +150,7 @@ func Load(s Settings) ([]Endpoint, error) {
 			return nil, err
 		}
 		var f fileEndpoints
-		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		if err := dec.Decode(&f); err != nil {
 			return nil, fmt.Errorf("%s: %w (expected endpoints: a list of name, url, secret or secrets, and types)", s.File, err)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -353,16 +354,15 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
-	relayDone := make(chan struct{})
+	sendsEvents := runsWorker && a.events != nil
+	var relay sync.WaitGroup
 	relayCtx, stopRelay := context.WithCancel(context.Background())
 	defer stopRelay()
-	if runsWorker && a.events != nil {
+	if sendsEvents {
 		if err := a.events.StartEvents(a.sender); err != nil {
 			return fmt.Errorf("start event deliveries: %w", err)
 		}
-		go func() { defer close(relayDone); a.relay.Run(relayCtx) }()
-	} else {
-		close(relayDone)
+		relay.Go(func() { a.relay.Run(relayCtx) })
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- a.http.Serve(ln) }()
@@ -385,8 +385,8 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		a.worker.Shutdown() // in-flight sends finish; unfinished tasks go back to Redis
 	}
 	stopRelay()
-	<-relayDone // what a pass took stays due: the next relay takes it
-	if runsWorker && a.events != nil {
+	relay.Wait() // what a pass had taken stays due: the next relay takes it
+	if sendsEvents {
 		a.events.Shutdown()
 	}
 	a.log.Info("stopped")
