@@ -18,8 +18,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare/api"
-	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/inbox"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
 	"github.com/aftercare/aftercare/messages"
@@ -51,15 +51,8 @@ func setup(t *testing.T) *testBundle {
 func setupWith(t *testing.T, edit func(*api.Config)) *testBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic.QuietHours.Start, clinic.QuietHours.End = "", ""
+	protocols := fixture.Protocols(t)
+	clinic := fixture.AnyHour(t)
 	sched := scheduler.New(redisstore.New(rdb), taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 	renderer, err := messages.New(clinic, protocols)
 	if err != nil {

@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/inbox"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
@@ -104,19 +104,12 @@ var tuesday10 = time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC)
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
+	protocols := fixture.Protocols(t)
 	shared, err := protocol.BuiltinRedFlags()
 	if err != nil {
 		t.Fatal(err)
 	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic.QuietHours = aftercare.QuietHours{}
+	clinic := fixture.AnyHour(t)
 	renderer, err := messages.New(clinic, protocols)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,8 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
-	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
@@ -29,15 +28,8 @@ import (
 func TestChangesInParallel(t *testing.T) {
 	t.Parallel()
 	rdb := redistest.Client(t)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic.QuietHours = aftercare.QuietHours{}
+	protocols := fixture.Protocols(t)
+	clinic := fixture.AnyHour(t)
 	store := redisstore.New(rdb)
 	client := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 	ctx := context.Background()

@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
-	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
@@ -27,15 +26,8 @@ type followBundle struct {
 func followSetup(t *testing.T) *followBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic.QuietHours = aftercare.QuietHours{}
+	protocols := fixture.Protocols(t)
+	clinic := fixture.AnyHour(t)
 	fb := &followBundle{store: redisstore.New(rdb)}
 	fb.client = scheduler.New(fb.store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic,
 		Problems: scheduler.ProblemsFunc(func(_ context.Context, p aftercare.Problem) error {

@@ -10,9 +10,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
-	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
@@ -85,15 +84,8 @@ func relayBench(t *testing.T, failed func(member string, err error)) (*redis.Cli
 		failed = func(m string, err error) { t.Errorf("mark %s: %v", m, err) }
 	}
 	store.RecordEvents(failed)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic.QuietHours = aftercare.QuietHours{}
+	protocols := fixture.Protocols(t)
+	clinic := fixture.AnyHour(t)
 	return rdb, store, scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
 }
 

@@ -12,7 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redisproc"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/messages"
@@ -70,14 +70,8 @@ type testBundle struct {
 func setup(t *testing.T) *testBundle {
 	t.Helper()
 	rdb := redistest.Client(t)
-	protocols, err := protocol.Builtin()
-	if err != nil {
-		t.Fatal(err)
-	}
-	clinic, err := config.LoadClinic("")
-	if err != nil {
-		t.Fatal(err)
-	}
+	protocols := fixture.Protocols(t)
+	clinic := fixture.Clinic(t)
 	renderer, err := messages.New(clinic, protocols)
 	if err != nil {
 		t.Fatal(err)
