@@ -207,19 +207,54 @@ type Reply struct {
 	Text    string    `json:"text,omitempty"`
 }
 
-// Acknowledgement records that a patient acknowledged the consent details.
+// Acknowledgement records that a patient acknowledged the consent details:
+// when, how, and which text. It identifies no one; what does is kept
+// apart, in ConsentEvidence.
 type Acknowledgement struct {
 	At time.Time `json:"at"`
-	// Method is how: "sms_reply" (YES to the consent text).
+	// Method is how: AckByPage or AckBySMS.
 	Method string `json:"method"`
-	// ProviderID names the consent message answered, and Digest its text as
-	// sent.
+	// Digest is the SHA-256 of the text acknowledged: the consent page as
+	// shown, or the consent SMS as sent.
+	Digest string `json:"digest,omitempty"`
+	// ProviderID names the consent SMS a YES answered.
 	ProviderID string `json:"provider_id,omitempty"`
-	Digest     string `json:"digest,omitempty"`
+	// On the page: the treatment, the version of its protocol and of the
+	// page's template, and the language of the text shown.
+	Treatment       string `json:"treatment,omitempty"`
+	ProtocolVersion string `json:"protocol_version,omitempty"`
+	TemplateVersion string `json:"template_version,omitempty"`
+	Locale          string `json:"locale,omitempty"`
 }
 
-// AckBySMS is the Acknowledgement method of a YES to the consent text.
-const AckBySMS = "sms_reply"
+// Acknowledgement methods. A YES by SMS is valid but weaker than the page,
+// where the patient read the whole text and signed with their name; a page
+// acknowledgement replaces an earlier YES.
+const (
+	AckByPage = "page"      // ticked and signed on the consent page
+	AckBySMS  = "sms_reply" // replied YES to the consent text
+)
+
+// ConsentEvidence is what the consent page keeps beside an
+// acknowledgement to stand behind it: who signed, from where, and the exact
+// text shown. It is patient data: stored encrypted with the booking, given
+// to the clinic's export, never in the timeline.
+type ConsentEvidence struct {
+	// Name is the full name the patient typed.
+	Name      string `json:"name"`
+	IP        string `json:"ip"`
+	UserAgent string `json:"user_agent"`
+	// Text is the text shown, whose digest the acknowledgement holds.
+	Text string `json:"text"`
+}
+
+// ConsentRecord is a booking's acknowledgement with its evidence, as a
+// clinic exports it for its own records.
+type ConsentRecord struct {
+	BookingID string `json:"booking_id"`
+	Acknowledgement
+	Evidence *ConsentEvidence `json:"evidence,omitempty"`
+}
 
 // InboundText is a text a patient sent, as the provider hands it over.
 type InboundText struct {
@@ -252,6 +287,8 @@ type Record struct {
 	Fingerprint string
 	CreatedAt   time.Time
 	Timeline
+	// Evidence backs a consent acknowledged on the page.
+	Evidence *ConsentEvidence
 }
 
 // Message returns the planned message for step on channel, if any.

@@ -7,8 +7,17 @@ import "time"
 // add a treatment or change an offset without a new build.
 type Protocol struct {
 	Treatment string `yaml:"treatment"`
-	// Title names the treatment in emails ("anti-wrinkle injections").
-	Title string `yaml:"title"`
+	// Title names the treatment in messages ("anti-wrinkle injections");
+	// Titles, by locale, in the patient's language (Title where a locale
+	// has none).
+	Title  string            `yaml:"title"`
+	Titles map[string]string `yaml:"titles"`
+	// Version names this wording of the protocol in consent records: the
+	// file's own, or else a digest of the file (set by the loader).
+	Version string `yaml:"version"`
+	// Consent is, by locale, the full consent text: what the patient reads
+	// on the consent page and in the consent email.
+	Consent map[string]Consent `yaml:"consent"`
 	// Vars are values templates may use, such as how long to stay upright.
 	Vars  map[string]string `yaml:"vars"`
 	Steps []Step            `yaml:"steps"`
@@ -44,6 +53,51 @@ type Step struct {
 	// Clinical marks a step whose message matters to the patient's safety:
 	// the clinic is told if it cannot reach them.
 	Clinical bool `yaml:"clinical"`
+}
+
+// TitleIn is the treatment's name in locale.
+func (p Protocol) TitleIn(locale string) string {
+	if t := p.Titles[locale]; t != "" {
+		return t
+	}
+	return p.Title
+}
+
+// ConsentIn returns the consent text in locale, or in the default locale
+// if the protocol has none in it, and the locale it is written in.
+func (p Protocol) ConsentIn(locale string) (Consent, string) {
+	if c, ok := p.Consent[locale]; ok {
+		return c, locale
+	}
+	return p.Consent[DefaultLocale], DefaultLocale
+}
+
+// Consent is what a patient is told before a treatment, in one language.
+// Each text is a template that may name the clinic ({{.Clinic.Phone}},
+// {{.Clinic.EmergencyNumber}}) and the protocol's vars.
+type Consent struct {
+	// About says what the treatment is and does.
+	About string `yaml:"about"`
+	// Risks are the side effects, each with what to do about it.
+	Risks []Risk `yaml:"risks"`
+	// Emergency is the warning of what needs medical help at once.
+	Emergency string `yaml:"emergency"`
+	// NotFor is who should not be treated.
+	NotFor []string `yaml:"not_for"`
+	// Alternatives include no treatment.
+	Alternatives []string `yaml:"alternatives"`
+	// Prepare is how to prepare for the visit; Aftercare the patient's
+	// duties after it.
+	Prepare   []string `yaml:"prepare"`
+	Aftercare []string `yaml:"aftercare"`
+}
+
+// Risk is a side effect of a treatment: its name, what it is, and what
+// the patient does about it.
+type Risk struct {
+	Name   string `yaml:"name"`
+	Text   string `yaml:"text"`
+	Action string `yaml:"action"`
 }
 
 // Step returns the step of p named name, if there is one.

@@ -77,6 +77,9 @@ type NoticeData struct {
 	// ErrorCode is the provider's code for a failure ("twilio:30003").
 	ErrorCode  string `json:"error_code,omitempty"`
 	ProviderID string `json:"provider_id,omitempty"`
+	// Method is how the patient acknowledged the consent: page or
+	// sms_reply.
+	Method string `json:"method,omitempty"`
 	// Kind and Urgency describe an inbox item; Keyword what a text asked.
 	Kind    InboxKind `json:"kind,omitempty"`
 	Urgency Urgency   `json:"urgency,omitempty"`
@@ -117,7 +120,10 @@ func BookingNotice(id string, created time.Time, seq int, e Event) (Notice, bool
 	case EventStopped:
 		n.Type = TypeAftercareStopped
 	case EventAcknowledged:
-		n.Type, n.Data.ProviderID = TypeConsentAcknowledged, providerID(e.Detail)
+		n.Type, n.Data.Method = TypeConsentAcknowledged, AckByPage
+		if e.Channel == SMS {
+			n.Data.Method, n.Data.ProviderID = AckBySMS, providerID(e.Detail)
+		}
 	case EventResend, EventFallback:
 		n.Type, n.Data.Status = TypeMessageScheduled, string(StatusScheduled)
 	case EventSend:

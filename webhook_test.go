@@ -24,7 +24,8 @@ func TestBookingNotice(t *testing.T) {
 		{Event{Kind: EventCancelled}, TypeBookingCancelled, "", "", ""},
 		{Event{Kind: EventTreated}, TypeBookingTreated, "", "", ""},
 		{Event{Kind: EventStopped}, TypeAftercareStopped, "", "", ""},
-		{Event{Kind: EventAcknowledged, Step: "consent", Detail: "replied YES to SM123"}, TypeConsentAcknowledged, "", "", "SM123"},
+		{Event{Kind: EventAcknowledged, Step: "consent", Channel: SMS, Detail: "replied YES to SM123"}, TypeConsentAcknowledged, "", "", "SM123"},
+		{Event{Kind: EventAcknowledged, Step: "consent", Detail: "on the consent page: sha256:ab"}, TypeConsentAcknowledged, "", "", ""},
 		{Event{Kind: EventResend, Step: "consent", Channel: SMS, By: "Dr Jane Roe"}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventFallback, Step: "upright", Channel: Email}, TypeMessageScheduled, "scheduled", "", ""},
 		{Event{Kind: EventSend, Step: "consent", Channel: SMS, Outcome: OutcomeSent, Detail: "SM1"}, TypeMessageSent, "sent", "", "SM1"},
@@ -66,6 +67,9 @@ func TestBookingNotice(t *testing.T) {
 		}
 		if n.Data.Status != c.status || n.Data.ErrorCode != c.code || n.Data.ProviderID != c.id || n.Data.Sequence != i+1 {
 			t.Errorf("%s/%s data %+v, want status %q, code %q, provider id %q", c.e.Kind, c.e.Outcome, n.Data, c.status, c.code, c.id)
+		}
+		if n.Type == TypeConsentAcknowledged && n.Data.Method != map[bool]string{true: AckBySMS, false: AckByPage}[c.e.Channel == SMS] {
+			t.Errorf("acknowledged by %q on channel %q", n.Data.Method, c.e.Channel)
 		}
 		if strings.Contains(string(n.Body()), "5555550123") || strings.Contains(string(n.Body()), "Jane") {
 			t.Errorf("%s body carries the number: %s", n.Type, n.Body())

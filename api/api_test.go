@@ -54,7 +54,7 @@ func setupWith(t *testing.T, edit func(*api.Config)) *testBundle {
 	protocols := fixture.Protocols(t)
 	clinic := fixture.AnyHour(t)
 	sched := scheduler.New(redisstore.New(rdb), taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
-	renderer, err := messages.New(clinic, protocols)
+	renderer, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -44,6 +46,12 @@ type Config struct {
 	RedisURL  string // empty: embedded in-memory Redis
 	APITokens []string
 	PublicURL string
+	// ConsentLinkExpiry is how long after the appointment's start a
+	// consent link keeps working.
+	ConsentLinkExpiry time.Duration
+	// TrustedProxies are the addresses whose X-Forwarded-For the consent
+	// page believes, to know the patient's address.
+	TrustedProxies []netip.Prefix
 
 	TwilioAccountSID          string
 	TwilioAuthToken           string
@@ -111,8 +119,12 @@ var settings = []setting{
 		func(c *Config, v string) error { c.RedisURL = v; return nil }},
 	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
-	{"AFTERCARE_PUBLIC_URL", "", "external base URL of this service, such as https://care.clinic.example: Twilio's webhooks are checked against it",
+	{"AFTERCARE_PUBLIC_URL", "", "external base URL of this service, such as https://care.clinic.example: Twilio's webhooks are checked against it and consent links point to it; unset in development: http://localhost and the port of HTTP_ADDR",
 		func(c *Config, v string) error { return httpURL(&c.PublicURL, v) }},
+	{"AFTERCARE_CONSENT_LINK_EXPIRY", "48h", "how long after the appointment's start the link to a consent page keeps working",
+		func(c *Config, v string) error { return duration(&c.ConsentLinkExpiry, v) }},
+	{"AFTERCARE_TRUSTED_PROXIES", "", "comma-separated addresses or CIDR ranges of the reverse proxies in front of the service, whose X-Forwarded-For names the patient's address on the consent page",
+		func(c *Config, v string) error { return prefixes(&c.TrustedProxies, v) }},
 	{"TWILIO_ACCOUNT_SID", "", "Twilio account SID; unset: SMS go to the console outbox",
 		func(c *Config, v string) error { c.TwilioAccountSID = v; return nil }},
 	{"TWILIO_AUTH_TOKEN", "", "Twilio auth token",
@@ -233,6 +245,19 @@ func randomPassword() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// PublicBase is the base URL consent links point to: AFTERCARE_PUBLIC_URL,
+// or in development this machine on the API's port.
+func (c *Config) PublicBase() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
+	_, port, err := net.SplitHostPort(c.HTTPAddr)
+	if err != nil || port == "" {
+		port = "8080"
+	}
+	return "http://localhost:" + port
+}
+
 // TwilioEnabled reports whether SMS go to Twilio rather than the console.
 func (c *Config) TwilioEnabled() bool { return c.TwilioAccountSID != "" }
 
@@ -271,7 +296,7 @@ func (c *Config) check() error {
 			errs = append(errs, "SMTP_URL is required in production (console emails reach nobody)")
 		}
 		if c.PublicURL == "" {
-			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it)")
+			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it, and consent links point to it)")
 		}
 		if len(c.DataKeys) == 0 {
 			errs = append(errs, "AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32")
@@ -414,6 +439,22 @@ func list(v string) []string {
 		}
 	}
 	return out
+}
+
+func prefixes(dst *[]netip.Prefix, v string) error {
+	*dst = nil
+	for _, s := range list(v) {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return fmt.Errorf("%q is not an IP address or a CIDR range such as 10.0.0.0/8", s)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		*dst = append(*dst, p.Masked())
+	}
+	return nil
 }
 
 func httpURL(dst *string, v string) error {

@@ -110,7 +110,7 @@ func setup(t *testing.T) *testBundle {
 		t.Fatal(err)
 	}
 	clinic := fixture.AnyHour(t)
-	renderer, err := messages.New(clinic, protocols)
+	renderer, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -449,7 +449,7 @@ func TestProblemsReachAPerson(t *testing.T) {
 	ctx := context.Background()
 	protocols := tb.tellProblems()
 	tb.book(t, "bk_p", tuesday10.Add(-time.Hour))
-	renderer, _ := messages.New(tb.clinic, protocols)
+	renderer, _ := messages.New(tb.clinic, protocols, messages.Links(fixture.Links(t)))
 	down := &sender{err: &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal server error")}}
 	w := worker.New(worker.Config{Store: tb.store, Renderer: renderer, SMS: down, Email: tb.email, Protocols: protocols,
 		Clinic: tb.clinic, Followups: tb.sched, Now: tb.clock.now})

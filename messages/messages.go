@@ -30,7 +30,23 @@ var builtin embed.FS
 //go:embed layout.html
 var layoutSource string
 
-var layout = htmltemplate.Must(htmltemplate.New("layout").Parse(layoutSource))
+var layout = htmltemplate.Must(htmltemplate.New("layout").Funcs(htmltemplate.FuncMap{"isURL": isURL}).Parse(layoutSource))
+
+// isURL reports whether a line of an email is a web address alone: the
+// HTML part makes it a link.
+func isURL(line string) bool {
+	return (strings.HasPrefix(line, "https://") || strings.HasPrefix(line, "http://")) && !strings.ContainsAny(line, " \t")
+}
+
+// plain is an email body as its text part shows it: without the marks of
+// paragraphs that stand out in the HTML part.
+func plain(body string) string {
+	paras := strings.Split(body, "\n\n")
+	for i, p := range paras {
+		paras[i] = strings.TrimPrefix(p, "! ")
+	}
+	return strings.Join(paras, "\n\n")
+}
 
 // Data is what templates can use.
 type Data struct {
@@ -44,8 +60,15 @@ type Data struct {
 	Vars map[string]string
 	// Appointment is the appointment time in the patient's zone and words.
 	Appointment string
-	// HasEmail is true if the patient also gets emails.
-	HasEmail bool
+	// HasEmail and HasSMS say whether the patient gets emails and texts.
+	HasEmail, HasSMS bool
+	// ConsentURL is the link to the booking's consent page; Acknowledged
+	// says whether the patient acknowledged the consent already.
+	ConsentURL   string
+	Acknowledged bool
+	// Consent is the protocol's consent text in the message's language,
+	// in the consent step's messages and on the consent page.
+	Consent aftercare.Consent
 	// In the answers to a patient's text: Within is how soon the team
 	// answers ("2 hours"), OpensAt when it reads messages again.
 	Within, OpensAt string
@@ -91,17 +114,42 @@ type Renderer struct {
 	clinic    aftercare.Clinic
 	protocols map[string]aftercare.Protocol
 	sets      map[string]*template.Template // by locale
+	links     Linker
+	overrides []fs.FS
 }
 
-// New loads the built-in templates, then those in each of overrides (same
-// layout: LOCALE/NAME.tmpl), a later file replacing an earlier one of the
-// same name. It renders every step of every protocol on each of its
-// channels in every locale with sample data, so a missing template or a
-// misspelt field fails at start-up, not in a patient's text.
-func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, overrides ...fs.FS) (*Renderer, error) {
+// Linker makes the link to a booking's consent page (see package consent).
+type Linker interface {
+	ConsentURL(rec *aftercare.Record) string
+}
+
+// Option configures a Renderer.
+type Option func(*Renderer)
+
+// Links makes the consent links with l. A Renderer needs it: every
+// consent message carries its link.
+func Links(l Linker) Option { return func(r *Renderer) { r.links = l } }
+
+// Overrides adds template directories (LOCALE/NAME.tmpl) read after the
+// built-in ones, a later file replacing an earlier one of the same name.
+func Overrides(fsys ...fs.FS) Option {
+	return func(r *Renderer) { r.overrides = append(r.overrides, fsys...) }
+}
+
+// New loads the built-in templates and the overrides. It renders every
+// step of every protocol on each of its channels, and every consent page,
+// in every locale with sample data, so a missing template or a misspelt
+// field fails at start-up, not in a patient's text.
+func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts ...Option) (*Renderer, error) {
 	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{}}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.links == nil {
+		return nil, errors.New("messages: no consent links; pass messages.Links")
+	}
 	sub, _ := fs.Sub(builtin, "templates") // cannot fail: embedded
-	for _, fsys := range append([]fs.FS{sub}, overrides...) {
+	for _, fsys := range append([]fs.FS{sub}, r.overrides...) {
 		if err := r.load(fsys); err != nil {
 			return nil, err
 		}
@@ -142,15 +190,18 @@ func (r *Renderer) load(fsys fs.FS) error {
 func (r *Renderer) check() error {
 	var errs []error
 	for _, p := range r.protocols {
-		b := sampleBooking(p.Treatment)
-		for _, step := range Steps(p) {
-			for _, ch := range step.Channels {
-				for _, loc := range aftercare.Locales() {
-					b.Patient.Locale = loc
-					if _, err := r.Render(&b, step.Name, ch, true); err != nil {
+		rec := sampleRecord(p.Treatment)
+		for _, loc := range aftercare.Locales() {
+			rec.Booking.Patient.Locale = loc
+			for _, step := range Steps(p) {
+				for _, ch := range step.Channels {
+					if _, err := r.Render(rec, step.Name, ch, true); err != nil {
 						errs = append(errs, err)
 					}
 				}
+			}
+			if _, err := r.ConsentPage(rec); err != nil {
+				errs = append(errs, err)
 			}
 		}
 	}
@@ -314,24 +365,28 @@ func Steps(p aftercare.Protocol) []aftercare.Step {
 	})
 }
 
-func sampleBooking(treatment string) aftercare.Booking {
-	return aftercare.Booking{
+func sampleRecord(treatment string) *aftercare.Record {
+	rec := &aftercare.Record{Booking: aftercare.Booking{
 		ID: "sample", Treatment: treatment,
 		AppointmentAt: time.Date(2026, 12, 1, 15, 0, 0, 0, time.UTC), DurationMinutes: 30,
 		Patient: aftercare.Patient{
 			FirstName: "Maximiliana", Phone: "+15555550123", Email: "patient@example.com",
 			Timezone: "UTC", SMSOptIn: true, EmailOptIn: true,
 		},
-	}
+	}}
+	rec.ID = rec.Booking.ID
+	return rec
 }
 
-// Render renders step of booking b for channel ch in the patient's locale,
-// falling back to English where the locale has no template (Outgoing.Locale
-// says which was used). An email of a step that has only an SMS template
-// carries the SMS text under a "message from the clinic" subject. first marks the first SMS of the booking, which ends
-// with how to opt out. The result has no ID; the caller sets it.
-func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
+// Render renders step of booking rec for channel ch in the patient's
+// locale, falling back to English where the locale has no template
+// (Outgoing.Locale says which was used). An email of a step that has only an
+// SMS template carries the SMS text under a "message from the clinic"
+// subject. first marks the first SMS of the booking, which ends with how to
+// opt out. The result has no ID; the caller sets it.
+func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
 	out := aftercare.Outgoing{Channel: ch}
+	b := &rec.Booking
 	p, ok := r.protocols[b.Treatment]
 	if !ok {
 		return out, fmt.Errorf("render %s: unknown treatment %q", step, b.Treatment)
@@ -346,13 +401,12 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 		return out, fmt.Errorf("render %s/%s.%s: no template %s.%s.%s.tmpl or %s.%s.tmpl", loc, step, ch, b.Treatment, step, ch, step, ch)
 	}
 	out.Locale = loc
-	data := Data{
-		FirstName:   b.Patient.FirstName,
-		Clinic:      r.clinic,
-		Treatment:   p.Title,
-		Vars:        p.Vars,
-		Appointment: locales[loc].appointment(b.AppointmentAt.In(b.Location())),
-		HasEmail:    b.Patient.EmailOptIn && b.Patient.Email != "",
+	data := r.data(rec, p, loc)
+	if step == aftercare.StepConsent {
+		var err error
+		if data.Consent, err = r.consent(p, loc, data); err != nil {
+			return out, err
+		}
 	}
 	if ch == aftercare.SMS && !r.clinic.NameTreatmentInSMS {
 		data.Treatment = ""
@@ -387,7 +441,7 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 			return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
 		}
 		out.Subject = strings.TrimPrefix(subject, "Subject: ")
-		out.Text = body
+		out.Text = plain(body)
 		html, err := toHTML(loc, out.Subject, r.clinic, body)
 		if err != nil {
 			return out, fmt.Errorf("render %s/%s as HTML: %w", loc, tmpl.Name(), err)
@@ -395,6 +449,23 @@ func (r *Renderer) Render(b *aftercare.Booking, step string, ch aftercare.Channe
 		out.HTML = html
 	}
 	return out, nil
+}
+
+// data is what the templates of rec's messages in loc can use, but the
+// consent text.
+func (r *Renderer) data(rec *aftercare.Record, p aftercare.Protocol, loc string) Data {
+	b := &rec.Booking
+	return Data{
+		FirstName:    b.Patient.FirstName,
+		Clinic:       r.clinic,
+		Treatment:    p.TitleIn(loc),
+		Vars:         p.Vars,
+		Appointment:  locales[loc].appointment(b.AppointmentAt.In(b.Location())),
+		HasEmail:     b.Patient.EmailOptIn && b.Patient.Email != "",
+		HasSMS:       b.Patient.SMSOptIn && b.Patient.Phone != "",
+		Acknowledged: rec.ConsentAcknowledgement != nil,
+		ConsentURL:   r.links.ConsentURL(rec),
+	}
 }
 
 func execute(tmpl *template.Template, data Data) (string, error) {
@@ -444,27 +515,8 @@ func (r *Renderer) lookup(loc, treatment, step string, ch aftercare.Channel) (st
 	return aftercare.DefaultLocale, nil
 }
 
-// block is a paragraph (Lines) or a list (Items) of an email body.
-type block struct {
-	Lines []string
-	Items []string
-}
-
 func toHTML(locale, subject string, clinic aftercare.Clinic, body string) (string, error) {
-	var blocks []block
-	for _, para := range strings.Split(body, "\n\n") {
-		lines := strings.Split(strings.TrimSpace(para), "\n")
-		var b block
-		for _, l := range lines {
-			if item, ok := strings.CutPrefix(l, "- "); ok {
-				b.Items = append(b.Items, item)
-			}
-		}
-		if len(b.Items) != len(lines) {
-			b = block{Lines: lines}
-		}
-		blocks = append(blocks, b)
-	}
+	blocks := aftercare.Blocks(body)
 	var buf bytes.Buffer
 	buf.Grow(len(layoutSource) + 2*len(body)) // the layout, and the body with markup
 	err := layout.Execute(&buf, map[string]any{

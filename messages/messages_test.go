@@ -14,6 +14,8 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/consent"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
 )
@@ -30,11 +32,18 @@ func setup(t *testing.T) (*messages.Renderer, map[string]aftercare.Protocol, aft
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := messages.New(clinic, protocols)
+	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return r, protocols, clinic
+}
+
+// record is the stored record of booking b.
+func record(b aftercare.Booking) *aftercare.Record {
+	rec := &aftercare.Record{Booking: b, Fingerprint: "fp-" + b.ID}
+	rec.ID = b.ID
+	return rec
 }
 
 func sample() aftercare.Booking {
@@ -68,7 +77,7 @@ func TestGolden(t *testing.T) {
 				for _, ch := range step.Channels {
 					name := treatment + "." + step.Name + "." + string(ch)
 					t.Run(locale+"/"+name, func(t *testing.T) {
-						out, err := r.Render(&b, step.Name, ch, ch == aftercare.SMS && step.Name == firstSMS)
+						out, err := r.Render(record(b), step.Name, ch, ch == aftercare.SMS && step.Name == firstSMS)
 						if err != nil {
 							t.Fatal(err)
 						}
@@ -174,7 +183,7 @@ func TestNameSpelledInGSM(t *testing.T) {
 	for name, want := range namesInGSM {
 		b := sample()
 		b.Patient.FirstName = name
-		out, err := r.Render(&b, "day3", aftercare.SMS, false)
+		out, err := r.Render(record(b), "day3", aftercare.SMS, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,21 +197,24 @@ func TestNameSpelledInGSM(t *testing.T) {
 	}
 	b := sample()
 	b.Patient.FirstName, b.Patient.Locale = "María", "es"
-	out, _ := r.Render(&b, "consent", aftercare.SMS, false)
-	if _, enc := messages.Segments(out.Text); enc != messages.UCS2 || !strings.HasPrefix(out.Text, "Hola María,") {
+	out, _ := r.Render(record(b), "consent", aftercare.SMS, false)
+	if _, enc := messages.Segments(out.Text); enc != messages.UCS2 || !strings.HasPrefix(out.Text, "Hola María:") {
 		t.Errorf("a Spanish text in UCS-2 anyway: %q (%s), want the name as written", out.Text, enc)
 	}
-	email, _ := r.Render(&b, "consent", aftercare.Email, false)
+	email, _ := r.Render(record(b), "consent", aftercare.Email, false)
 	if !strings.Contains(email.Text, "María") {
 		t.Errorf("an email spells the name as written: %q", email.Text)
 	}
 }
 
 // TestSMSBudget renders every SMS of every built-in protocol in every
-// locale with long, realistic names from many languages, as the first SMS
-// (the longest form): none may take more than three parts, and English must
-// stay in GSM-7 (a stray curly quote or dash, or a name's "á", would double
-// the cost).
+// locale with long, realistic names from many languages and a clinic's
+// real-length consent link, as the first SMS (the longest form). The budget
+// is three parts, one more in UCS-2 (Spanish needs "á", "í", "ó", "ú": 268
+// characters in four parts against 459 in three), and one more for the
+// consent text, which carries the link and the emergency warning. English
+// must stay in GSM-7 (a stray curly quote or dash, or a name's "á", would
+// double the cost).
 func TestSMSBudget(t *testing.T) {
 	t.Parallel()
 	protocols, err := protocol.Builtin()
@@ -217,8 +229,13 @@ func TestSMSBudget(t *testing.T) {
 		"es": {Name: "Clínica Estética Peñalver", Phone: "+34 912 345 678", Address: "Calle de Serrano 45, Madrid",
 			Timezone: "Europe/Madrid", EmergencyNumber: "112", Replies: aftercare.ReplyPolicy{Within: 90 * time.Minute}},
 	}
+	sites := map[string]string{"en": "https://care.serranoaestheticclinic.com", "es": "https://citas.clinicaesteticapenalver.es"}
 	for locale, clinic := range clinics {
-		r, err := messages.New(clinic, protocols)
+		links, err := consent.NewLinks(sites[locale], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := messages.New(clinic, protocols, messages.Links(links))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -228,17 +245,25 @@ func TestSMSBudget(t *testing.T) {
 					b := sample()
 					b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, name
 					b.Patient.EmailOptIn = email
+					b.ID = "apt-2026-09-004817" // a clinic's own ids can be long: the link holds it
 					b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
 					for _, step := range messages.Steps(p) {
 						if !slices.Contains(step.Channels, aftercare.SMS) {
 							continue
 						}
-						out, err := r.Render(&b, step.Name, aftercare.SMS, true)
+						out, err := r.Render(record(b), step.Name, aftercare.SMS, true)
 						if err != nil {
 							t.Fatal(err)
 						}
 						n, enc := messages.Segments(out.Text)
-						if n > 3 {
+						budget := 3
+						if enc == messages.UCS2 {
+							budget++
+						}
+						if step.Name == aftercare.StepConsent {
+							budget++
+						}
+						if n > budget {
 							t.Errorf("%s/%s.%s.sms for %s: %d parts (%s, %d characters): %s", locale, treatment, step.Name, name, n, enc, len([]rune(out.Text)), out.Text)
 						}
 						if locale == "en" && enc != messages.GSM7 {
@@ -271,13 +296,13 @@ func TestOptOutOnFirstSMSOnly(t *testing.T) {
 	t.Parallel()
 	r, _, _ := setup(t)
 	b := sample()
-	first, _ := r.Render(&b, "day3", aftercare.SMS, true)
-	later, _ := r.Render(&b, "day3", aftercare.SMS, false)
+	first, _ := r.Render(record(b), "day3", aftercare.SMS, true)
+	later, _ := r.Render(record(b), "day3", aftercare.SMS, false)
 	if !strings.HasSuffix(first.Text, "Reply STOP to opt out.") || strings.Contains(later.Text, "STOP") {
 		t.Errorf("first: %q\nlater: %q", first.Text, later.Text)
 	}
 	b.Patient.Locale = "es"
-	es, _ := r.Render(&b, "day3", aftercare.SMS, true)
+	es, _ := r.Render(record(b), "day3", aftercare.SMS, true)
 	if !strings.HasSuffix(es.Text, "Baja: responda STOP.") || es.Locale != "es" {
 		t.Errorf("es first: %q", es.Text)
 	}
@@ -289,11 +314,11 @@ func TestTreatmentNamedInSMSOnlyWhenAllowed(t *testing.T) {
 	b := sample()
 	for _, allow := range []bool{false, true} {
 		clinic.NameTreatmentInSMS = allow
-		r, err := messages.New(clinic, protocols)
+		r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := r.Render(&b, "reminder", aftercare.SMS, false)
+		out, err := r.Render(record(b), "reminder", aftercare.SMS, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -308,7 +333,7 @@ func TestHTMLEscapes(t *testing.T) {
 	r, _, _ := setup(t)
 	b := sample()
 	b.Patient.FirstName = `<script>alert("x")</script>`
-	out, err := r.Render(&b, "consent", aftercare.Email, false)
+	out, err := r.Render(record(b), "consent", aftercare.Email, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +355,7 @@ func TestSMSLeavesOutTreatment(t *testing.T) {
 		if !slices.Contains(step.Channels, aftercare.SMS) {
 			continue
 		}
-		out, err := r.Render(&b, step.Name, aftercare.SMS, true)
+		out, err := r.Render(record(b), step.Name, aftercare.SMS, true)
 		if err != nil {
 			t.Fatalf("%s SMS: %v", step.Name, err)
 		}
@@ -367,7 +392,7 @@ func TestNewRejectsBadTemplates(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			fsys := fstest.MapFS{tt.file: {Data: []byte(tt.src)}}
-			_, err := messages.New(clinic, protocols, fsys)
+			_, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)), messages.Overrides(fsys))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("New = %v, want an error mentioning %q", err, tt.want)
 			}
@@ -379,12 +404,12 @@ func TestOverrideReplacesBuiltin(t *testing.T) {
 	t.Parallel()
 	_, protocols, clinic := setup(t)
 	fsys := fstest.MapFS{"en/botox.day3.sms.tmpl": {Data: []byte("Hi {{.FirstName}}, call {{.Clinic.Phone}} with any worry.")}}
-	r, err := messages.New(clinic, protocols, fsys)
+	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)), messages.Overrides(fsys))
 	if err != nil {
 		t.Fatal(err)
 	}
 	b := sample()
-	out, err := r.Render(&b, "day3", aftercare.SMS, false)
+	out, err := r.Render(record(b), "day3", aftercare.SMS, false)
 	if err != nil || out.Text != "Hi Ana, call "+clinic.Phone+" with any worry." {
 		t.Fatalf("Render = %q, %v", out.Text, err)
 	}
@@ -393,14 +418,14 @@ func TestOverrideReplacesBuiltin(t *testing.T) {
 func BenchmarkRenderEmail(b *testing.B) {
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("")
-	r, err := messages.New(clinic, protocols)
+	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(b)))
 	if err != nil {
 		b.Fatal(err)
 	}
 	bk := sample()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Render(&bk, "consent", aftercare.Email, false); err != nil {
+		if _, err := r.Render(record(bk), "consent", aftercare.Email, false); err != nil {
 			b.Fatal(err)
 		}
 	}

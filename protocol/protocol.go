@@ -5,7 +5,9 @@ package protocol
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -144,6 +146,10 @@ func Parse(data []byte) (aftercare.Protocol, error) {
 	if err := dec.Decode(&p); err != nil {
 		return p, err
 	}
+	if p.Version == "" { // a wording edited without a new version still reads as another
+		sum := sha256.Sum256(data)
+		p.Version = "sha256:" + hex.EncodeToString(sum[:6])
+	}
 	return p, validate(&p)
 }
 
@@ -169,7 +175,55 @@ func validate(p *aftercare.Protocol) error {
 		}
 		seen[s.Name] = true
 	}
+	for loc, title := range p.Titles {
+		if !slices.Contains(aftercare.Locales(), loc) {
+			return fmt.Errorf("titles: unknown locale %q; use one of %v", loc, aftercare.Locales())
+		}
+		if title == "" {
+			return fmt.Errorf("titles.%s: is empty; name the treatment or leave the locale out", loc)
+		}
+	}
+	if err := validateConsent(p.Consent); err != nil {
+		return err
+	}
 	return validateFlags(p.RedFlags)
+}
+
+// validateConsent checks that the consent text exists in the default
+// locale and that every locale's is whole: the consent page shows each
+// part.
+func validateConsent(consent map[string]aftercare.Consent) error {
+	if _, ok := consent[aftercare.DefaultLocale]; !ok {
+		return fmt.Errorf("consent.%s: required: the text of the consent page and email (see the README's Protocols section)", aftercare.DefaultLocale)
+	}
+	for loc, c := range consent {
+		if !slices.Contains(aftercare.Locales(), loc) {
+			return fmt.Errorf("consent: unknown locale %q; use one of %v", loc, aftercare.Locales())
+		}
+		missing := func(field string) error {
+			return fmt.Errorf("consent.%s.%s: required; the consent page shows it", loc, field)
+		}
+		switch {
+		case c.About == "":
+			return missing("about")
+		case len(c.Risks) == 0:
+			return missing("risks")
+		case c.Emergency == "":
+			return missing("emergency")
+		case len(c.NotFor) == 0:
+			return missing("not_for")
+		case len(c.Alternatives) == 0:
+			return missing("alternatives")
+		case len(c.Aftercare) == 0:
+			return missing("aftercare")
+		}
+		for i, r := range c.Risks {
+			if r.Name == "" || r.Text == "" || r.Action == "" {
+				return fmt.Errorf("consent.%s.risks[%d]: a risk needs a name, a text and an action (what the patient does about it)", loc, i)
+			}
+		}
+	}
+	return nil
 }
 
 func validateStep(s *aftercare.Step) error {

@@ -33,6 +33,15 @@ func TestBuiltin(t *testing.T) {
 
 const valid = `treatment: filler
 title: dermal filler
+consent:
+  en:
+    about: A gel that adds volume.
+    risks:
+      - {name: Swelling, text: Common for a few days., action: Nothing to do.}
+    emergency: Skin turning white or blue is an emergency.
+    not_for: [You are pregnant.]
+    alternatives: [No treatment.]
+    aftercare: [Do not press the area for a day.]
 steps:
   - step: check_in
     channels: [sms]
@@ -59,6 +68,11 @@ func TestLoadErrors(t *testing.T) {
 		{"bad offset", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: twelve", 1), "filler.yaml"},
 		{"bad policy", "filler.yaml", valid + "    quiet_hours: maybe\n", "quiet_hours"},
 		{"duplicate step", "filler.yaml", valid + strings.SplitAfterN(valid, "steps:\n", 2)[1], "appears twice"},
+		{"no consent", "filler.yaml", strings.Replace(valid, "consent:\n  en:", "consent:\n  es:", 1), "consent.en: required"},
+		{"no emergency", "filler.yaml", strings.Replace(valid, "    emergency: Skin turning white or blue is an emergency.\n", "", 1), "consent.en.emergency: required"},
+		{"risk without action", "filler.yaml", strings.Replace(valid, ", action: Nothing to do.", "", 1), "consent.en.risks[0]"},
+		{"consent locale", "filler.yaml", strings.Replace(valid, "consent:\n", "consent:\n  fr: {about: x}\n", 1), `consent: unknown locale "fr"`},
+		{"title locale", "filler.yaml", strings.Replace(valid, "title: dermal filler\n", "title: dermal filler\ntitles: {fr: produit}\n", 1), `titles: unknown locale "fr"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -67,6 +81,9 @@ func TestLoadErrors(t *testing.T) {
 			if tt.want == "" {
 				if err != nil || set["filler"].Steps[0].Quiet != aftercare.QuietDefer {
 					t.Fatalf("Load = %v, %v; want the protocol with default policies", set, err)
+				}
+				if v := set["filler"].Version; !strings.HasPrefix(v, "sha256:") {
+					t.Errorf("Version = %q, want the file's digest", v)
 				}
 				return
 			}

@@ -38,6 +38,9 @@ import (
 //	c:STEP:CH when the message was last claimed (Unix ms)
 //	ack       JSON of the consent acknowledgement (records written before
 //	          it had a method hold the time alone, RFC 3339)
+//	ackp      JSON of the evidence behind an acknowledgement on the consent
+//	          page: typed name, address, browser, text shown (encrypted
+//	          like the booking)
 //	replies   JSON list of the patient's texts about the booking, by inbox
 //	          item (encrypted likewise)
 //	hn, h:N   count of audit trail entries, and entry N as JSON
@@ -219,6 +222,13 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		}
 		fields = append(fields, "ack", data)
 	}
+	if ev := rec.Evidence; ev != nil {
+		data, err := json.Marshal(ev)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, "ackp", s.seal.seal(data, key+"/ackp"))
+	}
 	if len(rec.Replies) > 0 {
 		replies, err := json.Marshal(rec.Replies)
 		if err != nil {
@@ -302,6 +312,16 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		}
 		ack.At = ack.At.In(loc)
 		rec.ConsentAcknowledgement, rec.ConsentAcknowledgedAt = ack, &ack.At
+	}
+	if v := h["ackp"]; v != "" {
+		data, err := s.seal.open(v, key+"/ackp")
+		if err != nil {
+			return nil, fmt.Errorf("ackp: %w", err)
+		}
+		rec.Evidence = new(aftercare.ConsentEvidence)
+		if err := json.Unmarshal(data, rec.Evidence); err != nil {
+			return nil, fmt.Errorf("ackp: %w", err)
+		}
 	}
 	if v := h["replies"]; v != "" {
 		replies, err := s.seal.open(v, key+"/replies")

@@ -105,11 +105,11 @@ func (s *Store) bookingIDs(ctx context.Context) ([]string, error) {
 // rekeyBooking seals booking id again under the first key and renames its
 // number's opt-out entry and index.
 func (s *Store) rekeyBooking(ctx context.Context, id string, rep *RekeyReport) error {
-	h, err := s.rdb.HMGet(ctx, Key(id), "booking", "replies").Result()
+	h, err := s.rdb.HMGet(ctx, Key(id), "booking", "replies", "ackp").Result()
 	if err != nil {
 		return fmt.Errorf("rekey booking %s: %w", id, err)
 	}
-	if s.seal.on() && (stale(s.seal, h[0]) || stale(s.seal, h[1])) {
+	if s.seal.on() && slices.ContainsFunc(h, func(v any) bool { return stale(s.seal, v) }) {
 		_, err := s.Update(ctx, id, func(_ *aftercare.Record) (time.Time, error) {
 			return s.expiry(ctx, id)
 		})

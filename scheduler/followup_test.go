@@ -63,10 +63,15 @@ func (fb *followBundle) message(t *testing.T, step string, ch aftercare.Channel)
 	return rec.Message(step, ch)
 }
 
-// setStatus puts a message of bk_f in a status, as a worker would have.
+// setStatus puts a message of bk_f's current version in a status, as a
+// worker would have.
 func (fb *followBundle) setStatus(t *testing.T, step string, ch aftercare.Channel, from, to aftercare.MessageStatus, providerID string) aftercare.MessageRef {
 	t.Helper()
-	ref := aftercare.MessageRef{BookingID: "bk_f", Version: 1, Step: step, Channel: ch}
+	rec, err := fb.store.Get(context.Background(), "bk_f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := aftercare.MessageRef{BookingID: "bk_f", Version: rec.Version, Step: step, Channel: ch}
 	c := ref.Change(from, to, "test")
 	c.ProviderID = providerID
 	if ok, err := fb.store.Transition(context.Background(), c); err != nil || !ok {
@@ -215,10 +220,10 @@ func TestRescheduleKeepsWhatMayHaveGone(t *testing.T) {
 	ctx := context.Background()
 	fb := followSetup(t)
 	rec := fb.book(t, true, true, time.Now().Add(72*time.Hour))
-	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
-	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusSending, aftercare.StatusFailed, "")
-	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusScheduled, aftercare.StatusSending, "")
-	fb.setStatus(t, "consent", aftercare.Email, aftercare.StatusSending, aftercare.StatusOutcomeUnknown, "")
+	fb.setStatus(t, "day1", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "day1", aftercare.SMS, aftercare.StatusSending, aftercare.StatusFailed, "")
+	fb.setStatus(t, "day1", aftercare.Email, aftercare.StatusScheduled, aftercare.StatusSending, "")
+	fb.setStatus(t, "day1", aftercare.Email, aftercare.StatusSending, aftercare.StatusOutcomeUnknown, "")
 
 	moved := rec.Booking
 	moved.AppointmentAt = moved.AppointmentAt.Add(24 * time.Hour)
@@ -228,18 +233,65 @@ func TestRescheduleKeepsWhatMayHaveGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	status := func(tl *aftercare.Timeline, ch aftercare.Channel) aftercare.MessageStatus {
-		m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", ch)
+		m, _ := (&aftercare.Record{Timeline: *tl}).Message("day1", ch)
 		return m.Status
 	}
 	if s, e := status(tl, aftercare.SMS), status(tl, aftercare.Email); s != aftercare.StatusFailed || e != aftercare.StatusOutcomeUnknown {
-		t.Errorf("after a reschedule: consent sms %s, email %s; want them kept", s, e)
+		t.Errorf("after a reschedule: day1 sms %s, email %s; want them kept", s, e)
 	}
 	moved.Patient.Phone = "+15555550177" // a new number is worth a try
 	if tl, _, err = fb.client.Reschedule(ctx, moved); err != nil {
 		t.Fatal(err)
 	}
 	if s, e := status(tl, aftercare.SMS), status(tl, aftercare.Email); s != aftercare.StatusScheduled || e != aftercare.StatusOutcomeUnknown {
-		t.Errorf("after a new number: consent sms %s, email %s; want the text planned again", s, e)
+		t.Errorf("after a new number: day1 sms %s, email %s; want the text planned again", s, e)
+	}
+}
+
+// TestRescheduleSendsConsentAgain: a new version retires the consent link,
+// so a consent the patient has not acknowledged goes again with the new
+// one; an acknowledged one does not.
+func TestRescheduleSendsConsentAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	rec := fb.book(t, true, true, time.Now().Add(72*time.Hour))
+	for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+		fb.setStatus(t, "consent", ch, aftercare.StatusScheduled, aftercare.StatusSending, "")
+		fb.setStatus(t, "consent", ch, aftercare.StatusSending, aftercare.StatusSent, "")
+	}
+	moved := rec.Booking
+	moved.AppointmentAt = moved.AppointmentAt.Add(24 * time.Hour)
+	tl, _, err := fb.client.Reschedule(ctx, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+		if m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", ch); m.Status != aftercare.StatusScheduled {
+			t.Errorf("unacknowledged, after a reschedule: consent %s %s, want it planned again", ch, m.Status)
+		}
+	}
+
+	for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+		fb.setStatus(t, "consent", ch, aftercare.StatusScheduled, aftercare.StatusSending, "")
+		fb.setStatus(t, "consent", ch, aftercare.StatusSending, aftercare.StatusSent, "")
+	}
+	stored, err := fb.client.Record(ctx, rec.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fb.client.AcknowledgeOnPage(ctx, rec.ID, stored.Fingerprint, aftercare.Acknowledgement{Digest: "sha256:x"},
+		aftercare.ConsentEvidence{Name: "Ana Example"}); err != nil {
+		t.Fatal(err)
+	}
+	moved.AppointmentAt = moved.AppointmentAt.Add(24 * time.Hour)
+	if tl, _, err = fb.client.Reschedule(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []aftercare.Channel{aftercare.SMS, aftercare.Email} {
+		if m, _ := (&aftercare.Record{Timeline: *tl}).Message("consent", ch); m.Status != aftercare.StatusSent {
+			t.Errorf("acknowledged, after a reschedule: consent %s %s, want it kept sent", ch, m.Status)
+		}
 	}
 }
 

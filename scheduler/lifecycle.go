@@ -44,7 +44,12 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 			aftercare.Email: b.Patient.Email != rec.Booking.Patient.Email,
 		}
 		prev := rec.Messages
-		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, moved)
+		// A new version retires the old consent link: a consent not yet
+		// acknowledged goes again, with the new one.
+		again := func(s aftercare.Step) bool {
+			return s.RepeatOnReschedule || (s.Name == aftercare.StepConsent && rec.ConsentAcknowledgement == nil)
+		}
+		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, again, moved)
 		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventRescheduled, By: byClinic, Detail: changes(&rec.Booking, &b, rec.Version+1)})
 		expired = notePlanned(rec, prev, now)
 		rec.Booking, rec.Fingerprint = b, fp
@@ -94,7 +99,7 @@ func (c *Client) Treated(ctx context.Context, id string, at time.Time) (*afterca
 		prev := rec.Messages
 		rec.Messages = carry(rec.Messages, next, p, func(s aftercare.Step) bool {
 			return s.When.Anchor != aftercare.AnchorTreatmentEnd
-		}, nil)
+		}, func(s aftercare.Step) bool { return s.RepeatOnReschedule }, nil)
 		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventTreated, By: byClinic, Detail: "treatment ended at " + at.Format(time.RFC3339)})
 		expired = notePlanned(rec, prev, now)
 		rec.Booking = b
@@ -255,12 +260,12 @@ var errUnchanged = errors.New("unchanged")
 // carry merges the previous messages of a booking into its new plan. A
 // message keeps its previous state if keep says so for its step; if it
 // happened (it went out or may have: sent, delivered, outcome unknown) and
-// its step is not repeated on reschedule; or if it failed and the contact
+// again does not say its step goes again; or if it failed and the contact
 // for its channel did not change (moved says which did: a new number after
 // an invalid one is worth a try, the same number is not). Messages that
 // happened and are not in the new plan (a channel the patient left, the
 // cancellation notice) stay in the timeline as history.
-func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(aftercare.Step) bool, moved map[aftercare.Channel]bool) []aftercare.Message {
+func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep, again func(aftercare.Step) bool, moved map[aftercare.Channel]bool) []aftercare.Message {
 	out := slices.Clone(next)
 	for i, m := range out {
 		j := slices.IndexFunc(prev, func(o aftercare.Message) bool { return o.Step == m.Step && o.Channel == m.Channel })
@@ -269,7 +274,7 @@ func carry(prev, next []aftercare.Message, p aftercare.Protocol, keep func(after
 		}
 		step, _ := p.Step(m.Step)
 		o := prev[j]
-		if keep(step) || (o.Status.Happened() && !step.RepeatOnReschedule) || (o.Status == aftercare.StatusFailed && !moved[o.Channel]) {
+		if keep(step) || (o.Status.Happened() && !again(step)) || (o.Status == aftercare.StatusFailed && !moved[o.Channel]) {
 			out[i] = o
 		}
 	}

@@ -78,7 +78,7 @@ type Followups interface {
 // Renderer renders one step of a booking for one channel.
 type Renderer interface {
 	// Render renders a step; first marks the booking's first SMS.
-	Render(b *aftercare.Booking, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error)
+	Render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error)
 }
 
 // Config holds a Worker's dependencies.
@@ -246,7 +246,7 @@ type attempt struct {
 // with ask, a text the provider may have taken without answering stays in
 // doubt, for a later run to ask the provider about (see resolve).
 func (r *attempt) send(ctx context.Context, rec *aftercare.Record, msg aftercare.Message, ask bool) verdict {
-	out, err := r.w.render.Render(&rec.Booking, r.ref.Step, r.ref.Channel, firstSMS(rec, r.ref))
+	out, err := r.w.render.Render(rec, r.ref.Step, r.ref.Channel, firstSMS(rec, r.ref))
 	if err != nil {
 		return verdict{outcome: aftercare.OutcomeFailed, reason: err.Error()}
 	}
@@ -358,7 +358,7 @@ func (r *attempt) resolve(ctx context.Context, rec *aftercare.Record, msg afterc
 	}
 	var bodies []string
 	for _, first := range []bool{true, false} {
-		out, err := r.w.render.Render(&rec.Booking, r.ref.Step, r.ref.Channel, first)
+		out, err := r.w.render.Render(rec, r.ref.Step, r.ref.Channel, first)
 		if err != nil {
 			return verdict{outcome: aftercare.OutcomeUnknown, reason: err.Error() + reasonNoAnswer}
 		}

@@ -72,7 +72,7 @@ func setup(t *testing.T) *testBundle {
 	rdb := redistest.Client(t)
 	protocols := fixture.Protocols(t)
 	clinic := fixture.Clinic(t)
-	renderer, err := messages.New(clinic, protocols)
+	renderer, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

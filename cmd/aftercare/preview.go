@@ -11,6 +11,7 @@ import (
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/scheduler"
 )
@@ -55,7 +56,12 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err != nil {
 		return err
 	}
-	renderer, err := newRenderer(clinic, protocols)
+	base, _ := lookup("AFTERCARE_PUBLIC_URL")
+	if base == "" {
+		base = "http://localhost:8080"
+	}
+	links, _ := consent.NewLinks(base, nil) // an example link: the service signs real ones with its data key
+	renderer, err := newRenderer(clinic, protocols, links)
 	if err != nil {
 		return err
 	}
@@ -68,7 +74,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		Messages: scheduler.Plan(&b, p, clinic, now, now)}
 	fmt.Fprintf(stdout, "Booked %s; times are the patient's (%s).\n", now.In(b.Location()).Format("Mon Jan 2 15:04 MST"), b.Patient.Timezone)
 	printTimeline(stdout, tl)
-	return printMessages(stdout, renderer, &b, tl.Messages)
+	return printMessages(stdout, renderer, &aftercare.Record{Booking: b, Timeline: *tl}, tl.Messages)
 }
 
 // previewBooking reads and checks the booking in file, in locale if one is
@@ -97,14 +103,14 @@ func previewBooking(file, locale string, protocols map[string]aftercare.Protocol
 
 // printMessages renders each planned message, with an SMS's cost and the
 // note that says why a message moved or was dropped.
-func printMessages(w io.Writer, renderer *messages.Renderer, b *aftercare.Booking, msgs []aftercare.Message) error {
+func printMessages(w io.Writer, renderer *messages.Renderer, rec *aftercare.Record, msgs []aftercare.Message) error {
 	first := true
 	for _, m := range msgs {
 		isFirst := first && m.Channel == aftercare.SMS && m.Status == aftercare.StatusScheduled
 		if isFirst {
 			first = false
 		}
-		out, err := renderer.Render(b, m.Step, m.Channel, isFirst)
+		out, err := renderer.Render(rec, m.Step, m.Channel, isFirst)
 		if err != nil {
 			return err
 		}

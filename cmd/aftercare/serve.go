@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/console"
 	"github.com/aftercare/aftercare/dashboard"
 	"github.com/aftercare/aftercare/inbox"
@@ -97,7 +97,11 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := newRenderer(cfg.Clinic, protocols)
+	links, err := consent.NewLinks(cfg.PublicBase(), cfg.DataKeys)
+	if err != nil {
+		return nil, fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
+	}
+	renderer, err := newRenderer(cfg.Clinic, protocols, links)
 	if err != nil {
 		return nil, err
 	}
@@ -158,7 +162,10 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		Clinic: cfg.Clinic, RedFlags: flags, Retention: cfg.Retention, Logger: log,
 	})
 	a.http = &http.Server{
-		Handler:           a.routes(sched),
+		Handler: a.routes(sched, consent.New(consent.Config{
+			Links: links, Bookings: sched, Pages: renderer, Clinic: cfg.Clinic, Expiry: cfg.ConsentLinkExpiry,
+			PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies, Logger: log,
+		})),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -168,9 +175,9 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 }
 
 // routes is the HTTP surface of the process: the clinic API, webhooks,
-// metrics and dashboard; a worker-only process serves its probes and
-// metrics.
-func (a *app) routes(sched *scheduler.Client) http.Handler {
+// consent pages, metrics and dashboard; a worker-only process serves its
+// probes and metrics.
+func (a *app) routes(sched *scheduler.Client, pages http.Handler) http.Handler {
 	if a.cfg.Role == config.RoleWorker {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
@@ -190,6 +197,7 @@ func (a *app) routes(sched *scheduler.Client) http.Handler {
 		Logger:           a.log,
 	})
 	srv.Handle("GET /metrics", a.metrics.Handler())
+	srv.Handle(consent.Path, pages)
 	if a.cfg.DashboardEnabled() {
 		srv.Handle(dashboard.Path+"/", dashboard.New(dashboard.Config{
 			Redis: a.dashRedis, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
@@ -234,13 +242,14 @@ func statusCallback(publicURL string) string {
 	return publicURL + "/webhooks/twilio/status"
 }
 
-// newRenderer loads the built-in templates and the clinic's own, if any.
-func newRenderer(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol) (*messages.Renderer, error) {
-	var overrides []fs.FS
+// newRenderer loads the built-in templates and the clinic's own, if any;
+// consent messages link to pages made by links.
+func newRenderer(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, links messages.Linker) (*messages.Renderer, error) {
+	opts := []messages.Option{messages.Links(links)}
 	if clinic.TemplatesDir != "" {
-		overrides = append(overrides, os.DirFS(clinic.TemplatesDir))
+		opts = append(opts, messages.Overrides(os.DirFS(clinic.TemplatesDir)))
 	}
-	r, err := messages.New(clinic, protocols, overrides...)
+	r, err := messages.New(clinic, protocols, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("message templates (built-in, and the clinic's templates_dir %q): %w", clinic.TemplatesDir, err)
 	}

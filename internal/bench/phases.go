@@ -20,6 +20,7 @@ import (
 	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
+	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/smtp"
@@ -230,7 +231,7 @@ func (b *bench) send(ctx context.Context) (float64, error) {
 		return 0, err
 	}
 	defer email.Close()
-	renderer, err := messages.New(b.clinic, b.protocols)
+	renderer, err := b.renderer()
 	if err != nil {
 		return 0, err
 	}
@@ -277,7 +278,7 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := messages.New(b.clinic, b.protocols)
+	renderer, err := b.renderer()
 	if err != nil {
 		return nil, err
 	}
@@ -338,4 +339,13 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 func twilioSender(base string) (*twilio.Sender, error) {
 	return twilio.New(twilio.Config{AccountSID: twiliotest.AccountSID, AuthToken: twiliotest.AuthToken,
 		From: "+15555550100", BaseURL: base})
+}
+
+// renderer renders messages as the service does, consent links included.
+func (b *bench) renderer() (*messages.Renderer, error) {
+	links, err := consent.NewLinks("https://care.bench.example", nil)
+	if err != nil {
+		return nil, err
+	}
+	return messages.New(b.clinic, b.protocols, messages.Links(links))
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/internal/redisproc"
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
@@ -281,7 +283,7 @@ func (c *run) run(ctx context.Context) (Report, error) {
 	}
 	peaks := c.stopWorkers()
 
-	renderer, err := messages.New(clinic, protocols)
+	renderer, err := c.renderer(clinic, protocols)
 	if err != nil {
 		return Report{}, err
 	}
@@ -409,4 +411,25 @@ func (c *run) wait(ctx context.Context, store *redisstore.Store, cutoff time.Tim
 		case <-poll.C:
 		}
 	}
+}
+
+// renderer renders messages as the workers do: their consent links are
+// made from the same settings.
+func (c *run) renderer(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol) (*messages.Renderer, error) {
+	cfg, err := config.Load(func(name string) (string, bool) {
+		for _, kv := range c.env {
+			if k, v, _ := strings.Cut(kv, "="); k == name {
+				return v, true
+			}
+		}
+		return "", false
+	})
+	if err != nil {
+		return nil, err
+	}
+	links, err := consent.NewLinks(cfg.PublicBase(), cfg.DataKeys)
+	if err != nil {
+		return nil, err
+	}
+	return messages.New(clinic, protocols, messages.Links(links))
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
@@ -100,7 +101,7 @@ func TestMatchReceived(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := messages.New(clinic, protocols)
+	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +114,7 @@ func TestMatchReceived(t *testing.T) {
 		{Step: "consent", Channel: aftercare.SMS}, {Step: "upright", Channel: aftercare.SMS}, {Step: "consent", Channel: aftercare.Email},
 	}}}
 	text := func(step string, first bool) twiliotest.Message {
-		out, err := r.Render(&rec.Booking, step, aftercare.SMS, first)
+		out, err := r.Render(rec, step, aftercare.SMS, first)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,7 @@ func matchReceived(recs []*aftercare.Record, r *messages.Renderer, texts []twili
 				continue
 			}
 			for _, first := range []bool{true, false} {
-				out, err := r.Render(&rec.Booking, m.Step, m.Channel, first)
+				out, err := r.Render(rec, m.Step, m.Channel, first)
 				if err != nil {
 					return nil, 0, err
 				}

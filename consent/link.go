@@ -1,0 +1,134 @@
+package consent
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aftercare/aftercare"
+)
+
+// Links makes and checks the links to consent pages. A link is
+// BASE/consent/TOKEN, and a token is the booking id, a dot, and 22
+// characters of HMAC-SHA256 over the id and the booking's fingerprint under
+// a key derived from the data key. The fingerprint changes with every new
+// version of the booking's details, so a reschedule (perhaps to a
+// corrected phone number) makes a new link and retires the old one; a
+// report of treatment or a resend does not. Nothing but the data key can
+// make a token, and a token names no one.
+type Links struct {
+	base string
+	keys [][]byte // the first signs; every one checks (data key rotation)
+}
+
+// linkInfo binds a derived key to its one use.
+const linkInfo = "aftercare consent link v1"
+
+// macSize is the bytes of HMAC a token keeps: 128 bits cannot be guessed.
+const macSize = 16
+
+// NewLinks returns links under base (AFTERCARE_PUBLIC_URL) signed with keys
+// derived from dataKeys. Without data keys (development only) the key is
+// fixed and public: anyone can make a valid link.
+func NewLinks(base string, dataKeys [][]byte) (*Links, error) {
+	l := &Links{base: strings.TrimSuffix(base, "/")}
+	if len(dataKeys) == 0 {
+		dataKeys = [][]byte{nil}
+	}
+	for _, k := range dataKeys {
+		lk, err := hkdf.Key(sha256.New, k, nil, linkInfo, 32)
+		if err != nil {
+			return nil, err
+		}
+		l.keys = append(l.keys, lk)
+	}
+	return l, nil
+}
+
+// Path is where consent pages are served.
+const Path = "/consent/"
+
+// ConsentURL is the link to rec's consent page.
+func (l *Links) ConsentURL(rec *aftercare.Record) string {
+	return l.base + Path + l.Token(rec)
+}
+
+// Token is the token of rec's consent page as it is now.
+func (l *Links) Token(rec *aftercare.Record) string {
+	return rec.ID + "." + base64.RawURLEncoding.EncodeToString(mac(l.keys[0], rec.ID, rec.Fingerprint))
+}
+
+// BookingOf returns the booking id a token names, if it is shaped like a
+// token; only Valid says whether it is one.
+func BookingOf(token string) (string, bool) {
+	id, sum, ok := strings.Cut(token, ".")
+	if !ok || !aftercare.ValidID(id) || len(sum) != base64.RawURLEncoding.EncodedLen(macSize) {
+		return "", false
+	}
+	return id, true
+}
+
+// Valid reports whether token is the token of rec as it is now, under any
+// of the keys.
+func (l *Links) Valid(token string, rec *aftercare.Record) bool {
+	id, sum, _ := strings.Cut(token, ".")
+	got, err := base64.RawURLEncoding.DecodeString(sum)
+	if err != nil || id != rec.ID {
+		return false
+	}
+	for _, k := range l.keys {
+		if hmac.Equal(got, mac(k, rec.ID, rec.Fingerprint)) {
+			return true
+		}
+	}
+	return false
+}
+
+func mac(key []byte, id, fingerprint string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(id))
+	m.Write([]byte{0})
+	m.Write([]byte(fingerprint))
+	return m.Sum(nil)[:macSize]
+}
+
+// formToken is the anti-forgery value of the consent form of token, issued
+// at at: the time, a dot, and an HMAC of both under the link key. Only this
+// service can make one, and only a page it served carries it.
+func (l *Links) formToken(token string, at time.Time) string {
+	ts := strconv.FormatInt(at.Unix(), 10)
+	return ts + "." + base64.RawURLEncoding.EncodeToString(formMAC(l.keys[0], token, ts))
+}
+
+// validForm reports whether value is a form token of token issued at most
+// maxAge before now.
+func (l *Links) validForm(token, value string, now time.Time, maxAge time.Duration) bool {
+	ts, sum, ok := strings.Cut(value, ".")
+	unix, err := strconv.ParseInt(ts, 10, 64)
+	if !ok || err != nil {
+		return false
+	}
+	if age := now.Sub(time.Unix(unix, 0)); age < -time.Minute || age > maxAge {
+		return false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sum)
+	if err != nil {
+		return false
+	}
+	for _, k := range l.keys {
+		if hmac.Equal(got, formMAC(k, token, ts)) {
+			return true
+		}
+	}
+	return false
+}
+
+func formMAC(key []byte, token, ts string) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte("form\x00" + token + "\x00" + ts))
+	return m.Sum(nil)[:macSize]
+}
