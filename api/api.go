@@ -26,6 +26,7 @@ type Bookings interface {
 	Resend(ctx context.Context, id, step string, ch aftercare.Channel, by, reason string) (*aftercare.Timeline, error)
 	Treated(ctx context.Context, id string, at time.Time) (*aftercare.Timeline, error)
 	Get(ctx context.Context, id string) (*aftercare.Timeline, error)
+	ConsentRecord(ctx context.Context, id string) (*aftercare.ConsentRecord, error)
 	Receipt(ctx context.Context, r aftercare.Receipt) error
 }
 
@@ -51,6 +52,9 @@ type Config struct {
 	// Events lets operators look after outbound events; nil when the
 	// service sends none.
 	Events Events
+	// ConsentPages serves the patient's consent pages (package consent) at
+	// /consent/{token}; nil: none.
+	ConsentPages http.Handler
 	// Webhooks counts webhook calls by hook and result; nil for none.
 	Webhooks func(hook, result string)
 	Logger   *slog.Logger
@@ -105,6 +109,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"POST", "/v1/bookings", true, join([]int{200, 201, 409}, withBody, common), s.createBooking},
 		{"GET", "/v1/bookings/{id}", true, join([]int{200, 404}, common), s.getBooking},
+		{"GET", "/v1/bookings/{id}/consent", true, join([]int{200, 404}, common), s.getConsent},
 		{"PUT", "/v1/bookings/{id}", true, join([]int{200, 404, 409}, withBody, common), s.replaceBooking},
 		{"DELETE", "/v1/bookings/{id}", true, join([]int{200, 400, 404, 409, 422}, common), s.cancelBooking},
 		{"POST", "/v1/bookings/{id}/treated", true, join([]int{200, 404, 409}, withBody, common), s.treated},
@@ -117,6 +122,8 @@ func (s *Server) routes() []route {
 		{"POST", "/v1/event-endpoints/{name}/enable", true, join([]int{200, 404}, common), s.enableEndpoint},
 		{"POST", "/v1/events/{id}/redeliver", true, join([]int{200, 404}, common), s.redeliverEvent},
 		{"POST", "/v1/events/redeliver", true, join([]int{200, 404}, withBody, common), s.redeliverFailed},
+		{"GET", "/consent/{token}", false, []int{200, 404, 410, 429, 500}, s.consentPage},
+		{"POST", "/consent/{token}", false, []int{200, 303, 400, 403, 404, 410, 422, 429, 500}, s.consentPage},
 		{"POST", "/webhooks/twilio/inbound", false, []int{200, 400, 403, 500, 503}, s.twilioInbound},
 		{"POST", "/webhooks/twilio/status", false, []int{200, 400, 403, 500, 503}, s.twilioStatus},
 		{"GET", "/healthz", false, []int{200}, s.healthz},
@@ -136,6 +143,15 @@ func join(lists ...[]int) []int {
 // Handle mounts h at pattern (http.ServeMux syntax).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
+// logPath is r's path as logs show it: a consent link's token opens the
+// patient's page, so it is left out.
+func logPath(r *http.Request) string {
+	if strings.HasPrefix(r.URL.Path, "/consent/") {
+		return "/consent/{token}"
+	}
+	return r.URL.Path
+}
+
 // ServeHTTP serves a request, turning any panic into a 500 problem.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -145,10 +161,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", v)
+			s.log.Error("panic serving request", "method", r.Method, "path", logPath(r), "panic", v)
 			writeProblem(rw, errors.New("internal error"))
 		}
-		s.log.Debug("http request", "method", r.Method, "path", r.URL.Path, "status", rw.status, "duration", time.Since(start))
+		s.log.Debug("http request", "method", r.Method, "path", logPath(r), "status", rw.status, "duration", time.Since(start))
 	}()
 	s.mux.ServeHTTP(rw, r)
 }
@@ -329,6 +345,27 @@ func (s *Server) getBooking(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, tl)
 }
 
+// consentPage hands the patient's consent page to its handler.
+func (s *Server) consentPage(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.ConsentPages == nil {
+		http.NotFound(w, r)
+		return
+	}
+	s.cfg.ConsentPages.ServeHTTP(w, r)
+}
+
+// getConsent exports the patient's acknowledgement of the consent with
+// its evidence (typed name, address, browser, the text shown), for the
+// clinic's records.
+func (s *Server) getConsent(w http.ResponseWriter, r *http.Request) {
+	cr, err := s.cfg.Bookings.ConsentRecord(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cr)
+}
+
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
@@ -378,7 +415,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // caller's.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if aftercare.ErrorCode(err) == aftercare.EINTERNAL {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", aftercare.Redact(err.Error()))
+		s.log.Error("request failed", "method", r.Method, "path", logPath(r), "error", aftercare.Redact(err.Error()))
 	}
 	writeProblem(w, err)
 }

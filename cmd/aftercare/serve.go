@@ -194,10 +194,10 @@ func (a *app) routes(sched *scheduler.Client, pages http.Handler) http.Handler {
 		UnsignedWebhooks: a.unsignedWebhooks(),
 		Webhooks:         a.metrics.Webhook,
 		Events:           a.operator,
+		ConsentPages:     pages,
 		Logger:           a.log,
 	})
 	srv.Handle("GET /metrics", a.metrics.Handler())
-	srv.Handle(consent.Path, pages)
 	if a.cfg.DashboardEnabled() {
 		srv.Handle(dashboard.Path+"/", dashboard.New(dashboard.Config{
 			Redis: a.dashRedis, User: a.cfg.DashboardUser, Password: a.cfg.DashboardPassword, Writable: a.cfg.DashboardWritable,
