@@ -25,7 +25,7 @@ func TestDeliveryReceipts(t *testing.T) {
 	if !ok {
 		t.Fatalf("%d SMS, want consent and upright", len(sms))
 	}
-	consent, upright := textSaying(t, sms, "Reply YES"), textSaying(t, sms, "stay upright")
+	consent, upright := textSaying(t, sms, "confirm here"), textSaying(t, sms, "stay upright")
 	if want := tb.url + "/webhooks/twilio/status"; consent.StatusCallback != want {
 		t.Errorf("StatusCallback = %q, want %q", consent.StatusCallback, want)
 	}

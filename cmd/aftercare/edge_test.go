@@ -352,7 +352,7 @@ func TestResendThroughAPI(t *testing.T) {
 	if !ok {
 		t.Fatal("the consent text was not sent again")
 	}
-	consent := textSaying(t, sms, "Reply YES")
+	consent := textSaying(t, sms, "confirm here")
 	tb.waitStatus(t, "bk_rs", "consent", "sms", "sent")
 	if _, id := tb.timeline(t, "bk_rs").status("consent", "sms"); id != consent.SID {
 		t.Errorf("consent SMS provider id %q, want %q", id, consent.SID)

@@ -171,9 +171,25 @@ func TestReschedule(t *testing.T) {
 			if wantReminder := map[bool]string{true: "scheduled", false: "skipped"}[tt.delta > 0]; reminder != wantReminder {
 				t.Errorf("reminder = %s, want %s", reminder, wantReminder)
 			}
+			// Not acknowledged yet: the consent goes again, with a new link;
+			// the old one no longer opens the page.
+			sms, ok := tb.twilio.Wait(2, time.Minute)
+			if _, mailed := tb.smtp.Wait(2, time.Minute); !ok || !mailed {
+				t.Fatal("the consent was not sent again")
+			}
+			old, fresh := consentLink.FindString(sms[0].Body), consentLink.FindString(sms[1].Body)
+			if old == "" || old == fresh {
+				t.Errorf("consent links %q then %q, want a new one", old, fresh)
+			}
+			if status, _ := tb.request(t, "GET", strings.TrimPrefix(old, tb.url), nil); status != 404 {
+				t.Errorf("the link from before the reschedule answers %d", status)
+			}
+			if status, _ := tb.request(t, "GET", strings.TrimPrefix(fresh, tb.url), nil); status != 200 {
+				t.Errorf("the new link answers %d", status)
+			}
 			tb.waitIdle(t)
-			if n, m := len(tb.twilio.Messages()), len(tb.smtp.Messages()); n != 1 || m != 1 {
-				t.Errorf("%d SMS and %d emails, want 1 each: the consent is not sent again", n, m)
+			if n, m := len(tb.twilio.Messages()), len(tb.smtp.Messages()); n != 2 || m != 2 {
+				t.Errorf("%d SMS and %d emails, want 2 each: the consent once more, no other", n, m)
 			}
 			// The same PUT again changes nothing.
 			if again := tb.mustRequest(t, "PUT", "/v1/bookings/bk_r", bookingBody("bk_r", moved), 200); again.Version != 2 {
@@ -185,7 +201,8 @@ func TestReschedule(t *testing.T) {
 }
 
 // TestRescheduleRepeatsReminder: a reminder already sent names the old time,
-// so a reschedule plans it again; the consent is not repeated.
+// so a reschedule plans it again; a consent the patient acknowledged is not
+// repeated.
 func TestRescheduleRepeatsReminder(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
@@ -194,6 +211,10 @@ func TestRescheduleRepeatsReminder(t *testing.T) {
 	appt := time.Now().Add(24*time.Hour + 15*time.Second).Truncate(time.Second)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_rr", appt), 201)
 	tb.waitStatus(t, "bk_rr", "reminder", "sms", "sent")
+	if status, err := tb.twilio.Reply(tb.url+"/webhooks/twilio/inbound", patientTel, "YES"); err != nil || status != 200 {
+		t.Fatalf("YES = %d, %v", status, err)
+	}
+	waitFor(t, time.Minute, func() bool { return tb.timeline(t, "bk_rr").ConsentAcknowledgement != nil })
 
 	moved := appt.Add(48 * time.Hour)
 	tl := tb.mustRequest(t, "PUT", "/v1/bookings/bk_rr", bookingBody("bk_rr", moved), 200)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/internal/smtptest"
@@ -29,6 +30,8 @@ const (
 	authToken  = "0123456789abcdef0123456789abcdef"
 	patientTel = "+15555550123"
 	patientTo  = "ana@example.com"
+	// testDataKey is the service's AFTERCARE_DATA_KEY.
+	testDataKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 )
 
 // lockedBuffer collects log output from many goroutines.
@@ -90,7 +93,7 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 		redisURL = "redis://" + redisAddr
 	}
 	env := map[string]string{
-		"AFTERCARE_DATA_KEY":    "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		"AFTERCARE_DATA_KEY":    testDataKey,
 		"DASHBOARD_USER":        "ops",
 		"DASHBOARD_PASSWORD":    "ops-secret",
 		"AFTERCARE_PUBLIC_URL":  base, // the fake Twilio calls back here
@@ -167,9 +170,10 @@ func (tb *testBundle) request(t *testing.T, method, path string, body any) (int,
 }
 
 type timeline struct {
-	Version int    `json:"version"`
-	Status  string `json:"status"`
-	History []struct {
+	Version                int                        `json:"version"`
+	Status                 string                     `json:"status"`
+	ConsentAcknowledgement *aftercare.Acknowledgement `json:"consent_acknowledgement"`
+	History                []struct {
 		Step    string `json:"step"`
 		Channel string `json:"channel"`
 		Attempt int    `json:"attempt"`
@@ -239,7 +243,7 @@ func TestBookingDelivered(t *testing.T) {
 	if !ok {
 		t.Fatalf("no consent SMS; got %d", len(sms))
 	}
-	if m := textSaying(t, sms, "Reply YES"); m.To != patientTel || m.From != "+15555550100" || !strings.Contains(m.Body, "Test Clinic") || !strings.Contains(m.Body, "Reply STOP") {
+	if m := textSaying(t, sms, "confirm here"); m.To != patientTel || m.From != "+15555550100" || !strings.Contains(m.Body, "Test Clinic") || !strings.Contains(m.Body, "Reply STOP") {
 		t.Errorf("consent SMS = %+v", m)
 	}
 	emails, ok := tb.smtp.Wait(1, time.Minute)
@@ -253,7 +257,7 @@ func TestBookingDelivered(t *testing.T) {
 	if mt, _, _ := mime.ParseMediaType(h.Get("Content-Type")); mt != "multipart/alternative" {
 		t.Errorf("email Content-Type = %q, want multipart/alternative", h.Get("Content-Type"))
 	}
-	if len(emails[0].To) != 1 || emails[0].To[0] != patientTo || !strings.Contains(h.Get("Subject"), "what to expect") {
+	if len(emails[0].To) != 1 || emails[0].To[0] != patientTo || !strings.Contains(h.Get("Subject"), "please read and confirm") {
 		t.Errorf("consent email to %v, subject %q", emails[0].To, h.Get("Subject"))
 	}
 	if !strings.Contains(h.Get("Message-Id"), "bk_e2e.v1.consent.email@clinic.example") {
@@ -266,7 +270,7 @@ func TestBookingDelivered(t *testing.T) {
 	if !ok {
 		t.Fatal("no upright SMS")
 	}
-	consent, upright := textSaying(t, sms, "Reply YES"), textSaying(t, sms, "stay upright")
+	consent, upright := textSaying(t, sms, "confirm here"), textSaying(t, sms, "stay upright")
 	if late := upright.Received.Sub(end); late < 0 {
 		t.Errorf("upright SMS arrived %s before the treatment ended", -late)
 	}
