@@ -28,6 +28,9 @@ const bookingUsage = `Usage:
                                        telling the patient (--reason)
   aftercare booking get ID             show the timeline
   aftercare booking history ID         show the audit trail: every send, receipt, change
+  aftercare booking consent ID         export the patient's acknowledgement of the consent:
+                                       how and when, the typed name, address and browser,
+                                       and the exact text shown, for the clinic's records
   aftercare booking resend ID STEP CHANNEL
                                        send a failed, expired or outcome-unknown message
                                        again, on purpose (--reason, --by)
@@ -100,6 +103,13 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		method, path = "DELETE", "/v1/bookings/"+url.PathEscape(arg)+"?stop_aftercare=true&reason="+url.QueryEscape(*reason)
 	case "get", "history":
 		method, path = "GET", "/v1/bookings/"+url.PathEscape(arg)
+	case "consent":
+		var cr aftercare.ConsentRecord
+		if done, err := api.do(ctx, "GET", "/v1/bookings/"+url.PathEscape(arg)+"/consent", nil, &cr); done || err != nil {
+			return err
+		}
+		printConsent(stdout, &cr)
+		return nil
 	case "resend":
 		body, _ = json.Marshal(map[string]string{"reason": *reason, "by": *by})
 		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/messages/"+url.PathEscape(rest[1])+"/"+url.PathEscape(rest[2])+"/resend"
@@ -223,7 +233,13 @@ func problemError(status int, data []byte) error {
 
 // printTimeline prints a timeline as a table in the patient's time.
 func printTimeline(w io.Writer, tl *aftercare.Timeline) {
-	fmt.Fprintf(w, "%s  version %d  %s\n\n", tl.ID, tl.Version, tl.Status)
+	fmt.Fprintf(w, "%s  version %d  %s\n", tl.ID, tl.Version, tl.Status)
+	if ack := tl.ConsentAcknowledgement; ack != nil {
+		fmt.Fprintf(w, "consent acknowledged %s (%s)\n", ack.At.Format("Mon Jan 2 15:04 MST"), ack.Method)
+	} else {
+		fmt.Fprintln(w, "consent not acknowledged yet")
+	}
+	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tCHANNEL\tSEND AT\tDEADLINE\tSTATUS\tDETAIL")
 	for _, m := range tl.Messages {
@@ -237,6 +253,29 @@ func printTimeline(w io.Writer, tl *aftercare.Timeline) {
 			m.SendAt.Format("Mon Jan 2 15:04 MST"), m.Deadline.Format("Mon Jan 2 15:04 MST"), m.Status, detail)
 	}
 	tw.Flush()
+}
+
+// printConsent prints an acknowledgement of the consent with its evidence:
+// a record a clinic can file.
+func printConsent(w io.Writer, cr *aftercare.ConsentRecord) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	rows := [][2]string{
+		{"Booking", cr.BookingID}, {"Acknowledged", cr.At.Format(time.RFC3339)}, {"Method", cr.Method},
+		{"Digest", cr.Digest}, {"Treatment", cr.Treatment}, {"Protocol version", cr.ProtocolVersion},
+		{"Template version", cr.TemplateVersion}, {"Language", cr.Locale}, {"Answered text", cr.ProviderID},
+	}
+	if ev := cr.Evidence; ev != nil {
+		rows = append(rows, [2]string{"Typed name", ev.Name}, [2]string{"IP address", ev.IP}, [2]string{"Browser", ev.UserAgent})
+	}
+	for _, r := range rows {
+		if r[1] != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", r[0], r[1])
+		}
+	}
+	tw.Flush()
+	if ev := cr.Evidence; ev != nil {
+		fmt.Fprintf(w, "\nThe text shown (its SHA-256 is the digest):\n\n%s\n", ev.Text)
+	}
 }
 
 // printHistory prints a booking's audit trail, oldest first.

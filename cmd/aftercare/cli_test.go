@@ -53,6 +53,9 @@ func TestBookingCommands(t *testing.T) {
 	if out, err = cli("get", "bk_cli"); err != nil || !strings.Contains(out, "version 2") {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
+	if _, err = cli("consent", "bk_cli"); err == nil || !strings.Contains(err.Error(), "has not acknowledged the consent yet") {
+		t.Errorf("consent before any acknowledgement: %v", err)
+	}
 	if out, err = cli("cancel", "--notify", "bk_cli"); err != nil || !strings.Contains(out, "cancelled") || !strings.Contains(out, "cancellation") {
 		t.Fatalf("cancel: %v\n%s", err, out)
 	}

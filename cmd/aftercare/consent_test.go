@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -152,6 +153,17 @@ func TestConsentPageInBrowser(t *testing.T) {
 	}
 	if ev := exported.Evidence; ev == nil || ev.Name != "Ana Example" || ev.IP == "" || ev.Text == "" || exported.Digest != ack.Digest {
 		t.Errorf("the export = %s", data)
+	}
+
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"booking", "--url", tb.url, "--token", testToken, "consent", "bk_consent"},
+		func(string) (string, bool) { return "", false }, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Method:            page", "Typed name:        Ana Example", "The text shown", "Drooping eyelid or brow", ack.Digest} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("booking consent lacks %q:\n%s", want, out.String())
+		}
 	}
 
 	// An altered link, and the link of a booking whose appointment is
