@@ -108,9 +108,25 @@ func TestConsentPageInBrowser(t *testing.T) {
 		}
 	}
 
+	// Zoomed to 200% in a 640-pixel window (320 CSS pixels), the page
+	// reflows: nothing scrolls sideways.
+	var fits bool
+	if err := chromedp.Run(ctx,
+		chromedp.EmulateViewport(320, 640),
+		chromedp.Navigate(link),
+		chromedp.WaitVisible("#read", chromedp.ByID),
+		chromedp.Evaluate(`document.documentElement.scrollWidth <= document.documentElement.clientWidth`, &fits),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if !fits {
+		t.Error("at 320 CSS pixels the page scrolls sideways")
+	}
+
 	var shot []byte
 	var receipt string
 	if err := chromedp.Run(ctx,
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
 		chromedp.Navigate(link),
 		chromedp.WaitVisible("#read", chromedp.ByID),
 		chromedp.FullScreenshot(&shot, 90),
