@@ -3,13 +3,11 @@ package consent_test
 import (
 	"bytes"
 	"context"
-	"flag"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -28,8 +26,6 @@ import (
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 var dataKey = []byte("0123456789abcdef0123456789abcdef")
 
@@ -425,7 +421,7 @@ func TestConsentPageGolden(t *testing.T) {
 			if w.Code != 200 {
 				t.Fatalf("GET = %d: %s", w.Code, w.Body)
 			}
-			golden(t, filepath.Join("testdata", "page."+locale+".html"), w.Body.String())
+			fixture.Golden(t, filepath.Join("testdata", "page."+locale+".html"), w.Body.String())
 		})
 	}
 }
@@ -444,21 +440,3 @@ func (f fixed) AcknowledgeOnPage(context.Context, string, string, aftercare.Ackn
 	return nil, aftercare.Errorf(aftercare.ECONFLICT, "read only")
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./consent -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("differs from %s:\n%s", path, got)
-	}
-}

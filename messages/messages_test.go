@@ -1,10 +1,8 @@
 package messages_test
 
 import (
-	"flag"
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,8 +17,6 @@ import (
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/protocol"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 func setup(t *testing.T) (*messages.Renderer, map[string]aftercare.Protocol, aftercare.Clinic) {
 	t.Helper()
@@ -88,7 +84,7 @@ func TestGolden(t *testing.T) {
 							n, enc := messages.Segments(out.Text)
 							got += fmt.Sprintf("Segments: %d %s\n\n%s\n", n, enc, out.Text)
 						}
-						golden(t, filepath.Join("testdata", locale, name+".golden"), got)
+						fixture.Golden(t, filepath.Join("testdata", locale, name+".golden"), got)
 					})
 				}
 			}
@@ -109,7 +105,7 @@ func TestGoldenAnswers(t *testing.T) {
 					t.Fatal(err)
 				}
 				n, enc := messages.Segments(text)
-				golden(t, filepath.Join("testdata", locale, "reply."+kind+".sms.golden"), fmt.Sprintf("Segments: %d %s\n\n%s\n", n, enc, text))
+				fixture.Golden(t, filepath.Join("testdata", locale, "reply."+kind+".sms.golden"), fmt.Sprintf("Segments: %d %s\n\n%s\n", n, enc, text))
 			})
 		}
 	}
@@ -132,30 +128,12 @@ func TestGoldenAnswers(t *testing.T) {
 				} else {
 					got += "\n" + out.Text + "\n"
 				}
-				golden(t, filepath.Join("testdata", "en", "alert."+string(urgency)+"."+string(ch)+".golden"), got)
+				fixture.Golden(t, filepath.Join("testdata", "en", "alert."+string(urgency)+"."+string(ch)+".golden"), got)
 			})
 		}
 	}
 }
 
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./messages -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("differs from %s:\n%s", path, got)
-	}
-}
 
 // names are real first names from many languages, long ones among them,
 // with the spelling an SMS in GSM-7 gives each ("" for none).

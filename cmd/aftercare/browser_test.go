@@ -17,31 +17,13 @@ import (
 // patient data.
 func TestDashboardInBrowser(t *testing.T) {
 	t.Parallel()
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		skipOutsideCI(t, "no chromium: %v", err)
-	}
+	ctx := browser(t)
 	tb := setup(t)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_dash", time.Now().Add(48*time.Hour)), 201)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-	)
-	ctx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel = chromedp.NewContext(ctx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-
 	login := base64.StdEncoding.EncodeToString([]byte("ops:ops-secret"))
 	var queues, tasks string
-	err = chromedp.Run(ctx,
+	err := chromedp.Run(ctx,
 		network.Enable(),
 		network.SetExtraHTTPHeaders(network.Headers{"Authorization": "Basic " + login}),
 		chromedp.Navigate(tb.url+"/monitoring/"),
@@ -62,4 +44,23 @@ func TestDashboardInBrowser(t *testing.T) {
 			t.Errorf("the dashboard shows %q", secret)
 		}
 	}
+}
+
+// browser starts Debian's Chromium headless for t, for at most 90 seconds;
+// outside CI a machine without it skips the test.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		skipOutsideCI(t, "no chromium: %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
+	)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelBrowser := chromedp.NewContext(ctx)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
+	return ctx
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -54,10 +53,7 @@ func linkIn(t *testing.T, tb *testBundle, id string) string {
 // AFTERCARE_ARTIFACTS (a temporary directory if unset).
 func TestConsentPageInBrowser(t *testing.T) {
 	t.Parallel()
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		skipOutsideCI(t, "no chromium: %v", err)
-	}
+	ctx := browser(t)
 	tb := setup(t)
 	protocols := fixture.Protocols(t)
 	body := bookingBody("bk_consent", time.Now().Add(48*time.Hour))
@@ -66,17 +62,6 @@ func TestConsentPageInBrowser(t *testing.T) {
 	es["patient"].(map[string]any)["locale"] = "es"
 	tb.mustRequest(t, "POST", "/v1/bookings", es, 201)
 	link, linkES := linkIn(t, tb, "bk_consent"), linkIn(t, tb, "bk_consent_es")
-
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
-	)
-	ctx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancel()
-	ctx, cancel = chromedp.NewContext(ctx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
 
 	for _, c := range []struct{ locale, link string }{{"en", link}, {"es", linkES}} {
 		var lang, text string
