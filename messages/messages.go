@@ -62,10 +62,10 @@ type Data struct {
 	Appointment string
 	// HasEmail and HasSMS say whether the patient gets emails and texts.
 	HasEmail, HasSMS bool
-	// ConsentURL is the link to the booking's consent page; Acknowledged
-	// says whether the patient acknowledged the consent already.
-	ConsentURL   string
-	Acknowledged bool
+	// ConsentURL is the link to the booking's consent page. Like every
+	// field, it is the same for every render of a version of the booking:
+	// a text in doubt is found at the provider by rendering it again.
+	ConsentURL string
 	// Consent is the protocol's consent text in the message's language,
 	// in the consent step's messages and on the consent page.
 	Consent aftercare.Consent
@@ -456,15 +456,14 @@ func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Chann
 func (r *Renderer) data(rec *aftercare.Record, p aftercare.Protocol, loc string) Data {
 	b := &rec.Booking
 	return Data{
-		FirstName:    b.Patient.FirstName,
-		Clinic:       r.clinic,
-		Treatment:    p.TitleIn(loc),
-		Vars:         p.Vars,
-		Appointment:  locales[loc].appointment(b.AppointmentAt.In(b.Location())),
-		HasEmail:     b.Patient.EmailOptIn && b.Patient.Email != "",
-		HasSMS:       b.Patient.SMSOptIn && b.Patient.Phone != "",
-		Acknowledged: rec.ConsentAcknowledgement != nil,
-		ConsentURL:   r.links.ConsentURL(rec),
+		FirstName:   b.Patient.FirstName,
+		Clinic:      r.clinic,
+		Treatment:   p.TitleIn(loc),
+		Vars:        p.Vars,
+		Appointment: locales[loc].appointment(b.AppointmentAt.In(b.Location())),
+		HasEmail:    b.Patient.EmailOptIn && b.Patient.Email != "",
+		HasSMS:      b.Patient.SMSOptIn && b.Patient.Phone != "",
+		ConsentURL:  r.links.ConsentURL(rec),
 	}
 }
 
