@@ -480,15 +480,23 @@ func rate(dst *float64, v string) error {
 }
 
 func dataKeys(dst *[][]byte, v string) error {
-	*dst = nil
+	keys, err := ParseDataKeys(v)
+	*dst = keys
+	return err
+}
+
+// ParseDataKeys reads AFTERCARE_DATA_KEY: comma-separated base64 keys of
+// 32 bytes.
+func ParseDataKeys(v string) ([][]byte, error) {
+	var keys [][]byte
 	for i, s := range list(v) {
 		k, err := base64.StdEncoding.DecodeString(s)
 		if err != nil || len(k) != 32 {
-			return fmt.Errorf("key %d is not 32 bytes in base64; make one with: openssl rand -base64 32", i+1)
+			return nil, fmt.Errorf("key %d is not 32 bytes in base64; make one with: openssl rand -base64 32", i+1)
 		}
-		*dst = append(*dst, k)
+		keys = append(keys, k)
 	}
-	return nil
+	return keys, nil
 }
 
 func boolean(dst *bool, v string) error {

@@ -40,12 +40,16 @@ func (g *guesses) roll(now time.Time) {
 	}
 }
 
-// blocked reports whether a has used up its wrong guesses.
-func (g *guesses) blocked(a netip.Addr, now time.Time) bool {
+// blocked returns how long a, which has used up its wrong guesses, must
+// wait; 0 if it has not.
+func (g *guesses) blocked(a netip.Addr, now time.Time) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.roll(now)
-	return g.wrong[block(a)] >= g.max
+	if g.wrong[block(a)] < g.max {
+		return 0
+	}
+	return g.start.Add(g.window).Sub(now)
 }
 
 // miss counts a wrong link from a.

@@ -31,6 +31,10 @@ const linkInfo = "aftercare consent link v1"
 // macSize is the bytes of HMAC a token keeps: 128 bits cannot be guessed.
 const macSize = 16
 
+// encoding writes the HMAC in a token. Strict: the unused bits of the last
+// character must be zero, so that a token has one spelling only.
+var encoding = base64.RawURLEncoding.Strict()
+
 // NewLinks returns links under base (AFTERCARE_PUBLIC_URL) signed with keys
 // derived from dataKeys. Without data keys (development only) the key is
 // fixed and public: anyone can make a valid link.
@@ -59,14 +63,14 @@ func (l *Links) ConsentURL(rec *aftercare.Record) string {
 
 // Token is the token of rec's consent page as it is now.
 func (l *Links) Token(rec *aftercare.Record) string {
-	return rec.ID + "." + base64.RawURLEncoding.EncodeToString(mac(l.keys[0], rec.ID, rec.Fingerprint))
+	return rec.ID + "." + encoding.EncodeToString(mac(l.keys[0], rec.ID, rec.Fingerprint))
 }
 
 // BookingOf returns the booking id a token names, if it is shaped like a
 // token; only Valid says whether it is one.
 func BookingOf(token string) (string, bool) {
 	id, sum, ok := strings.Cut(token, ".")
-	if !ok || !aftercare.ValidID(id) || len(sum) != base64.RawURLEncoding.EncodedLen(macSize) {
+	if !ok || !aftercare.ValidID(id) || len(sum) != encoding.EncodedLen(macSize) {
 		return "", false
 	}
 	return id, true
@@ -76,7 +80,7 @@ func BookingOf(token string) (string, bool) {
 // of the keys.
 func (l *Links) Valid(token string, rec *aftercare.Record) bool {
 	id, sum, _ := strings.Cut(token, ".")
-	got, err := base64.RawURLEncoding.DecodeString(sum)
+	got, err := encoding.DecodeString(sum)
 	if err != nil || id != rec.ID {
 		return false
 	}
@@ -101,7 +105,7 @@ func mac(key []byte, id, fingerprint string) []byte {
 // service can make one, and only a page it served carries it.
 func (l *Links) formToken(token string, at time.Time) string {
 	ts := strconv.FormatInt(at.Unix(), 10)
-	return ts + "." + base64.RawURLEncoding.EncodeToString(formMAC(l.keys[0], token, ts))
+	return ts + "." + encoding.EncodeToString(formMAC(l.keys[0], token, ts))
 }
 
 // validForm reports whether value is a form token of token issued at most
@@ -115,7 +119,7 @@ func (l *Links) validForm(token, value string, now time.Time, maxAge time.Durati
 	if age := now.Sub(time.Unix(unix, 0)); age < -time.Minute || age > maxAge {
 		return false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sum)
+	got, err := encoding.DecodeString(sum)
 	if err != nil {
 		return false
 	}

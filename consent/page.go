@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -108,7 +109,7 @@ func New(cfg Config) *Handler {
 	}
 	h.cross.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h.log.Info("consent form posted from another site: refused")
-		h.fail(w, r, http.StatusForbidden, failBroken)
+		h.fail(w, r, http.StatusForbidden, failForeign)
 	}))
 	return h
 }
@@ -179,7 +180,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, form map[string][]string) {
 	now := h.cfg.Now()
 	addr := clientAddr(r, h.cfg.TrustedProxies)
-	if h.guesses.blocked(addr, now) {
+	if wait := h.guesses.blocked(addr, now); wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
 		h.fail(w, r, http.StatusTooManyRequests, failBusy)
 		return
 	}
@@ -256,6 +258,7 @@ const (
 	failInvalid failure = "invalid"
 	failExpired failure = "expired"
 	failBusy    failure = "too many wrong links"
+	failForeign failure = "posted from another site"
 	failBroken  failure = "error"
 )
 
@@ -304,6 +307,11 @@ func (h *Handler) receipt(w http.ResponseWriter, v *view, rec *aftercare.Record)
 		Version: rec.Booking.Treatment + " " + ack.ProtocolVersion + ", " + ack.TemplateVersion}
 	if rec.Evidence != nil {
 		v.Blocks = aftercare.Blocks(rec.Evidence.Text) // the words acknowledged, even if the protocol changed since
+		for i := range v.Blocks {
+			if v.Blocks[i].Heading > 0 { // under the receipt's own heading
+				v.Blocks[i].Heading++
+			}
+		}
 	}
 	h.write(w, http.StatusOK, v)
 }
@@ -318,6 +326,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, why f
 		v.Title, v.Message = v.W.Expired, v.W.ExpiredTxt
 	case failBusy:
 		v.Title, v.Message = v.W.Busy, v.W.BusyText
+	case failForeign:
+		v.Title, v.Message = v.W.Refused, v.W.RefusedText
 	default:
 		v.Title, v.Message = v.W.Broken, v.W.BrokenText
 	}

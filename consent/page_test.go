@@ -35,7 +35,7 @@ type clock struct {
 	t  time.Time
 }
 
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
 
 type testBundle struct {
@@ -82,7 +82,11 @@ type lockedWriter struct {
 	w  io.Writer
 }
 
-func (l lockedWriter) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.w.Write(p) }
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
 
 const (
 	patientName = "Ana María Example-Surname"
@@ -257,8 +261,8 @@ func TestConsentFormForgery(t *testing.T) {
 	form.Set("read", "yes")
 	form.Set("name", patientName)
 
-	if p := tb.do(t, "POST", link, form, "Sec-Fetch-Site", "cross-site"); p.status != http.StatusForbidden {
-		t.Errorf("cross-site POST = %d", p.status)
+	if p := tb.do(t, "POST", link, form, "Sec-Fetch-Site", "cross-site"); p.status != http.StatusForbidden || !strings.Contains(p.body, "could not be sent") {
+		t.Errorf("cross-site POST = %d: %s", p.status, p.body)
 	}
 	if p := tb.do(t, "POST", link, form, "Sec-Fetch-Site", "", "Origin", "https://evil.example"); p.status != http.StatusForbidden {
 		t.Errorf("POST from another origin = %d", p.status)
@@ -334,8 +338,8 @@ func TestConsentLinkRefused(t *testing.T) {
 	for range 20 {
 		tb.do(t, "GET", altered, nil)
 	}
-	if p := tb.do(t, "GET", tb.links.ConsentURL(rec), nil); p.status != http.StatusTooManyRequests {
-		t.Errorf("after many wrong links = %d", p.status)
+	if p := tb.do(t, "GET", tb.links.ConsentURL(rec), nil); p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" {
+		t.Errorf("after many wrong links = %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
 	}
 }
 
@@ -439,4 +443,3 @@ func (f fixed) Record(_ context.Context, id string) (*aftercare.Record, error) {
 func (f fixed) AcknowledgeOnPage(context.Context, string, string, aftercare.Acknowledgement, aftercare.ConsentEvidence) (*aftercare.Record, error) {
 	return nil, aftercare.Errorf(aftercare.ECONFLICT, "read only")
 }
-

@@ -13,6 +13,7 @@ type words struct {
 	Version, Print, WhatYouRead, Page, SMS    string
 	Invalid, InvalidText, Expired, ExpiredTxt string
 	Busy, BusyText, Broken, BrokenText        string
+	Refused, RefusedText                      string
 	Call                                      string // %s: clinic name, %s: phone
 }
 
@@ -42,13 +43,15 @@ var wordsByLocale = map[string]words{
 		Page:        "on this page, with your name",
 		SMS:         "by replying YES to our text",
 		Invalid:     "This link does not work",
-		InvalidText: "Check that you opened the whole link from our message.",
+		InvalidText: "Check that you opened the whole link from our message. If your appointment changed, use the link in our newest message.",
 		Expired:     "This link has expired",
 		ExpiredTxt:  "Links to this page work until shortly after the appointment, and stop when an appointment changes. The newest message from us has the current link.",
 		Busy:        "Too many attempts",
 		BusyText:    "Please wait ten minutes and try again.",
 		Broken:      "Something went wrong on our side",
 		BrokenText:  "Please try again in a few minutes.",
+		Refused:     "This form could not be sent",
+		RefusedText: "It did not come from this page. Open the link in our message again and confirm there.",
 		Call:        "Questions? Call %s on %s.",
 	},
 	"es": {
@@ -76,13 +79,15 @@ var wordsByLocale = map[string]words{
 		Page:        "en esta página, con su nombre",
 		SMS:         "respondiendo SÍ a nuestro SMS",
 		Invalid:     "Este enlace no funciona",
-		InvalidText: "Compruebe que ha abierto el enlace completo de nuestro mensaje.",
+		InvalidText: "Compruebe que ha abierto el enlace completo de nuestro mensaje. Si su cita cambió, use el enlace de nuestro mensaje más reciente.",
 		Expired:     "Este enlace ha caducado",
 		ExpiredTxt:  "Los enlaces a esta página funcionan hasta poco después de la cita, y dejan de funcionar si la cita cambia. Nuestro mensaje más reciente tiene el enlace vigente.",
 		Busy:        "Demasiados intentos",
 		BusyText:    "Espere diez minutos y vuelva a intentarlo, por favor.",
 		Broken:      "Algo ha fallado por nuestra parte",
 		BrokenText:  "Vuelva a intentarlo en unos minutos, por favor.",
+		Refused:     "No se ha podido enviar el formulario",
+		RefusedText: "No procedía de esta página. Vuelva a abrir el enlace de nuestro mensaje y confirme allí.",
 		Call:        "¿Dudas? Llame a %s al %s.",
 	},
 }

@@ -134,7 +134,6 @@ func TestGoldenAnswers(t *testing.T) {
 	}
 }
 
-
 // names are real first names from many languages, long ones among them,
 // with the spelling an SMS in GSM-7 gives each ("" for none).
 var namesInGSM = map[string]string{
@@ -223,7 +222,7 @@ func TestSMSBudget(t *testing.T) {
 					b := sample()
 					b.Treatment, b.Patient.Locale, b.Patient.FirstName = treatment, locale, name
 					b.Patient.EmailOptIn = email
-					b.ID = "apt-2026-09-004817" // a clinic's own ids can be long: the link holds it
+					b.ID = "apt-2026-09-004817"                                      // a clinic's own ids can be long: the link holds it
 					b.AppointmentAt = time.Date(2026, 9, 30, 20, 30, 0, 0, time.UTC) // long month and day names
 					for _, step := range messages.Steps(p) {
 						if !slices.Contains(step.Channels, aftercare.SMS) {

@@ -26,7 +26,7 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 	if err != nil {
 		return nil, false, err
 	}
-	fp := fingerprint(&b)
+	fp := Fingerprint(&b)
 	var changed *aftercare.Record
 	var expired []aftercare.Message
 	tl, _, err := c.change(ctx, b.ID, func(rec *aftercare.Record, now time.Time) (bool, error) {

@@ -121,7 +121,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	now := c.cfg.Now()
 	rec := &aftercare.Record{
 		Booking:     b,
-		Fingerprint: fingerprint(&b),
+		Fingerprint: Fingerprint(&b),
 		CreatedAt:   now,
 		Timeline: aftercare.Timeline{
 			ID:       b.ID,
@@ -341,9 +341,10 @@ func timeline(rec *aftercare.Record) *aftercare.Timeline {
 	return &t
 }
 
-// fingerprint identifies the content of a normalised booking, to tell an
-// identical repeat from a conflicting one.
-func fingerprint(b *aftercare.Booking) string {
+// Fingerprint identifies the content of a normalised booking: it tells an
+// identical repeat from a conflicting one, and consent links are bound to
+// it.
+func Fingerprint(b *aftercare.Booking) string {
 	data, _ := json.Marshal(b) // cannot fail: plain data
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:16])

@@ -36,9 +36,10 @@ by SMS (Twilio) and email (SMTP), each at the right local time.
 Usage:
   aftercare serve [--role R]       run the clinic API and the message worker
                                    (--role api or worker to scale them apart)
-  aftercare booking ACTION ...     create, update, cancel, treated, stop, resend, get or
-                                   show the history of a booking through a running
-                                   aftercare (aftercare booking -h)
+  aftercare booking ACTION ...     create, update, cancel, treated, stop, resend, get,
+                                   show the history of, or export the consent of a
+                                   booking through a running aftercare
+                                   (aftercare booking -h)
   aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
                                    need a person (aftercare inbox -h)
   aftercare events [ACTION ...]    list the endpoints that receive events, enable one,

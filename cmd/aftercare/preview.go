@@ -56,11 +56,16 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 	if err != nil {
 		return err
 	}
-	base, _ := lookup("AFTERCARE_PUBLIC_URL")
-	if base == "" {
-		base = "http://localhost:8080"
+	// The consent link as a service with the same settings makes it.
+	site := &config.Config{HTTPAddr: envOr(lookup, "HTTP_ADDR", ":8080"), PublicURL: envOr(lookup, "AFTERCARE_PUBLIC_URL", "")}
+	keys, err := config.ParseDataKeys(envOr(lookup, "AFTERCARE_DATA_KEY", ""))
+	if err != nil {
+		return fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
 	}
-	links, _ := consent.NewLinks(base, nil) // an example link: the service signs real ones with its data key
+	links, err := consent.NewLinks(site.PublicBase(), keys)
+	if err != nil {
+		return err
+	}
 	renderer, err := newRenderer(clinic, protocols, links)
 	if err != nil {
 		return err
@@ -74,7 +79,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		Messages: scheduler.Plan(&b, p, clinic, now, now)}
 	fmt.Fprintf(stdout, "Booked %s; times are the patient's (%s).\n", now.In(b.Location()).Format("Mon Jan 2 15:04 MST"), b.Patient.Timezone)
 	printTimeline(stdout, tl)
-	return printMessages(stdout, renderer, &aftercare.Record{Booking: b, Timeline: *tl}, tl.Messages)
+	return printMessages(stdout, renderer, &aftercare.Record{Booking: b, Fingerprint: scheduler.Fingerprint(&b), Timeline: *tl}, tl.Messages)
 }
 
 // previewBooking reads and checks the booking in file, in locale if one is

@@ -18,9 +18,9 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/api"
+	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
-	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/smtp"
