@@ -15,6 +15,10 @@ import (
 type guesses struct {
 	max    int
 	window time.Duration
+	// most bounds the addresses counted in a window; past it, new ones
+	// are not (128 bits of link cannot be guessed; the count only spares
+	// the store).
+	most int
 
 	mu    sync.Mutex
 	start time.Time
@@ -22,12 +26,14 @@ type guesses struct {
 }
 
 func newGuesses(max int, window time.Duration) *guesses {
-	return &guesses{max: max, window: window, wrong: map[netip.Prefix]int{}}
+	return &guesses{max: max, window: window, most: 1 << 16, wrong: map[netip.Prefix]int{}}
 }
 
+// block is the addresses a is counted with: itself for IPv4, its /64 for
+// IPv6 (clientAddr gives IPv4 unmapped).
 func block(a netip.Addr) netip.Prefix {
-	if a.Is4() || a.Is4In6() {
-		return netip.PrefixFrom(a.Unmap(), 32)
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
 	}
 	p, _ := a.Prefix(64)
 	return p
@@ -57,7 +63,9 @@ func (g *guesses) miss(a netip.Addr, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.roll(now)
-	g.wrong[block(a)]++
+	if b := block(a); g.wrong[b] > 0 || len(g.wrong) < g.most {
+		g.wrong[b]++
+	}
 }
 
 // clientAddr is the address of whoever sent r: the connection's peer, or,
@@ -82,13 +90,23 @@ func clientAddr(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	}
 	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
-		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
+		a, ok := hopAddr(strings.TrimSpace(hops[i]))
+		if !ok {
 			return addr // a hop that is not an address: believe no further
 		}
-		if addr = a.Unmap(); !isTrusted(addr) {
+		if addr = a; !isTrusted(addr) {
 			return addr
 		}
 	}
 	return addr
+}
+
+// hopAddr reads an address of X-Forwarded-For, which some proxies write
+// with a port ("203.0.113.9:5678", "[2001:db8::1]:443") or in brackets.
+func hopAddr(hop string) (netip.Addr, bool) {
+	if ap, err := netip.ParseAddrPort(hop); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(hop, "["), "]"))
+	return a.Unmap(), err == nil
 }

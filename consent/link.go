@@ -22,11 +22,15 @@ import (
 // make a token, and a token names no one.
 type Links struct {
 	base string
-	keys [][]byte // the first signs; every one checks (data key rotation)
+	// The first of each signs; every one checks (data key rotation).
+	keys, formKeys [][]byte
 }
 
-// linkInfo binds a derived key to its one use.
-const linkInfo = "aftercare consent link v1"
+// Infos bind a derived key to its one use.
+const (
+	linkInfo = "aftercare consent link v1"
+	formInfo = "aftercare consent form v1"
+)
 
 // macSize is the bytes of HMAC a token keeps: 128 bits cannot be guessed.
 const macSize = 16
@@ -48,7 +52,11 @@ func NewLinks(base string, dataKeys [][]byte) (*Links, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.keys = append(l.keys, lk)
+		fk, err := hkdf.Key(sha256.New, k, nil, formInfo, 32)
+		if err != nil {
+			return nil, err
+		}
+		l.keys, l.formKeys = append(l.keys, lk), append(l.formKeys, fk)
 	}
 	return l, nil
 }
@@ -105,7 +113,7 @@ func mac(key []byte, id, fingerprint string) []byte {
 // service can make one, and only a page it served carries it.
 func (l *Links) formToken(token string, at time.Time) string {
 	ts := strconv.FormatInt(at.Unix(), 10)
-	return ts + "." + encoding.EncodeToString(formMAC(l.keys[0], token, ts))
+	return ts + "." + encoding.EncodeToString(formMAC(l.formKeys[0], token, ts))
 }
 
 // validForm reports whether value is a form token of token issued at most
@@ -123,7 +131,7 @@ func (l *Links) validForm(token, value string, now time.Time, maxAge time.Durati
 	if err != nil {
 		return false
 	}
-	for _, k := range l.keys {
+	for _, k := range l.formKeys {
 		if hmac.Equal(got, formMAC(k, token, ts)) {
 			return true
 		}
@@ -133,6 +141,6 @@ func (l *Links) validForm(token, value string, now time.Time, maxAge time.Durati
 
 func formMAC(key []byte, token, ts string) []byte {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("form\x00" + token + "\x00" + ts))
+	m.Write([]byte(token + "\x00" + ts))
 	return m.Sum(nil)[:macSize]
 }

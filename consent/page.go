@@ -10,10 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/text/language"
 
@@ -23,7 +23,7 @@ import (
 // Bookings is what the page needs of the scheduler.
 type Bookings interface {
 	Record(ctx context.Context, id string) (*aftercare.Record, error)
-	AcknowledgeOnPage(ctx context.Context, id, fingerprint string, ack aftercare.Acknowledgement, ev aftercare.ConsentEvidence) (*aftercare.Record, error)
+	AcknowledgeOnPage(ctx context.Context, id, fingerprint string, ack aftercare.Acknowledgement, ev aftercare.ConsentEvidence) error
 }
 
 // Pages renders a booking's consent text, and a time in a locale's words.
@@ -104,13 +104,11 @@ func New(cfg Config) *Handler {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{cfg: cfg, guesses: newGuesses(maxWrong, guessWindow), cross: http.NewCrossOriginProtection(), log: cfg.Logger}
-	if cfg.PublicURL != "" {
-		_ = h.cross.AddTrustedOrigin(cfg.PublicURL) // checked as a URL by config
+	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Host != "" {
+		if err := h.cross.AddTrustedOrigin(u.Scheme + "://" + u.Host); err != nil {
+			h.log.Error("consent page: the public URL is not an origin; forms are checked against the Host header alone", "error", err)
+		}
 	}
-	h.cross.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.log.Info("consent form posted from another site: refused")
-		h.fail(w, r, http.StatusForbidden, failForeign)
-	}))
 	return h
 }
 
@@ -118,6 +116,7 @@ func New(cfg Config) *Handler {
 type view struct {
 	Lang, Title string
 	W           words
+	MaxName     int
 	Clinic      aftercare.Clinic
 	Style       template.CSS
 	Call        string
@@ -136,7 +135,11 @@ type view struct {
 
 type fieldError struct{ Field, Text string }
 
-type receipt struct{ When, How, Reference, Version string }
+type receipt struct {
+	When, How, Reference, Version string
+	// Text: the words acknowledged are kept, and follow.
+	Text bool
+}
 
 // FieldError is the error of field, if any.
 func (v *view) FieldError(field string) string {
@@ -161,14 +164,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case http.MethodGet, http.MethodHead:
 		h.serve(w, r, token, nil)
 	case http.MethodPost:
-		h.cross.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-			if err := r.ParseForm(); err != nil {
-				h.fail(w, r, http.StatusBadRequest, failBroken)
-				return
-			}
-			h.serve(w, r, token, r.PostForm)
-		})).ServeHTTP(w, r)
+		if err := h.cross.Check(r); err != nil {
+			h.log.Info("consent form posted from another site: refused")
+			h.fail(w, r, http.StatusForbidden, failForeign)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+		if err := r.ParseForm(); err != nil {
+			h.fail(w, r, http.StatusBadRequest, failBroken)
+			return
+		}
+		h.serve(w, r, token, r.PostForm)
 	default:
 		w.Header().Set("Allow", "GET, HEAD, POST")
 		h.fail(w, r, http.StatusMethodNotAllowed, failBroken)
@@ -180,21 +186,33 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, form map[string][]string) {
 	now := h.cfg.Now()
 	addr := clientAddr(r, h.cfg.TrustedProxies)
-	if wait := h.guesses.blocked(addr, now); wait > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
-		h.fail(w, r, http.StatusTooManyRequests, failBusy)
+	wait := h.guesses.blocked(addr, now)
+	if _, ok := BookingOf(token); !ok && wait > 0 {
+		h.busy(w, r, wait) // no need to look: not even shaped like a link
 		return
 	}
 	rec, status, why := h.find(r.Context(), token, now)
 	switch {
-	case why == failInvalid:
+	case why != "" && wait > 0: // a good link is served even so
+		h.busy(w, r, wait)
+		return
+	case why == failUnknown:
 		h.guesses.miss(addr, now)
-		h.log.Info("consent link refused", "reason", "not a link of a booking")
+		h.log.Info("consent link refused", "reason", string(why))
 		h.fail(w, r, status, why)
 		return
 	case why != "":
 		h.log.Info("consent link refused", "booking", rec.ID, "reason", string(why))
 		h.fail(w, r, status, why)
+		return
+	}
+	if ack := rec.ConsentAcknowledgement; ack != nil && ack.Method == aftercare.AckByPage {
+		h.receipt(w, rec)
+		return
+	}
+	if !now.Before(rec.Booking.AppointmentAt) || rec.Booking.TreatedAt != nil {
+		h.log.Info("consent link refused", "booking", rec.ID, "reason", string(failClosed))
+		h.fail(w, r, http.StatusGone, failClosed)
 		return
 	}
 	page, err := h.cfg.Pages.ConsentPage(rec)
@@ -204,17 +222,12 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 		return
 	}
 	v := h.view(page.Locale, page.Title())
-	if ack := rec.ConsentAcknowledgement; ack != nil && ack.Method == aftercare.AckByPage {
-		h.receipt(w, &v, rec)
-		return
-	}
 	if form == nil {
 		h.form(w, &v, rec, page, token, now, http.StatusOK)
 		return
 	}
 
-	v.Name = strings.TrimSpace(strings.Join(form["name"], " "))
-	v.Ticked = first(form, "read") == "yes"
+	v.Name, v.Ticked = strings.TrimSpace(first(form, "name")), first(form, "read") == "yes"
 	switch {
 	case !h.cfg.Links.validForm(token, first(form, "form"), now, formAge):
 		v.Notices = append(v.Notices, v.W.FormExpired)
@@ -224,11 +237,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 	if !v.Ticked {
 		v.Errors = append(v.Errors, fieldError{"read", v.W.NeedTick})
 	}
-	switch n := utf8.RuneCountInString(v.Name); {
-	case n == 0:
-		v.Errors = append(v.Errors, fieldError{"name", v.W.NeedName})
-	case n > maxName:
-		v.Errors = append(v.Errors, fieldError{"name", v.W.LongName})
+	if msg := v.W.nameProblem(v.Name); msg != "" {
+		v.Errors = append(v.Errors, fieldError{"name", msg})
 	}
 	if len(v.Notices) > 0 || len(v.Errors) > 0 {
 		h.form(w, &v, rec, page, token, now, http.StatusUnprocessableEntity)
@@ -236,8 +246,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 	}
 	ack := aftercare.Acknowledgement{At: now, Digest: page.Digest(), Treatment: rec.Booking.Treatment,
 		ProtocolVersion: page.ProtocolVersion, TemplateVersion: page.TemplateVersion, Locale: page.Locale}
-	evidence := aftercare.ConsentEvidence{Name: v.Name, IP: addr.String(), UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text}
-	if _, err := h.cfg.Bookings.AcknowledgeOnPage(r.Context(), rec.ID, rec.Fingerprint, ack, evidence); err != nil {
+	evidence := aftercare.ConsentEvidence{Name: v.Name, UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text}
+	if addr.IsValid() {
+		evidence.IP = addr.String()
+	}
+	if err := h.cfg.Bookings.AcknowledgeOnPage(r.Context(), rec.ID, rec.Fingerprint, ack, evidence); err != nil {
 		if aftercare.ErrorCode(err) == aftercare.ECONFLICT || aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 			h.log.Info("consent not recorded: the booking changed", "booking", rec.ID)
 			h.fail(w, r, http.StatusGone, failExpired)
@@ -248,38 +261,47 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 		return
 	}
 	h.log.Info("consent acknowledged on the page", "booking", rec.ID, "digest", ack.Digest)
-	http.Redirect(w, r, r.URL.Path, http.StatusSeeOther) // the receipt, on a page that can be reloaded
+	// The receipt, on a page that can be reloaded. The link relative to
+	// itself: right behind a proxy that serves it under another path.
+	w.Header().Set("Location", token)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+func (h *Handler) busy(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds()+0.999)))
+	h.fail(w, r, http.StatusTooManyRequests, failBusy)
 }
 
 // failure is why a page cannot be shown.
 type failure string
 
 const (
-	failInvalid failure = "invalid"
+	failUnknown failure = "not a link of a booking" // counts as a guess
+	failInvalid failure = "not this booking's link" // an altered link, or one a change retired
 	failExpired failure = "expired"
+	failClosed  failure = "the appointment has begun"
 	failBusy    failure = "too many wrong links"
 	failForeign failure = "posted from another site"
 	failBroken  failure = "error"
 )
 
 // find returns the booking of token if the link is good now, or the status
-// and reason to refuse it. Whoever holds a wrong or altered link learns
-// nothing from the answer; only the holder of a real one is told it
-// expired.
+// and reason to refuse it. A wrong, altered or retired link gets the same
+// page; only the holder of a real one is told it expired.
 func (h *Handler) find(ctx context.Context, token string, now time.Time) (*aftercare.Record, int, failure) {
 	id, ok := BookingOf(token)
 	if !ok {
-		return nil, http.StatusNotFound, failInvalid
+		return nil, http.StatusNotFound, failUnknown
 	}
 	rec, err := h.cfg.Bookings.Record(ctx, id)
 	switch {
 	case aftercare.ErrorCode(err) == aftercare.ENOTFOUND:
-		return nil, http.StatusNotFound, failInvalid
+		return nil, http.StatusNotFound, failUnknown
 	case err != nil:
 		h.log.Error("consent page: reading the booking", "booking", id, "error", err)
 		return nil, http.StatusInternalServerError, failBroken
 	case !h.cfg.Links.Valid(token, rec):
-		return nil, http.StatusNotFound, failInvalid
+		return rec, http.StatusNotFound, failInvalid
 	case rec.Status == aftercare.BookingCancelled, now.After(rec.Booking.AppointmentAt.Add(h.cfg.Expiry)):
 		return rec, http.StatusGone, failExpired
 	}
@@ -288,7 +310,7 @@ func (h *Handler) find(ctx context.Context, token string, now time.Time) (*after
 
 func (h *Handler) view(locale, title string) view {
 	w, loc := wordsIn(locale)
-	return view{Lang: loc, Title: title, W: w, Clinic: h.cfg.Clinic, Style: template.CSS(style),
+	return view{Lang: loc, Title: title, W: w, Clinic: h.cfg.Clinic, Style: template.CSS(style), MaxName: maxName,
 		Call: fmt.Sprintf(w.Call, h.cfg.Clinic.Name, h.cfg.Clinic.Phone)}
 }
 
@@ -301,27 +323,34 @@ func (h *Handler) form(w http.ResponseWriter, v *view, rec *aftercare.Record, pa
 	h.write(w, status, v)
 }
 
-func (h *Handler) receipt(w http.ResponseWriter, v *view, rec *aftercare.Record) {
+// receipt shows what the patient acknowledged on the page, in the words and
+// the language they read, whatever the protocol says now.
+func (h *Handler) receipt(w http.ResponseWriter, rec *aftercare.Record) {
 	ack := rec.ConsentAcknowledgement
-	v.Receipt = &receipt{When: h.cfg.Pages.When(v.Lang, ack.At), How: v.W.Page, Reference: ack.Digest,
-		Version: rec.Booking.Treatment + " " + ack.ProtocolVersion + ", " + ack.TemplateVersion}
+	var shown aftercare.ConsentPage
 	if rec.Evidence != nil {
-		v.Blocks = aftercare.Blocks(rec.Evidence.Text) // the words acknowledged, even if the protocol changed since
-		for i := range v.Blocks {
-			if v.Blocks[i].Heading > 0 { // under the receipt's own heading
-				v.Blocks[i].Heading++
-			}
-		}
+		shown.Blocks = aftercare.Blocks(rec.Evidence.Text)
 	}
-	h.write(w, http.StatusOK, v)
+	v := h.view(ack.Locale, shown.Title())
+	v.Receipt = &receipt{When: h.cfg.Pages.When(v.Lang, ack.At), How: v.W.Page, Reference: ack.Digest,
+		Version: ack.Treatment + " " + ack.ProtocolVersion + ", " + ack.TemplateVersion, Text: rec.Evidence != nil}
+	for _, b := range shown.Blocks {
+		if b.Heading > 0 { // under the receipt's heading and "What you confirmed"
+			b.Heading += 2
+		}
+		v.Blocks = append(v.Blocks, b)
+	}
+	h.write(w, http.StatusOK, &v)
 }
 
 // fail shows the page of a failure, in the language the browser asks for.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, why failure) {
 	v := h.view(browserLocale(r), "")
 	switch why {
-	case failInvalid:
+	case failUnknown, failInvalid:
 		v.Title, v.Message = v.W.Invalid, v.W.InvalidText
+	case failClosed:
+		v.Title, v.Message = v.W.Closed, v.W.ClosedText
 	case failExpired:
 		v.Title, v.Message = v.W.Expired, v.W.ExpiredTxt
 	case failBusy:

@@ -3,6 +3,8 @@ package consent_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"log/slog"
 	"net/http"
@@ -189,6 +191,12 @@ func TestConsentPage(t *testing.T) {
 		}
 	}
 
+	style := p.body[strings.Index(p.body, "<style>")+len("<style>") : strings.Index(p.body, "</style>")]
+	sum := sha256.Sum256([]byte(style))
+	if csp := p.header.Get("Content-Security-Policy"); !strings.Contains(csp, "style-src 'sha256-"+base64.StdEncoding.EncodeToString(sum[:])+"'") {
+		t.Errorf("the policy %q does not allow the page's own stylesheet", csp)
+	}
+
 	// Unticked and unsigned: both errors, nothing recorded.
 	form := formOf(t, p)
 	p = tb.do(t, "POST", link, form)
@@ -197,6 +205,10 @@ func TestConsentPage(t *testing.T) {
 		t.Errorf("POST without tick or name = %d: %s", p.status, p.body)
 	}
 	form.Set("read", "yes")
+	form.Set("name", "Ana \u202eemaNruS")
+	if p = tb.do(t, "POST", link, form); p.status != http.StatusUnprocessableEntity || !strings.Contains(p.body, "letters, spaces and punctuation") {
+		t.Errorf("POST with a direction override in the name = %d: %s", p.status, p.body)
+	}
 	form.Set("name", patientName)
 	if p = tb.do(t, "POST", link, form); p.status != http.StatusSeeOther {
 		t.Fatalf("POST = %d: %s", p.status, p.body)
@@ -306,14 +318,27 @@ func TestConsentLinkRefused(t *testing.T) {
 		t.Errorf("a Spanish browser gets: %s", p.body)
 	}
 
-	// Expired: 48 hours after the appointment's start.
+	// Once the appointment has begun, the page takes no acknowledgement;
+	// one given before stays on its receipt until the link expires, 48
+	// hours after the appointment's start.
+	signed := tb.book(t, "bk_ref_signed", "en")
+	form := formOf(t, tb.do(t, "GET", signed, nil))
+	form.Set("read", "yes")
+	form.Set("name", patientName)
+	if p := tb.do(t, "POST", signed, form); p.status != http.StatusSeeOther {
+		t.Fatalf("POST = %d", p.status)
+	}
 	now := tb.clock.Now()
+	tb.clock.Set(now.Add(48*time.Hour + time.Minute))
+	if p := tb.do(t, "GET", link, nil); p.status != http.StatusGone || !strings.Contains(p.body, "Confirming here has closed") {
+		t.Errorf("after the appointment's start, unsigned = %d: %s", p.status, p.body)
+	}
 	tb.clock.Set(now.Add(48*time.Hour + 47*time.Hour))
-	if p := tb.do(t, "GET", link, nil); p.status != 200 {
-		t.Errorf("before expiry = %d", p.status)
+	if p := tb.do(t, "GET", signed, nil); p.status != 200 || !strings.Contains(p.body, "You have confirmed") {
+		t.Errorf("before expiry, the receipt = %d", p.status)
 	}
 	tb.clock.Set(now.Add(48*time.Hour + 49*time.Hour))
-	if p := tb.do(t, "GET", link, nil); p.status != http.StatusGone || !strings.Contains(p.body, "This link has expired") {
+	if p := tb.do(t, "GET", signed, nil); p.status != http.StatusGone || !strings.Contains(p.body, "This link has expired") {
 		t.Errorf("after expiry = %d: %s", p.status, p.body)
 	}
 	tb.clock.Set(now)
@@ -333,13 +358,17 @@ func TestConsentLinkRefused(t *testing.T) {
 		t.Errorf("the new link = %d", p.status)
 	}
 
-	// Guessing: after 20 wrong links the address is turned away, even
-	// with a good one.
+	// Guessing: after 20 unknown links the address is turned away, but a
+	// good link is served even so (others may share the address).
+	unknown := strings.Replace(link, "bk_ref", "bk_guess", 1)
 	for range 20 {
-		tb.do(t, "GET", altered, nil)
+		tb.do(t, "GET", unknown, nil)
 	}
-	if p := tb.do(t, "GET", tb.links.ConsentURL(rec), nil); p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" {
+	if p := tb.do(t, "GET", unknown, nil); p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" {
 		t.Errorf("after many wrong links = %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
+	}
+	if p := tb.do(t, "GET", tb.links.ConsentURL(rec), nil); p.status != 200 {
+		t.Errorf("a good link from that address = %d", p.status)
 	}
 }
 
@@ -440,6 +469,6 @@ func (f fixed) Record(_ context.Context, id string) (*aftercare.Record, error) {
 	return f.rec, nil
 }
 
-func (f fixed) AcknowledgeOnPage(context.Context, string, string, aftercare.Acknowledgement, aftercare.ConsentEvidence) (*aftercare.Record, error) {
-	return nil, aftercare.Errorf(aftercare.ECONFLICT, "read only")
+func (f fixed) AcknowledgeOnPage(context.Context, string, string, aftercare.Acknowledgement, aftercare.ConsentEvidence) error {
+	return aftercare.Errorf(aftercare.ECONFLICT, "read only")
 }

@@ -19,20 +19,21 @@ func (c *Client) Record(ctx context.Context, id string) (*aftercare.Record, erro
 // AcknowledgeOnPage records that the patient acknowledged, on the consent
 // page, the consent of booking id as it was at fingerprint (the page they
 // read), with its evidence. An acknowledgement on the page is final: a
-// second one changes nothing and returns the first. It replaces a YES by
-// SMS, which stays in the audit trail. A booking changed or cancelled since
-// the page was shown is ECONFLICT: its old link no longer stands for it.
-func (c *Client) AcknowledgeOnPage(ctx context.Context, id, fingerprint string, ack aftercare.Acknowledgement, ev aftercare.ConsentEvidence) (*aftercare.Record, error) {
-	var out *aftercare.Record
+// second one changes nothing. It replaces a YES by SMS, which stays in the
+// audit trail. A booking changed or cancelled since the page was shown, or
+// whose appointment has begun, is ECONFLICT: consent is given before the
+// treatment, and an old link no longer stands for the booking.
+func (c *Client) AcknowledgeOnPage(ctx context.Context, id, fingerprint string, ack aftercare.Acknowledgement, ev aftercare.ConsentEvidence) error {
 	_, _, err := c.change(ctx, id, func(rec *aftercare.Record, now time.Time) (bool, error) {
-		out = rec
 		switch {
+		case rec.ConsentAcknowledgement != nil && rec.ConsentAcknowledgement.Method == aftercare.AckByPage:
+			return false, nil
 		case rec.Fingerprint != fingerprint:
 			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s changed after its consent page was opened", id)
 		case rec.Status == aftercare.BookingCancelled:
 			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s is cancelled", id)
-		case rec.ConsentAcknowledgement != nil && rec.ConsentAcknowledgement.Method == aftercare.AckByPage:
-			return false, nil
+		case !now.Before(rec.Booking.AppointmentAt) || rec.Booking.TreatedAt != nil:
+			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s: the appointment has begun; consent is given before it", id)
 		}
 		ack.Method = aftercare.AckByPage
 		if ack.At.IsZero() {
@@ -44,10 +45,7 @@ func (c *Client) AcknowledgeOnPage(ctx context.Context, id, fingerprint string, 
 			By: byPatient, Detail: "on the consent page: " + ack.Digest})
 		return true, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return err
 }
 
 // ConsentRecord returns the acknowledgement of booking id's consent with its

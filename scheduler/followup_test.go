@@ -280,7 +280,7 @@ func TestRescheduleSendsConsentAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := fb.client.AcknowledgeOnPage(ctx, rec.ID, stored.Fingerprint, aftercare.Acknowledgement{Digest: "sha256:x"},
+	if err := fb.client.AcknowledgeOnPage(ctx, rec.ID, stored.Fingerprint, aftercare.Acknowledgement{Digest: "sha256:x"},
 		aftercare.ConsentEvidence{Name: "Ana Example"}); err != nil {
 		t.Fatal(err)
 	}

@@ -44,13 +44,20 @@ func (c *Client) Reschedule(ctx context.Context, b aftercare.Booking) (*aftercar
 			aftercare.Email: b.Patient.Email != rec.Booking.Patient.Email,
 		}
 		prev := rec.Messages
+		detail := changes(&rec.Booking, &b, rec.Version+1)
+		if ack := rec.ConsentAcknowledgement; ack != nil && b.Treatment != rec.Booking.Treatment {
+			// The patient consented to another treatment: that consent does
+			// not stand for this one (the trail keeps that it was given).
+			detail += "; the consent acknowledged for " + rec.Booking.Treatment + " does not stand for " + b.Treatment
+			rec.ConsentAcknowledgement, rec.ConsentAcknowledgedAt, rec.Evidence = nil, nil, nil
+		}
 		// A new version retires the old consent link: a consent not yet
 		// acknowledged goes again, with the new one.
 		again := func(s aftercare.Step) bool {
 			return s.RepeatOnReschedule || (s.Name == aftercare.StepConsent && rec.ConsentAcknowledgement == nil)
 		}
 		rec.Messages = carry(rec.Messages, next, p, func(aftercare.Step) bool { return false }, again, moved)
-		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventRescheduled, By: byClinic, Detail: changes(&rec.Booking, &b, rec.Version+1)})
+		rec.Note(aftercare.Event{At: now, Kind: aftercare.EventRescheduled, By: byClinic, Detail: detail})
 		expired = notePlanned(rec, prev, now)
 		rec.Booking, rec.Fingerprint = b, fp
 		rec.Version++
