@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -54,13 +55,27 @@ func browser(t *testing.T) context.Context {
 	if err != nil {
 		skipOutsideCI(t, "no chromium: %v", err)
 	}
+	// Chromium's helper processes can still write to its profile after it
+	// exits, so the profile is removed once they have let go of it.
+	profile, err := os.MkdirTemp("", "aftercare-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
+		chromedp.ExecPath(path), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(profile),
 		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-component-update", true),
 	)
-	ctx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelBrowser := chromedp.NewContext(ctx)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(func() { cancelTimeout(); cancelBrowser(); cancelAlloc() })
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	tab, cancelTab := chromedp.NewContext(alloc)
+	ctx, cancelTimeout := context.WithTimeout(tab, 90*time.Second)
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+		if c := chromedp.FromContext(tab); c != nil && c.Allocator != nil {
+			c.Allocator.Wait()
+		}
+		waitFor(t, 30*time.Second, func() bool { return os.RemoveAll(profile) == nil })
+	})
 	return ctx
 }
