@@ -1,10 +1,6 @@
 package aftercare
 
-import (
-	"crypto/sha256"
-	"encoding/hex"
-	"strings"
-)
+import "strings"
 
 // ConsentPage is a booking's consent page: the protocol's consent text in
 // the patient's language, laid out by the page template. Text is the page's
@@ -13,8 +9,6 @@ import (
 type ConsentPage struct {
 	Locale    string
 	Treatment string
-	// FirstName is all the page shows of the patient.
-	FirstName string
 	Text      string
 	Blocks    []Block
 	// ProtocolVersion and TemplateVersion name the wording: the protocol's
@@ -32,11 +26,8 @@ func (p ConsentPage) Title() string {
 	return p.Treatment
 }
 
-// Digest is the SHA-256 of the page's text.
-func (p ConsentPage) Digest() string {
-	sum := sha256.Sum256([]byte(p.Text))
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+// Digest is the SHA-256 of the page's text, as Digest writes it.
+func (p ConsentPage) Digest() string { return Digest(Outgoing{Text: p.Text}) }
 
 // Block is a heading, a paragraph or a list of a consent page or an email
 // body. Their text marks them by line: "# ", "## ", "### " start a heading

@@ -2,7 +2,9 @@ package messages
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	htmltemplate "html/template"
@@ -43,7 +45,9 @@ func isURL(line string) bool {
 func plain(body string) string {
 	paras := strings.Split(body, "\n\n")
 	for i, p := range paras {
-		paras[i] = strings.TrimPrefix(p, "! ")
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(p), "! "); ok {
+			paras[i] = rest
+		}
 	}
 	return strings.Join(paras, "\n\n")
 }
@@ -116,6 +120,10 @@ type Renderer struct {
 	sets      map[string]*template.Template // by locale
 	links     Linker
 	overrides []fs.FS
+	// consents are the protocols' consent texts, by treatment/locale;
+	// versions name each template's source, by locale/name.
+	consents map[string]consentText
+	versions map[string]string
 }
 
 // Linker makes the link to a booking's consent page (see package consent).
@@ -141,7 +149,8 @@ func Overrides(fsys ...fs.FS) Option {
 // in every locale with sample data, so a missing template or a misspelt
 // field fails at start-up, not in a patient's text.
 func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts ...Option) (*Renderer, error) {
-	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{}}
+	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{},
+		consents: map[string]consentText{}, versions: map[string]string{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -153,6 +162,17 @@ func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts 
 		if err := r.load(fsys); err != nil {
 			return nil, err
 		}
+	}
+	var errs []error
+	for _, p := range protocols {
+		for loc, c := range p.Consent {
+			text, err := compileConsent(p.Treatment, loc, c)
+			errs = append(errs, err)
+			r.consents[p.Treatment+"/"+loc] = text
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return r, r.check()
 }
@@ -180,6 +200,8 @@ func (r *Renderer) load(fsys fs.FS) error {
 		if _, err := set.New(name).Parse(string(src)); err != nil {
 			return fmt.Errorf("template %s: %w", file, err)
 		}
+		sum := sha256.Sum256(src)
+		r.versions[loc+"/"+name] = "sha256:" + hex.EncodeToString(sum[:6])
 	}
 	return nil
 }
@@ -230,7 +252,7 @@ func (r *Renderer) check() error {
 // where there is no template in it); opensAt is when the team reads
 // messages again, for AnswerClosed.
 func (r *Renderer) Answer(kind, locale string, opensAt time.Time) (string, error) {
-	loc, tmpl := r.lookup(locale, "", "reply."+kind, aftercare.SMS)
+	loc, tmpl := r.lookup(locale, "", "reply."+kind, string(aftercare.SMS))
 	if tmpl == nil {
 		return "", fmt.Errorf("render %s/reply.%s.sms: no template reply.%s.sms.tmpl", loc, kind, kind)
 	}
@@ -279,7 +301,7 @@ const maxAlertText = 300
 // SMS. Alerts are written in the default locale.
 func (r *Renderer) Alert(item *aftercare.InboxItem, round int, ch aftercare.Channel) (aftercare.Outgoing, error) {
 	out := aftercare.Outgoing{Channel: ch, Locale: aftercare.DefaultLocale}
-	loc, tmpl := r.lookup(aftercare.DefaultLocale, "", "alert", ch)
+	loc, tmpl := r.lookup(aftercare.DefaultLocale, "", "alert", string(ch))
 	if tmpl == nil {
 		return out, fmt.Errorf("render %s/alert.%s: no template alert.%s.tmpl", loc, ch, ch)
 	}
@@ -346,7 +368,7 @@ func sampleItem(urgent bool) aftercare.InboxItem {
 // Help renders the answer to a patient's HELP: who is texting, how to reach
 // the clinic, how to opt out (help.sms.tmpl).
 func (r *Renderer) Help(locale string) (string, error) {
-	loc, tmpl := r.lookup(locale, "", "help", aftercare.SMS)
+	loc, tmpl := r.lookup(locale, "", "help", string(aftercare.SMS))
 	if tmpl == nil {
 		return "", fmt.Errorf("render %s/help.sms: no template help.sms.tmpl", loc)
 	}
@@ -391,10 +413,14 @@ func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Chann
 	if !ok {
 		return out, fmt.Errorf("render %s: unknown treatment %q", step, b.Treatment)
 	}
-	loc, tmpl := r.lookup(b.Patient.Locale, b.Treatment, step, ch)
+	want := b.Patient.Locale
+	if step == aftercare.StepConsent { // the language its consent text is in
+		_, want = p.ConsentIn(want)
+	}
+	loc, tmpl := r.lookup(want, b.Treatment, step, string(ch))
 	fromSMS := false
 	if tmpl == nil && ch == aftercare.Email {
-		loc, tmpl = r.lookup(b.Patient.Locale, b.Treatment, step, aftercare.SMS)
+		loc, tmpl = r.lookup(want, b.Treatment, step, string(aftercare.SMS))
 		fromSMS = true
 	}
 	if tmpl == nil {
@@ -498,8 +524,8 @@ func (r *Renderer) gsmText(tmpl *template.Template, data Data, text string) (str
 
 // lookup finds the template of a step: the treatment's own, then the shared
 // one, in the locale and then in the default locale.
-func (r *Renderer) lookup(loc, treatment, step string, ch aftercare.Channel) (string, *template.Template) {
-	names := []string{treatment + "." + step + "." + string(ch), step + "." + string(ch)}
+func (r *Renderer) lookup(loc, treatment, step, kind string) (string, *template.Template) {
+	names := []string{treatment + "." + step + "." + kind, step + "." + kind}
 	for _, l := range []string{loc, aftercare.DefaultLocale} {
 		set := r.sets[l]
 		if set == nil {

@@ -407,3 +407,35 @@ func BenchmarkRenderEmail(b *testing.B) {
 		}
 	}
 }
+
+// TestConsentInOneLanguage: a patient whose language the protocol's
+// consent text lacks gets the consent email and page wholly in the default
+// language, not a Spanish email around English risks.
+func TestConsentInOneLanguage(t *testing.T) {
+	t.Parallel()
+	protocols, clinic := fixture.Protocols(t), fixture.Clinic(t)
+	p := protocols["botox"]
+	p.Consent = map[string]aftercare.Consent{"en": p.Consent["en"]}
+	protocols["botox"] = p
+	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := sample()
+	b.Patient.Locale = "es"
+	email, err := r.Render(record(b), aftercare.StepConsent, aftercare.Email, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := r.ConsentPage(record(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if email.Locale != "en" || page.Locale != "en" || !strings.Contains(email.Text, "Drooping eyelid") || strings.Contains(email.Text, "Hola") {
+		t.Errorf("email in %s, page in %s:\n%s", email.Locale, page.Locale, email.Text)
+	}
+	b.Patient.Locale = "en"
+	if sms, _ := r.Render(record(b), "day1", aftercare.SMS, false); sms.Locale != "en" {
+		t.Errorf("day1 in %s", sms.Locale)
+	}
+}
