@@ -69,6 +69,16 @@ func (l *Links) ConsentURL(rec *aftercare.Record) string {
 	return l.base + Path + l.Token(rec)
 }
 
+// ConsentURLs are the links to rec's consent page under each data key, the
+// one ConsentURL makes first.
+func (l *Links) ConsentURLs(rec *aftercare.Record) []string {
+	urls := make([]string, len(l.keys))
+	for i, k := range l.keys {
+		urls[i] = l.base + Path + rec.ID + "." + encoding.EncodeToString(mac(k, rec.ID, rec.Fingerprint))
+	}
+	return urls
+}
+
 // Token is the token of rec's consent page as it is now.
 func (l *Links) Token(rec *aftercare.Record) string {
 	return rec.ID + "." + encoding.EncodeToString(mac(l.keys[0], rec.ID, rec.Fingerprint))

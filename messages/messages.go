@@ -67,8 +67,9 @@ type Data struct {
 	// HasEmail and HasSMS say whether the patient gets emails and texts.
 	HasEmail, HasSMS bool
 	// ConsentURL is the link to the booking's consent page. Like every
-	// field, it is the same for every render of a version of the booking:
-	// a text in doubt is found at the provider by rendering it again.
+	// field, it is the same for every render of a version of the booking
+	// (under one data key): a text in doubt is found at the provider by
+	// rendering it again (see SMSTexts).
 	ConsentURL string
 	// Consent is the protocol's consent text in the message's language,
 	// in the consent step's messages and on the consent page.
@@ -126,9 +127,11 @@ type Renderer struct {
 	versions map[string]string
 }
 
-// Linker makes the link to a booking's consent page (see package consent).
+// Linker makes the links to a booking's consent page (see package
+// consent): the one messages carry now first, then those older data keys
+// made, which messages sent before a key rotation carry.
 type Linker interface {
-	ConsentURL(rec *aftercare.Record) string
+	ConsentURLs(rec *aftercare.Record) []string
 }
 
 // Option configures a Renderer.
@@ -407,6 +410,31 @@ func sampleRecord(treatment string) *aftercare.Record {
 // subject. first marks the first SMS of the booking, which ends with how to
 // opt out. The result has no ID; the caller sets it.
 func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
+	return r.render(rec, step, ch, first, r.links.ConsentURLs(rec)[0])
+}
+
+// SMSTexts returns every text the SMS of step to rec may have gone out as:
+// as the booking's first SMS or not, with the consent link under each data
+// key (a key rotation changes the link, not what was sent). A text in doubt
+// is looked for at the provider among them.
+func (r *Renderer) SMSTexts(rec *aftercare.Record, step string) ([]string, error) {
+	var texts []string
+	for _, link := range r.links.ConsentURLs(rec) {
+		for _, first := range []bool{true, false} {
+			out, err := r.render(rec, step, aftercare.SMS, first, link)
+			if err != nil {
+				return nil, err
+			}
+			if !slices.Contains(texts, out.Text) {
+				texts = append(texts, out.Text)
+			}
+		}
+	}
+	return texts, nil
+}
+
+// render renders as Render does, with link as the consent link.
+func (r *Renderer) render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool, link string) (aftercare.Outgoing, error) {
 	out := aftercare.Outgoing{Channel: ch}
 	b := &rec.Booking
 	p, ok := r.protocols[b.Treatment]
@@ -427,7 +455,7 @@ func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Chann
 		return out, fmt.Errorf("render %s/%s.%s: no template %s.%s.%s.tmpl or %s.%s.tmpl", loc, step, ch, b.Treatment, step, ch, step, ch)
 	}
 	out.Locale = loc
-	data := r.data(rec, p, loc)
+	data := r.data(rec, p, loc, link)
 	if step == aftercare.StepConsent {
 		var err error
 		if data.Consent, err = r.consent(p, loc, data); err != nil {
@@ -478,8 +506,8 @@ func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Chann
 }
 
 // data is what the templates of rec's messages in loc can use, but the
-// consent text.
-func (r *Renderer) data(rec *aftercare.Record, p aftercare.Protocol, loc string) Data {
+// consent text; link is the consent link.
+func (r *Renderer) data(rec *aftercare.Record, p aftercare.Protocol, loc, link string) Data {
 	b := &rec.Booking
 	return Data{
 		FirstName:   b.Patient.FirstName,
@@ -489,7 +517,7 @@ func (r *Renderer) data(rec *aftercare.Record, p aftercare.Protocol, loc string)
 		Appointment: locales[loc].appointment(b.AppointmentAt.In(b.Location())),
 		HasEmail:    b.Patient.EmailOptIn && b.Patient.Email != "",
 		HasSMS:      b.Patient.SMSOptIn && b.Patient.Phone != "",
-		ConsentURL:  r.links.ConsentURL(rec),
+		ConsentURL:  link,
 	}
 }
 

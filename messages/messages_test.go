@@ -1,6 +1,7 @@
 package messages_test
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -437,5 +438,39 @@ func TestConsentInOneLanguage(t *testing.T) {
 	b.Patient.Locale = "en"
 	if sms, _ := r.Render(record(b), "day1", aftercare.SMS, false); sms.Locale != "en" {
 		t.Errorf("day1 in %s", sms.Locale)
+	}
+}
+
+// TestSMSTextsAcrossKeyRotation: a consent text sent before the data key
+// rotated is still among the texts its message may have gone out as, so a
+// text in doubt is found at the provider and not sent again.
+func TestSMSTextsAcrossKeyRotation(t *testing.T) {
+	t.Parallel()
+	protocols, clinic := fixture.Protocols(t), fixture.Clinic(t)
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	renderer := func(keys ...[]byte) *messages.Renderer {
+		links, err := consent.NewLinks(fixture.PublicURL, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := messages.New(clinic, protocols, messages.Links(links))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	rec := record(sample())
+	before, err := renderer(oldKey).Render(rec, aftercare.StepConsent, aftercare.SMS, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := renderer(newKey, oldKey)
+	now, _ := after.Render(rec, aftercare.StepConsent, aftercare.SMS, true)
+	texts, err := after.SMSTexts(rec, aftercare.StepConsent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.Text == before.Text || !slices.Contains(texts, before.Text) || !slices.Contains(texts, now.Text) || len(texts) != 4 {
+		t.Errorf("texts after rotation %q; want the one sent before, %q, among them", texts, before.Text)
 	}
 }

@@ -79,6 +79,8 @@ type Followups interface {
 type Renderer interface {
 	// Render renders a step; first marks the booking's first SMS.
 	Render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error)
+	// SMSTexts are every text a step's SMS may have gone out as.
+	SMSTexts(rec *aftercare.Record, step string) ([]string, error)
 }
 
 // Config holds a Worker's dependencies.
@@ -356,13 +358,9 @@ func (r *attempt) resolve(ctx context.Context, rec *aftercare.Record, msg afterc
 	if ready := msg.ClaimedAt.Add(askAfter); now.Before(ready) {
 		return verdict{outcome: aftercare.OutcomeInDoubt, reason: "asking the provider once no request of the claim can still reach it", at: ready}
 	}
-	var bodies []string
-	for _, first := range []bool{true, false} {
-		out, err := r.w.render.Render(rec, r.ref.Step, r.ref.Channel, first)
-		if err != nil {
-			return verdict{outcome: aftercare.OutcomeUnknown, reason: err.Error() + reasonNoAnswer}
-		}
-		bodies = append(bodies, out.Text)
+	bodies, err := r.w.render.SMSTexts(rec, r.ref.Step)
+	if err != nil {
+		return verdict{outcome: aftercare.OutcomeUnknown, reason: err.Error() + reasonNoAnswer}
 	}
 	sid, err := r.w.finder.Find(ctx, rec.Booking.Patient.Phone, bodies, msg.ClaimedAt.Add(-time.Minute))
 	switch {
