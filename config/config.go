@@ -121,7 +121,7 @@ var settings = []setting{
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
 	{"AFTERCARE_PUBLIC_URL", "", "external base URL of this service, such as https://care.clinic.example: Twilio's webhooks are checked against it and consent links point to it; unset in development: http://localhost and the port of HTTP_ADDR",
 		func(c *Config, v string) error { return httpURL(&c.PublicURL, v) }},
-	{"AFTERCARE_CONSENT_LINK_EXPIRY", "48h", "how long after the appointment's start the link to a consent page keeps working",
+	{"AFTERCARE_CONSENT_LINK_EXPIRY", "48h", "how long after the appointment's start the link to a consent page keeps showing the receipt (acknowledging closes when the appointment begins)",
 		func(c *Config, v string) error { return duration(&c.ConsentLinkExpiry, v) }},
 	{"AFTERCARE_TRUSTED_PROXIES", "", "comma-separated addresses or CIDR ranges of the reverse proxies in front of the service, whose X-Forwarded-For names the patient's address on the consent page",
 		func(c *Config, v string) error { return prefixes(&c.TrustedProxies, v) }},
