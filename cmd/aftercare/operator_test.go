@@ -35,22 +35,29 @@ func TestOperatorEndpoints(t *testing.T) {
 	tb := setup(t)
 	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_ops", time.Now().Add(48*time.Hour)), 201)
 	tb.waitStatus(t, "bk_ops", "consent", "sms", "sent")
+	tb.waitStatus(t, "bk_ops", "consent", "email", "sent")
 
-	status, body := tb.get(t, "/metrics", "", "")
-	if status != 200 {
-		t.Fatalf("/metrics = %d", status)
-	}
-	for _, want := range []string{
+	// A send is counted right after its status is stored: wait for both.
+	wants := []string{
 		`aftercare_messages_total{channel="sms",outcome="sent",step="consent"} 1`,
 		`aftercare_provider_call_seconds_count{channel="sms"} 1`,
 		`aftercare_send_lateness_seconds_count{channel="email"} 1`,
 		`aftercare_queue_tasks{queue="sms",state="scheduled"}`,
 		`aftercare_queue_latency_seconds{queue="email"}`,
-	} {
-		if !strings.Contains(body, want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
 	}
+	var body string
+	waitFor(t, time.Minute, func() bool {
+		var status int
+		if status, body = tb.get(t, "/metrics", "", ""); status != 200 {
+			t.Fatalf("/metrics = %d", status)
+		}
+		for _, want := range wants {
+			if !strings.Contains(body, want) {
+				return false
+			}
+		}
+		return true
+	})
 
 	if status, _ := tb.get(t, "/monitoring/", "", ""); status != 401 {
 		t.Errorf("dashboard without a password = %d, want 401", status)
