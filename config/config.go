@@ -41,9 +41,11 @@ const (
 
 // Config is the whole configuration of a process.
 type Config struct {
-	Env       string
-	HTTPAddr  string
-	RedisURL  string // empty: embedded in-memory Redis
+	Env      string
+	HTTPAddr string
+	RedisURL string // empty: embedded in-memory Redis
+	// RedisWait is how long start-up waits for Redis to answer.
+	RedisWait time.Duration
 	APITokens []string
 	PublicURL string
 	// ConsentLinkExpiry is how long after the appointment's start a
@@ -117,6 +119,8 @@ var settings = []setting{
 		func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
 	{"REDIS_URL", "", "redis://[:pass@]host:port[/db], rediss:// (TLS), redis-sentinel://[:pass@]host:port[,host:port]/MASTER or redis-cluster://host:port[,host:port]; unset: embedded in-memory Redis (nothing survives a restart)",
 		func(c *Config, v string) error { c.RedisURL = v; return nil }},
+	{"AFTERCARE_REDIS_WAIT", "30s", "how long start-up waits for Redis to answer, trying again with backoff, before giving up",
+		func(c *Config, v string) error { return duration(&c.RedisWait, v) }},
 	{"AFTERCARE_API_TOKENS", "", "comma-separated bearer tokens for the clinic API; unset in development: the token " + DevToken,
 		func(c *Config, v string) error { c.APITokens = list(v); return nil }},
 	{"AFTERCARE_PUBLIC_URL", "", "external base URL of this service, such as https://care.clinic.example: Twilio's webhooks are checked against it and consent links point to it; unset in development: http://localhost and the port of HTTP_ADDR",
@@ -267,48 +271,45 @@ func (c *Config) SMTPEnabled() bool { return c.SMTPURL != "" }
 
 // check validates settings that depend on each other.
 func (c *Config) check() error {
-	var errs []string
+	var errs []error
 	if c.TwilioAccountSID != "" || c.TwilioAuthToken != "" {
 		if c.TwilioAccountSID == "" || c.TwilioAuthToken == "" {
-			errs = append(errs, "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together")
+			errs = append(errs, errors.New("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN must be set together"))
 		}
 		if c.TwilioFromNumber == "" && c.TwilioMessagingServiceSID == "" {
-			errs = append(errs, "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS with Twilio")
+			errs = append(errs, errors.New("set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID to send SMS with Twilio"))
 		}
 	}
 	if (c.DashboardUser == "") != (c.DashboardPassword == "") {
-		errs = append(errs, "set DASHBOARD_USER and DASHBOARD_PASSWORD together")
+		errs = append(errs, errors.New("set DASHBOARD_USER and DASHBOARD_PASSWORD together"))
 	}
 	if c.SMTPURL != "" && c.MailFrom == "" {
-		errs = append(errs, "MAIL_FROM is required with SMTP_URL")
+		errs = append(errs, errors.New("MAIL_FROM is required with SMTP_URL"))
 	}
 	if c.Env == Production {
 		if c.RedisURL == "" {
-			errs = append(errs, "REDIS_URL is required in production (the embedded Redis keeps nothing)")
+			errs = append(errs, errors.New("REDIS_URL is required in production (the embedded Redis keeps nothing)"))
 		}
 		if len(c.APITokens) == 0 {
-			errs = append(errs, "AFTERCARE_API_TOKENS is required in production")
+			errs = append(errs, errors.New("AFTERCARE_API_TOKENS is required in production"))
 		}
 		if !c.TwilioEnabled() {
-			errs = append(errs, "TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)")
+			errs = append(errs, errors.New("TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)"))
 		}
 		if !c.SMTPEnabled() {
-			errs = append(errs, "SMTP_URL is required in production (console emails reach nobody)")
+			errs = append(errs, errors.New("SMTP_URL is required in production (console emails reach nobody)"))
 		}
 		if c.PublicURL == "" {
-			errs = append(errs, "AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it, and consent links point to it)")
+			errs = append(errs, errors.New("AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it, and consent links point to it)"))
 		}
 		if len(c.DataKeys) == 0 {
-			errs = append(errs, "AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32")
+			errs = append(errs, errors.New("AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32"))
 		}
 		if c.ClinicFile == "" {
-			errs = append(errs, "AFTERCARE_CLINIC_FILE is required in production (the built-in example clinic alerts an example address)")
+			errs = append(errs, errors.New("AFTERCARE_CLINIC_FILE is required in production (the built-in example clinic alerts an example address)"))
 		}
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // Usage writes the settings table.

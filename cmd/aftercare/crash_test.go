@@ -27,19 +27,17 @@ import (
 )
 
 // serveEnv, when set, makes the test binary run "aftercare serve" instead
-// of the tests: the crash test starts workers as real processes that way.
+// of the tests, as the command does (main's cli): the crash test starts
+// workers as real processes that way, and the start-up test watches them
+// fail.
 const serveEnv = "AFTERCARE_TEST_SERVE"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(serveEnv) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := run(ctx, []string{"serve"}, os.LookupEnv, io.Discard, os.Stderr)
+		code := cli(ctx, []string{"serve"}, os.LookupEnv, io.Discard, os.Stderr)
 		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(2)
-		}
-		os.Exit(0)
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -60,6 +58,10 @@ func startWorker(t *testing.T, env []string) *exec.Cmd {
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() {
+			data, _ := os.ReadFile(logs.Name())
+			t.Logf("worker log:\n%s", data)
+		}
 	})
 	return cmd
 }

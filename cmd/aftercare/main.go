@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	_ "time/tzdata" // patient time zones work on hosts without zoneinfo
 
@@ -21,13 +22,25 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "aftercare:", err)
-		}
-		os.Exit(2)
+	code := cli(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// cli runs the command in args as the process does and returns its exit
+// code: 0, or 1 with the error on stderr, one "aftercare:" line per
+// problem. Asking for help (-h) is not an error.
+func cli(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) int {
+	err := run(ctx, args, lookup, stdout, stderr)
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
+	for _, line := range strings.Split(err.Error(), "\n") {
+		if line != "" {
+			fmt.Fprintln(stderr, "aftercare:", line)
+		}
+	}
+	return 1
 }
 
 const usage = `aftercare sends consent, reminder and aftercare messages for clinic bookings,
@@ -84,7 +97,7 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		}
 		cfg, err := config.Load(lookup)
 		if err != nil {
-			return fmt.Errorf("configuration:\n%w", err)
+			return err
 		}
 		cfg.Role = *role
 		return serve(ctx, cfg, stdout, stderr)

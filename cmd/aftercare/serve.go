@@ -65,7 +65,9 @@ type app struct {
 }
 
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
-	a, err := newApp(cfg, newLogger(cfg, stderr), stdout)
+	log := newLogger(cfg, stderr)
+	redis.SetLogger(redisLog{log}) // go-redis's own complaints, in the service's log format
+	a, err := newApp(cfg, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -77,6 +79,14 @@ func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) er
 	return a.run(ctx, ln)
 }
 
+// redisLog passes go-redis's messages (a connection that failed, a
+// failover) to the service's log as warnings.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, aftercare.Redact(fmt.Sprintf(format, v...)))
+}
+
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, nil))
@@ -85,10 +95,11 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // newApp builds every part of the process from cfg; nothing runs yet.
-func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err error) {
-	a = &app{cfg: cfg, log: log}
+func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	built := false
 	defer func() {
-		if err != nil {
+		if !built { // let go of what was opened before the failure
 			a.close()
 		}
 	}()
@@ -171,6 +182,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (a *app, err
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
+	built = true
 	return a, nil
 }
 
@@ -329,12 +341,25 @@ func (a *app) openRedis() error {
 	if a.embedded != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := a.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("REDIS_URL: cannot reach Redis: %w", err)
+	// A Redis that starts with the service (compose, Kubernetes) may answer
+	// a little later: try again with backoff, for AFTERCARE_REDIS_WAIT.
+	deadline := time.Now().Add(a.cfg.RedisWait)
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := a.rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().Add(delay).After(deadline) {
+			return fmt.Errorf("REDIS_URL: Redis did not answer in %s (%d %s): %v; check that it runs and that REDIS_URL names it, or wait longer with AFTERCARE_REDIS_WAIT",
+				a.cfg.RedisWait, attempt, plural(attempt, "try", "tries"), err)
+		}
+		a.log.Warn("waiting for Redis", "try", attempt, "error", err.Error(), "next_try_in", delay)
+		time.Sleep(delay) // bounded by the deadline; start-up has nothing else to do
+		delay = min(2*delay, 5*time.Second)
 	}
-	return nil
 }
 
 // unsignedWebhooks reports whether the webhooks go unchecked: in

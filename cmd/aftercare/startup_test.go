@@ -1,0 +1,106 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// protocolsDir writes files (name: content) into a new directory.
+func protocolsDir(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const extraProtocol = `treatment: peel
+title: chemical peel
+consent:
+  en:
+    about: An acid solution that removes the top layer of skin.
+    risks: [{name: Redness, text: Common for days., action: Nothing to do.}]
+    emergency: Severe pain or blistering needs a doctor at once.
+    not_for: [You are pregnant.]
+    alternatives: [No treatment at all.]
+    aftercare: [Use sun protection.]
+steps:
+  - step: check_in
+    channels: [sms]
+    when: {anchor: treatment_end, days: 2, at: "10:00"}
+    deadline: {anchor: send, offset: 12h}
+`
+
+// TestStartupFailures starts the command, as a process, with each kind of
+// setting that cannot work: it exits 1 with one line per problem naming
+// the setting and the fix, and never with a trace.
+func TestStartupFailures(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		env  []string
+		want []string
+	}{
+		{"redis down", []string{"REDIS_URL=redis://127.0.0.1:1", "AFTERCARE_REDIS_WAIT=1s"},
+			[]string{"REDIS_URL: Redis did not answer in 1s", "AFTERCARE_REDIS_WAIT"}},
+		{"redis url without scheme", []string{"REDIS_URL=localhost:6379"}, []string{"REDIS_URL"}},
+		{"redis db not a number", []string{"REDIS_URL=redis://127.0.0.1:6379/abc"}, []string{"REDIS_URL"}},
+		{"smtp url", []string{"SMTP_URL=smtp://[::1", "MAIL_FROM=care@clinic.example"}, []string{"SMTP_URL"}},
+		{"several settings at once", []string{"SMS_RATE_LIMIT=fast", "WORKER_CONCURRENCY=0"}, []string{"SMS_RATE_LIMIT", "WORKER_CONCURRENCY"}},
+		{"protocol syntax", []string{"AFTERCARE_PROTOCOLS_DIR=" + protocolsDir(t, map[string]string{"peel.yaml": "treatment: [peel"})},
+			[]string{"AFTERCARE_PROTOCOLS_DIR", "peel.yaml"}},
+		{"protocol unknown key", []string{"AFTERCARE_PROTOCOLS_DIR=" + protocolsDir(t, map[string]string{
+			"peel.yaml": strings.Replace(extraProtocol, "deadline:", "deadlin:", 1)})}, []string{"AFTERCARE_PROTOCOLS_DIR", "deadlin"}},
+		{"protocol bad rule", []string{"AFTERCARE_PROTOCOLS_DIR=" + protocolsDir(t, map[string]string{
+			"peel.yaml": strings.Replace(extraProtocol, `"10:00"`, `"25:00"`, 1)})}, []string{"AFTERCARE_PROTOCOLS_DIR", "24-hour clock"}},
+		{"protocol without templates", []string{"AFTERCARE_PROTOCOLS_DIR=" + protocolsDir(t, map[string]string{"peel.yaml": extraProtocol})},
+			[]string{"message templates", "peel.check_in.sms.tmpl"}},
+		{"empty protocols dir", []string{"AFTERCARE_PROTOCOLS_DIR=" + t.TempDir()}, []string{"AFTERCARE_PROTOCOLS_DIR", "no protocol files"}},
+		{"missing protocols dir", []string{"AFTERCARE_PROTOCOLS_DIR=" + filepath.Join(t.TempDir(), "nope")}, []string{"AFTERCARE_PROTOCOLS_DIR"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0",
+				"AFTERCARE_OUTBOX_FILE=", "REDIS_URL=", "SMTP_URL=", "AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=")
+			cmd.Env = append(cmd.Env, c.env...)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			err := cmd.Run()
+			var exit *exec.ExitError
+			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+				t.Fatalf("exit: %v, want code 1\n%s", err, out.String())
+			}
+			text := out.String()
+			for _, want := range c.want {
+				if !strings.Contains(text, want) {
+					t.Errorf("output lacks %q:\n%s", want, text)
+				}
+			}
+			if strings.Contains(text, "panic") || strings.Contains(text, "goroutine") {
+				t.Errorf("a trace:\n%s", text)
+			}
+			var errLines []string
+			for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
+				if strings.HasPrefix(line, "aftercare: ") {
+					errLines = append(errLines, line)
+				}
+			}
+			if len(errLines) == 0 || len(errLines) < len(c.want)-1 {
+				t.Errorf("error lines %q; want one per problem", errLines)
+			}
+		})
+	}
+}
