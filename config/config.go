@@ -33,6 +33,9 @@ import (
 // AFTERCARE_API_TOKENS is not set.
 const DevToken = "dev-token"
 
+// MinTokenLength is the shortest API token production accepts.
+const MinTokenLength = 32
+
 // Environments.
 const (
 	Development = "development"
@@ -291,7 +294,15 @@ func (c *Config) check() error {
 			errs = append(errs, errors.New("REDIS_URL is required in production (the embedded Redis keeps nothing)"))
 		}
 		if len(c.APITokens) == 0 {
-			errs = append(errs, errors.New("AFTERCARE_API_TOKENS is required in production"))
+			errs = append(errs, errors.New("AFTERCARE_API_TOKENS is required in production; make one with: openssl rand -hex 32"))
+		}
+		for i, t := range c.APITokens {
+			switch {
+			case t == DevToken:
+				errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d is the development token %s, which anyone can read here; make one with: openssl rand -hex 32", i+1, DevToken))
+			case len(t) < MinTokenLength:
+				errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d has %d characters; production needs %d or more: openssl rand -hex 32", i+1, len(t), MinTokenLength))
+			}
 		}
 		if !c.TwilioEnabled() {
 			errs = append(errs, errors.New("TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)"))

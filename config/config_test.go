@@ -41,6 +41,26 @@ func TestTokens(t *testing.T) {
 	}
 }
 
+// TestProductionTokens: production refuses the development token, and any
+// token too short to resist guessing, by its place in the list.
+func TestProductionTokens(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", config.MinTokenLength)
+	for tokens, want := range map[string]string{
+		config.DevToken:           "token 1 is the development token",
+		long + ",short-token":      "token 2 has 11 characters",
+		long + "," + long + "-two": "",
+	} {
+		_, err := config.Load(env(map[string]string{"AFTERCARE_ENV": "production", "AFTERCARE_API_TOKENS": tokens}))
+		switch {
+		case want == "" && err != nil && strings.Contains(err.Error(), "AFTERCARE_API_TOKENS"):
+			t.Errorf("%q refused: %v", tokens, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("%q: %v, want %q", tokens, err, want)
+		}
+	}
+}
+
 func TestClinicFile(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ name, src, want string }{
