@@ -17,5 +17,8 @@ USER 65532:65532
 ENV HTTP_ADDR=:8080 \
     AFTERCARE_OUTBOX_FILE=
 EXPOSE 8080
+# The image has no shell: the binary checks itself (GET /readyz on the port
+# of HTTP_ADDR).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=40s --retries=3 CMD ["/aftercare", "health"]
 ENTRYPOINT ["/aftercare"]
 CMD ["serve"]

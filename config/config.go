@@ -20,7 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -116,7 +115,7 @@ type setting struct {
 
 // settings is the table of every setting; Load applies it and Usage prints it.
 var settings = []setting{
-	{"AFTERCARE_ENV", Development, "development or production; production refuses the embedded Redis, console senders and the dev token",
+	{"AFTERCARE_ENV", Development, "development or production; production refuses the embedded Redis, console senders, the dev token and tokens under 32 characters, and needs AFTERCARE_PUBLIC_URL, AFTERCARE_DATA_KEY and AFTERCARE_CLINIC_FILE",
 		func(c *Config, v string) error { return oneOf(&c.Env, v, Development, Production) }},
 	{"HTTP_ADDR", ":8080", "listen address of the API",
 		func(c *Config, v string) error { c.HTTPAddr = v; return nil }},
@@ -323,18 +322,35 @@ func (c *Config) check() error {
 	return errors.Join(errs...)
 }
 
-// Usage writes the settings table.
+// Usage writes every setting: its name and default, then what it means,
+// wrapped to fit 100 columns.
 func Usage(w io.Writer) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  SETTING\tDEFAULT\tMEANING")
 	for _, s := range settings {
-		def := s.def
-		if def == "" {
-			def = "-"
+		def := ""
+		if s.def != "" {
+			def = " (default " + s.def + ")"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\n", s.name, def, s.help)
+		fmt.Fprintf(w, "  %s%s\n", s.name, def)
+		for _, line := range wrap(s.help, 100-6) {
+			fmt.Fprintf(w, "      %s\n", line)
+		}
 	}
-	tw.Flush()
+}
+
+// wrap breaks text into lines of at most width characters, between words.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len([]rune(line))+1+len([]rune(word)) > width {
+			lines, line = append(lines, line), ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return append(lines, line)
 }
 
 //go:embed clinic.yaml

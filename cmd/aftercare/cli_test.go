@@ -160,3 +160,33 @@ func TestRekeyCommand(t *testing.T) {
 		t.Errorf("after rekey, under the new key alone: OptedOut = %v, %v", out, err)
 	}
 }
+
+// TestCommandLine: an unknown command says so first, with the closest
+// one; -h is not an error; version and health answer.
+func TestCommandLine(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	none := func(string) (string, bool) { return "", false }
+	exec := func(args ...string) (int, string, string) {
+		var out, errs bytes.Buffer
+		code := cli(context.Background(), args, none, &out, &errs)
+		return code, out.String(), errs.String()
+	}
+	if code, _, errs := exec("srve"); code != 1 || !strings.HasPrefix(errs, `aftercare: unknown command "srve"; did you mean "serve"?`) || strings.Count(errs, "\n") != 1 {
+		t.Errorf("srve: %d %q", code, errs)
+	}
+	for _, args := range [][]string{{"serve", "-h"}, {"booking", "-h"}, {"inbox", "-h"}, {"help"}} {
+		if code, _, _ := exec(args...); code != 0 {
+			t.Errorf("%v exits %d", args, code)
+		}
+	}
+	if code, out, _ := exec("version"); code != 0 || !strings.HasPrefix(out, "aftercare ") || !strings.Contains(out, "go1.") {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, out, errs := exec("health", "--url", tb.url); code != 0 || out != "ready\n" {
+		t.Errorf("health of a running service: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := exec("health", "--url", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errs, "cannot reach") {
+		t.Errorf("health of nothing: %d %q", code, errs)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	_ "time/tzdata" // patient time zones work on hosts without zoneinfo
@@ -61,6 +62,9 @@ Usage:
                                    print the timeline and messages a booking would get
   aftercare rekey                  bring the data in Redis under the first data key,
                                    after adding a new one (aftercare rekey -h)
+  aftercare health [--url URL]     exit 0 if the service at URL is ready (for container
+                                   health checks; default this machine, HTTP_ADDR's port)
+  aftercare version                print the version and the commit it was built from
   aftercare help                   show this help
 
 With no settings, serve runs on an embedded in-memory Redis and prints every
@@ -111,8 +115,95 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 		return previewCmd(args[1:], lookup, stdout, stderr)
 	case "rekey":
 		return rekeyCmd(ctx, args[1:], lookup, stdout, stderr)
+	case "health":
+		return healthCmd(ctx, args[1:], lookup, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, version())
+		return nil
 	default:
-		printUsage(stderr)
-		return fmt.Errorf("unknown command %q", args[0])
+		msg := fmt.Sprintf("unknown command %q", args[0])
+		if near := closest(args[0], commands); near != "" {
+			msg += fmt.Sprintf("; did you mean %q?", near)
+		}
+		return errors.New(msg + " (aftercare help lists the commands)")
 	}
+}
+
+// commands are the first words run knows.
+var commands = []string{"serve", "booking", "inbox", "events", "preview", "rekey", "health", "version", "help"}
+
+// closest returns the command within two edits of word, if there is one.
+func closest(word string, among []string) string {
+	best, bestDist := "", 3
+	for _, c := range among {
+		if d := editDistance(word, c); d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+// version is the module version and the commit the binary was built from.
+func version() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "aftercare (unknown version)"
+	}
+	out := "aftercare " + info.Main.Version
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if rev := settings["vcs.revision"]; rev != "" {
+		out += ", commit " + rev
+		if t := settings["vcs.time"]; t != "" {
+			out += " of " + t
+		}
+		if settings["vcs.modified"] == "true" {
+			out += " with local changes"
+		}
+	}
+	return out + ", " + info.GoVersion
+}
+
+// healthCmd asks a running service whether it is ready: exit 0 if so. A
+// container image without a shell uses it as its health check.
+func healthCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	here := (&config.Config{HTTPAddr: envOr(lookup, "HTTP_ADDR", ":8080")}).PublicBase() // this machine, on the port serve listens on
+	base := fs.String("url", envOr(lookup, "AFTERCARE_URL", here), "the service's base URL (env AFTERCARE_URL; default this machine on the port of HTTP_ADDR)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	status, body, err := call(ctx, "GET", strings.TrimSuffix(*base, "/")+"/readyz", "", nil)
+	if err != nil {
+		return err
+	}
+	if status != 200 {
+		return fmt.Errorf("not ready (HTTP %d): %s", status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintln(stdout, "ready")
+	return nil
 }
