@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -132,6 +134,8 @@ func (b *Booking) Normalize() error {
 	}
 	if b.AppointmentAt.IsZero() {
 		fs.Add("appointment_at", "is required, as an RFC 3339 time such as 2026-12-01T15:00:00-05:00")
+	} else if y := b.AppointmentAt.Year(); y < 2000 || y > 2100 {
+		fs.Add("appointment_at", "is in the year %d; check the date", y)
 	}
 	if b.DurationMinutes < 0 || b.DurationMinutes > maxDurationMinutes {
 		fs.Add("duration_minutes", "must be between 0 and %d", maxDurationMinutes)
@@ -153,6 +157,8 @@ func (p *Patient) normalize(fs *Fields) {
 		fs.Add("patient.first_name", "is required; it opens every message")
 	case len(p.FirstName) > 64:
 		fs.Add("patient.first_name", "must be at most 64 bytes")
+	case !Printable(p.FirstName):
+		fs.Add("patient.first_name", "must be a name, without control characters (line breaks, tabs) or direction overrides")
 	}
 
 	if p.Phone != "" {
@@ -164,17 +170,16 @@ func (p *Patient) normalize(fs *Fields) {
 		}
 	}
 	if p.Email != "" {
-		addr, err := mail.ParseAddress(p.Email)
-		if err != nil || addr.Name != "" || !strings.Contains(addr.Address, ".") {
-			fs.Add("patient.email", "must be a plain address such as ana@example.com")
+		if addr, ok := plainAddress(p.Email); ok {
+			p.Email = addr
 		} else {
-			p.Email = addr.Address
+			fs.Add("patient.email", "must be a plain address such as ana@example.com")
 		}
 	}
 
 	if p.Timezone == "" {
 		fs.Add("patient.timezone", "is required, as an IANA name such as America/New_York")
-	} else if _, err := LoadLocation(p.Timezone); err != nil || p.Timezone == "Local" {
+	} else if _, err := LoadLocation(p.Timezone); err != nil || !placeZone(p.Timezone) {
 		fs.Add("patient.timezone", "unknown time zone %q; use an IANA name such as Europe/Madrid", p.Timezone)
 	}
 
@@ -193,6 +198,48 @@ func (p *Patient) normalize(fs *Fields) {
 	case !p.SMSOptIn && !p.EmailOptIn:
 		fs.Add("patient", "needs at least one channel: set sms_opt_in or email_opt_in to true")
 	}
+}
+
+// Printable reports whether s holds no control characters (line breaks,
+// tabs, NUL) and no bidirectional overrides, which could hide what a
+// message or a record really says.
+func Printable(s string) bool {
+	for _, r := range s {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError {
+			return false
+		}
+	}
+	return true
+}
+
+// plainAddress returns addr as a bare address, if it is one that can be
+// delivered: no display name, a dotted domain, no quoted or spaced local
+// part, and within the lengths mail allows (64 for the local part, 254 in
+// all).
+func plainAddress(raw string) (string, bool) {
+	addr, err := mail.ParseAddress(strings.TrimSpace(raw))
+	if err != nil || addr.Name != "" {
+		return "", false
+	}
+	local, domain, ok := strings.Cut(addr.Address, "@")
+	switch {
+	case !ok, len(addr.Address) > 254, len(local) > 64, !strings.Contains(domain, "."),
+		strings.ContainsAny(local, "\" \t"), !Printable(addr.Address):
+		return "", false
+	}
+	return addr.Address, true
+}
+
+// placeZone reports whether name is an IANA zone of a place
+// ("America/New_York") or UTC, not a legacy alias such as "EST",
+// "EST5EDT", "Factory" or "posixrules", which the tz database keeps for
+// old systems and whose rules are not a patient's.
+func placeZone(name string) bool {
+	if name == "UTC" {
+		return true
+	}
+	area, _, ok := strings.Cut(name, "/")
+	return ok && area != "posix" && area != "right" && area != "SystemV"
 }
 
 // NormalizePhone parses a phone number written in E.164 ("+15555550123",

@@ -2,6 +2,7 @@ package aftercare_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,6 +68,17 @@ func TestNormalizeInvalid(t *testing.T) {
 		{"unknown zone", func(b *aftercare.Booking) { b.Patient.Timezone = "Mars/Olympus" }, "patient.timezone"},
 		{"no zone", func(b *aftercare.Booking) { b.Patient.Timezone = "" }, "patient.timezone"},
 		{"Local is not a zone", func(b *aftercare.Booking) { b.Patient.Timezone = "Local" }, "patient.timezone"},
+		{"Factory is not a place", func(b *aftercare.Booking) { b.Patient.Timezone = "Factory" }, "patient.timezone"},
+		{"posixrules", func(b *aftercare.Booking) { b.Patient.Timezone = "posixrules" }, "patient.timezone"},
+		{"an abbreviation", func(b *aftercare.Booking) { b.Patient.Timezone = "EST" }, "patient.timezone"},
+		{"a POSIX rule", func(b *aftercare.Booking) { b.Patient.Timezone = "EST5EDT" }, "patient.timezone"},
+		{"a line break in the name", func(b *aftercare.Booking) { b.Patient.FirstName = "Ana\nSTOP" }, "patient.first_name"},
+		{"a NUL in the name", func(b *aftercare.Booking) { b.Patient.FirstName = "Ana\x00" }, "patient.first_name"},
+		{"a direction override in the name", func(b *aftercare.Booking) { b.Patient.FirstName = "Ana\u202e" }, "patient.first_name"},
+		{"quoted local part", func(b *aftercare.Booking) { b.Patient.Email = `"ana maria"@example.com` }, "patient.email"},
+		{"local part too long", func(b *aftercare.Booking) { b.Patient.Email = strings.Repeat("a", 65) + "@example.com" }, "patient.email"},
+		{"address too long", func(b *aftercare.Booking) { b.Patient.Email = "ana@" + strings.Repeat("a", 250) + ".com" }, "patient.email"},
+		{"year 9999", func(b *aftercare.Booking) { b.AppointmentAt = time.Date(9999, 12, 31, 10, 0, 0, 0, time.UTC) }, "appointment_at"},
 		{"unknown locale", func(b *aftercare.Booking) { b.Patient.Locale = "fr" }, "patient.locale"},
 		{"sms without phone", func(b *aftercare.Booking) { b.Patient.Phone = "" }, "patient.phone"},
 		{"email without address", func(b *aftercare.Booking) { b.Patient.Email = "" }, "patient.email"},

@@ -86,10 +86,29 @@ func New(cfg Config) *Server {
 		s.mux.Handle(rt.method+" "+rt.path, h)
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := s.allowed(r); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, &httpError{status: http.StatusMethodNotAllowed, title: "Method not allowed",
+				detail: logPath(r) + " answers " + strings.Join(allow, ", ") + ", not " + r.Method})
+			return
+		}
 		writeProblem(w, &httpError{status: http.StatusNotFound, title: "Not found",
-			detail: "no route " + r.Method + " " + r.URL.Path + "; the API lives under /v1/bookings, /v1/inbox, /v1/events and /v1/event-endpoints"})
+			detail: "no route " + r.Method + " " + logPath(r) + "; the API lives under /v1/bookings, /v1/inbox, /v1/events and /v1/event-endpoints"})
 	})
 	return s
+}
+
+// allowed lists the methods the routes answer at r's path, if any.
+func (s *Server) allowed(r *http.Request) []string {
+	var allow []string
+	for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	return allow
 }
 
 // route is one operation of the API, with every status it can answer; the
@@ -171,8 +190,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) auth(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || !s.validToken(strings.TrimSpace(token)) {
+		scheme, token, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		if !strings.EqualFold(scheme, "Bearer") || !s.validToken(strings.TrimSpace(token)) { // the scheme's case does not matter (RFC 7235)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="aftercare"`)
 			writeProblem(w, aftercare.Errorf(aftercare.EUNAUTHORIZED,
 				"send a valid API token as \"Authorization: Bearer <token>\"; the service's operator issues them"))

@@ -168,6 +168,13 @@ func TestBadRequests(t *testing.T) {
 		{"bad zone", "application/json", bearer, patient("timezone", "EST5"), 422, "patient.timezone"},
 		{"bad locale", "application/json", bearer, patient("locale", "de"), 422, "patient.locale"},
 		{"opt-in not a bool", "application/json", bearer, patient("sms_opt_in", "yes"), 422, "patient.sms_opt_in"},
+		{"email twice", "application/json", bearer, strings.Replace(encode(t, validBody()), `"email":"ana@example.com"`,
+			`"email":"ana@example.com","email":"eve@example.com"`, 1), 422, "patient.email"},
+		{"email in two cases", "application/json", bearer, strings.Replace(encode(t, validBody()), `"email":"ana@example.com"`,
+			`"email":"ana@example.com","EMAIL":"eve@example.com"`, 1), 422, "patient.EMAIL"},
+		{"id twice", "application/json", bearer, strings.Replace(encode(t, validBody()), `"id":"bk_1001"`, `"id":"bk_1001","Id":"bk_2"`, 1), 422, "Id"},
+		{"year 9999", "application/json", bearer, with(func(b map[string]any) { b["appointment_at"] = "9999-12-31T10:00:00Z" }), 422, "appointment_at"},
+		{"line break in the name", "application/json", bearer, patient("first_name", "Ana\r\nBcc: x"), 422, "patient.first_name"},
 		{"no channel", "application/json", bearer, with(func(b map[string]any) {
 			p := b["patient"].(map[string]any)
 			p["sms_opt_in"], p["email_opt_in"] = false, false
@@ -196,6 +203,25 @@ func TestBadRequests(t *testing.T) {
 	if n := tb.rdb.DBSize(t.Context()).Val(); n != 0 {
 		keys := tb.rdb.Keys(t.Context(), "*").Val()
 		t.Errorf("Redis holds %d keys after bad requests only: %v", n, keys)
+	}
+}
+
+// TestMethodsAndSchemes: a known path with a method it does not answer is
+// 405 with Allow; the bearer scheme is matched whatever its case.
+func TestMethodsAndSchemes(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	status, body, header := tb.do(t, "PATCH", "/v1/bookings/bk_1", "application/json", "Bearer "+token, "{}")
+	if status != http.StatusMethodNotAllowed || header.Get("Allow") != "GET, PUT, DELETE" || !strings.Contains(string(body), "not PATCH") {
+		t.Errorf("PATCH = %d, Allow %q: %s", status, header.Get("Allow"), body)
+	}
+	if status, _, _ := tb.do(t, "GET", "/v1/nothing", "", "Bearer "+token, ""); status != http.StatusNotFound {
+		t.Errorf("unknown path = %d", status)
+	}
+	for _, scheme := range []string{"bearer", "BEARER", "Bearer"} {
+		if status, body, _ := tb.do(t, "GET", "/v1/bookings/bk_none", "", scheme+" "+token, ""); status != http.StatusNotFound {
+			t.Errorf("%s scheme = %d: %s", scheme, status, body)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,9 +92,24 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // decodeStrict decodes exactly one JSON object into v, refusing unknown
 // fields, and turns each kind of failure into its own error.
 func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
+	data, err := io.ReadAll(r)
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
+			detail: fmt.Sprintf("the body is larger than %d KiB", MaxBody>>10)}
+	}
+	if err != nil {
+		return &httpError{status: http.StatusBadRequest, title: "Unreadable body", detail: err.Error()}
+	}
+	if field := duplicateKey(data); field != "" {
+		// encoding/json keeps the last of two, and matches keys whatever
+		// their case: "email" twice would send the consent to one of them.
+		return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", detail: "a field is given twice",
+			fields: []aftercare.FieldError{{Field: field, Message: "appears twice (keys are matched whatever their case); give it once"}}}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		if dec.More() || dec.Decode(&struct{}{}) != io.EOF {
 			return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: "the body must hold exactly one JSON object, with nothing after it"}
@@ -102,14 +118,10 @@ func decodeStrict(r io.Reader, v any) error {
 	}
 
 	var (
-		syntax   *json.SyntaxError
-		typ      *json.UnmarshalTypeError
-		tooLarge *http.MaxBytesError
+		syntax *json.SyntaxError
+		typ    *json.UnmarshalTypeError
 	)
 	switch {
-	case errors.As(err, &tooLarge):
-		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
-			detail: fmt.Sprintf("the body is larger than %d KiB", MaxBody>>10)}
 	case errors.Is(err, io.EOF):
 		return &httpError{status: http.StatusBadRequest, title: "Empty body", detail: "the body is empty; send a JSON object"}
 	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF):
@@ -128,6 +140,55 @@ func decodeStrict(r io.Reader, v any) error {
 	default:
 		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: err.Error()}
 	}
+}
+
+// duplicateKey returns the path ("patient.email") of the first key that an
+// object of the JSON in data holds twice, compared without case; "" if
+// none does, or if data is not JSON (the decoder then says what is wrong).
+func duplicateKey(data []byte) string {
+	field, _ := duplicateIn(json.NewDecoder(bytes.NewReader(data)), "")
+	return field
+}
+
+// duplicateIn reads one JSON value at path from dec, and returns the path
+// of the first key given twice in it.
+func duplicateIn(dec *json.Decoder, path string) (string, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return "", err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]bool{}
+		for dec.More() {
+			k, err := dec.Token()
+			if err != nil {
+				return "", err
+			}
+			key, _ := k.(string)
+			sub := key
+			if path != "" {
+				sub = path + "." + key
+			}
+			if seen[strings.ToLower(key)] {
+				return sub, nil
+			}
+			seen[strings.ToLower(key)] = true
+			if field, err := duplicateIn(dec, sub); field != "" || err != nil {
+				return field, err
+			}
+		}
+	case json.Delim('['):
+		for dec.More() {
+			if field, err := duplicateIn(dec, path); field != "" || err != nil {
+				return field, err
+			}
+		}
+	default:
+		return "", nil
+	}
+	_, err = dec.Token() // the closing delimiter
+	return "", err
 }
 
 func jsonKind(goKind string) string {

@@ -47,7 +47,7 @@ func TestProductionTokens(t *testing.T) {
 	t.Parallel()
 	long := strings.Repeat("x", config.MinTokenLength)
 	for tokens, want := range map[string]string{
-		config.DevToken:           "token 1 is the development token",
+		config.DevToken:            "token 1 is the development token",
 		long + ",short-token":      "token 2 has 11 characters",
 		long + "," + long + "-two": "",
 	} {
