@@ -139,6 +139,9 @@ type Timeline struct {
 	// History is the audit trail, oldest first: every send attempt, and
 	// everything else that happened to the booking and its messages.
 	History []Event `json:"history,omitempty"`
+	// Warnings, in the answer to a new booking only, name the messages
+	// that can no longer go because their time has passed.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // Event is an entry of a booking's audit trail: what happened, when, to

@@ -2,6 +2,7 @@ package scheduler_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -412,5 +413,37 @@ func TestHistoryTellsTheWholeStory(t *testing.T) {
 	}
 	if last := tl.History[len(tl.History)-1]; last.Kind != aftercare.EventCancelled || last.By != "clinic" || last.Detail != "the patient is told" {
 		t.Errorf("last entry after Cancel: %+v", last)
+	}
+}
+
+// TestPastAppointments: a booking none of whose messages can go any more is
+// refused, naming the date; one partly past is taken, with a warning for
+// each message that cannot go; the first, repeated, is still a repeat.
+func TestPastAppointments(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	b := aftercare.Booking{ID: "bk_old", Treatment: "botox", AppointmentAt: time.Now().Add(-30 * 24 * time.Hour), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Timezone: "America/New_York", SMSOptIn: true}}
+	_, _, err := fb.client.Book(ctx, b)
+	e, _ := errors.AsType[*aftercare.Error](err)
+	if e == nil || e.Code != aftercare.EINVALID || len(e.Fields) != 1 || e.Fields[0].Field != "appointment_at" ||
+		!strings.Contains(e.Fields[0].Message, "nothing could be sent") {
+		t.Fatalf("a month-old booking: %v", err)
+	}
+	if _, err := fb.store.Get(ctx, "bk_old"); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
+		t.Errorf("a refused booking was stored: %v", err)
+	}
+
+	b.ID, b.AppointmentAt = "bk_late", time.Now().Add(-2*time.Hour)
+	tl, created, err := fb.client.Book(ctx, b)
+	if err != nil || !created {
+		t.Fatalf("a booking two hours late: %v", err)
+	}
+	if len(tl.Warnings) == 0 || !strings.Contains(strings.Join(tl.Warnings, "\n"), "upright by sms will not go") {
+		t.Errorf("warnings = %q", tl.Warnings)
+	}
+	if again, created, err := fb.client.Book(ctx, b); err != nil || created || len(again.Warnings) != 0 {
+		t.Errorf("the repeat: created %v, warnings %q, %v", created, again.Warnings, err)
 	}
 }

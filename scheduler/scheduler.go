@@ -130,6 +130,9 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 			Messages: Plan(&b, p, c.cfg.Clinic, now, now),
 		},
 	}
+	if tl, err := c.past(ctx, rec, now); tl != nil || err != nil {
+		return tl, false, err
+	}
 	rec.Note(aftercare.Event{At: now, Kind: aftercare.EventBooked, By: byClinic,
 		Detail: fmt.Sprintf("%s on %s", b.Treatment, b.AppointmentAt.In(b.Location()).Format(time.RFC3339))})
 	expired := notePlanned(rec, nil, now)
@@ -164,7 +167,45 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	if err := c.reportExpired(ctx, rec, expired); err != nil {
 		return nil, false, err
 	}
-	return timeline(rec), created, nil
+	tl := timeline(rec)
+	if created {
+		tl.Warnings = lateWarnings(rec)
+	}
+	return tl, created, nil
+}
+
+// past refuses a new booking none of whose messages can go any more: its
+// treatment ended longer ago than its protocol's last deadline. The same
+// booking made earlier, while it could, is answered as a repeat.
+func (c *Client) past(ctx context.Context, rec *aftercare.Record, now time.Time) (*aftercare.Timeline, error) {
+	last := time.Time{}
+	for _, m := range rec.Messages {
+		if m.Status == aftercare.StatusScheduled {
+			return nil, nil
+		}
+		if m.Deadline.After(last) {
+			last = m.Deadline
+		}
+	}
+	if stored, err := c.store.Get(ctx, rec.ID); err == nil && stored.Fingerprint == rec.Fingerprint {
+		return timeline(stored), nil
+	}
+	b := &rec.Booking
+	return nil, (aftercare.Fields{{Field: "appointment_at", Message: fmt.Sprintf(
+		"is in the past: the treatment ended %s, and the last of its messages was due by %s; nothing could be sent. Check the date",
+		b.End().In(b.Location()).Format(time.RFC3339), last.In(b.Location()).Format(time.RFC3339))}}).Err("the booking is not valid")
+}
+
+// lateWarnings says which messages of a booking that arrived late cannot
+// go: those planned expired or skipped because their time had passed.
+func lateWarnings(rec *aftercare.Record) []string {
+	var out []string
+	for _, m := range rec.Messages {
+		if (m.Status == aftercare.StatusExpired || m.Status == aftercare.StatusSkipped) && m.Note != "" {
+			out = append(out, fmt.Sprintf("%s by %s will not go: %s", m.Step, m.Channel, m.Note))
+		}
+	}
+	return out
 }
 
 // Who the audit trail names for what the scheduler does.

@@ -122,10 +122,18 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	if done, err := api.do(ctx, method, path, body, &tl); done || err != nil {
 		return err
 	}
-	if action == "history" {
+	switch {
+	case action == "history":
 		printHistory(stdout, &tl)
-	} else {
-		printTimeline(stdout, &tl)
+		return nil
+	case action == "create" && api.status == http.StatusCreated:
+		fmt.Fprintln(stdout, "created")
+	case action == "create":
+		fmt.Fprintln(stdout, "already existed, with the same details: nothing changed")
+	}
+	printTimeline(stdout, &tl)
+	for _, w := range tl.Warnings {
+		fmt.Fprintln(stdout, "warning:", w)
 	}
 	return nil
 }
@@ -133,22 +141,22 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 // callAPI calls the API at base and decodes its JSON answer into v, or,
 // with raw set, writes it there as it came and reports done. An error
 // answer becomes an error that lists each bad field.
-func callAPI(ctx context.Context, base, token, method, path string, body []byte, raw io.Writer, v any) (done bool, err error) {
+func callAPI(ctx context.Context, base, token, method, path string, body []byte, raw io.Writer, v any) (status int, done bool, err error) {
 	status, data, err := call(ctx, method, strings.TrimSuffix(base, "/")+path, token, body)
 	if err != nil {
-		return false, err
+		return 0, false, err
 	}
 	if status >= 400 {
-		return false, problemError(status, data)
+		return status, false, problemError(status, data)
 	}
 	if raw != nil {
 		_, err := raw.Write(data)
-		return true, err
+		return status, true, err
 	}
 	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("unexpected answer (%d): %s", status, data)
+		return status, false, fmt.Errorf("unexpected answer (%d): %s", status, data)
 	}
-	return false, nil
+	return status, false, nil
 }
 
 // apiClient is what the commands that talk to a running aftercare share:
@@ -157,6 +165,8 @@ type apiClient struct {
 	base, token string
 	asJSON      bool
 	out         io.Writer
+	// status is the HTTP status of the last answer.
+	status int
 }
 
 // newAPIClient defines the flags --url, --token and --json (what jsonHelp
@@ -176,7 +186,8 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte, v 
 	if c.asJSON {
 		raw = c.out
 	}
-	return callAPI(ctx, c.base, c.token, method, path, body, raw, v)
+	c.status, done, err = callAPI(ctx, c.base, c.token, method, path, body, raw, v)
+	return done, err
 }
 
 func envOr(lookup func(string) (string, bool), key, def string) string {
@@ -227,6 +238,9 @@ func problemError(status int, data []byte) error {
 	fmt.Fprintf(&b, "%s (HTTP %d): %s", p.Title, status, p.Detail)
 	for _, f := range p.Errors {
 		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Message)
+	}
+	if status == http.StatusUnauthorized {
+		b.WriteString("\n  this command sends the token of --token, or of AFTERCARE_TOKEN (default " + config.DevToken + ")")
 	}
 	return errors.New(b.String())
 }

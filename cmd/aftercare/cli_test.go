@@ -43,8 +43,16 @@ func TestBookingCommands(t *testing.T) {
 	file := writeBooking(t, bookingBody("bk_cli", appt))
 
 	out, err := cli("create", file)
-	if err != nil || !strings.Contains(out, "bk_cli  version 1  scheduled") || !strings.Contains(out, "day14") {
+	if err != nil || !strings.HasPrefix(out, "created\n") || !strings.Contains(out, "bk_cli  version 1  scheduled") || !strings.Contains(out, "day14") {
 		t.Fatalf("create: %v\n%s", err, out)
+	}
+	if out, err = cli("create", file); err != nil || !strings.HasPrefix(out, "already existed") {
+		t.Fatalf("create again: %v\n%s", err, out)
+	}
+	err = run(context.Background(), []string{"booking", "--url", tb.url, "--token", "wrong", "get", "bk_cli"},
+		func(string) (string, bool) { return "", false }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--token, or of AFTERCARE_TOKEN") {
+		t.Errorf("a wrong token: %v", err)
 	}
 	moved := bookingBody("bk_cli", appt.Add(24*time.Hour))
 	if out, err = cli("update", writeBooking(t, moved)); err != nil || !strings.Contains(out, "version 2") {
