@@ -31,6 +31,9 @@ const bookingUsage = `Usage:
   aftercare booking consent ID         export the patient's acknowledgement of the consent:
                                        how and when, the typed name, address and browser,
                                        and the exact text shown, for the clinic's records
+  aftercare booking example           print a booking to try the service with: bk_1001 (--id)
+                                       at 15:00 the day after tomorrow in America/New_York
+                                       (--zone), or a duration from now (--in 72h, --in -30m)
   aftercare booking resend ID STEP CHANNEL
                                        send a failed, expired or outcome-unknown message
                                        again, on purpose (--reason, --by)
@@ -47,6 +50,9 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
 	reason := fs.String("reason", "", "resend, stop: why (required)")
 	by := fs.String("by", "", "resend: who asks (required)")
+	exampleID := fs.String("id", "bk_1001", "example: the booking's id")
+	exampleIn := fs.Duration("in", 0, "example: how far from now the appointment is, such as 72h or -30m (default: 15:00 the day after tomorrow)")
+	exampleZone := fs.String("zone", "America/New_York", "example: the patient's time zone")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, bookingUsage)
 		fs.PrintDefaults()
@@ -63,6 +69,19 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 	rest, err := parseInterspersed(fs, fs.Args()[1:])
 	if err != nil {
 		return err
+	}
+	if action == "example" {
+		if len(rest) != 0 {
+			fs.Usage()
+			return fmt.Errorf("booking example takes no arguments, got %d", len(rest))
+		}
+		var in *time.Duration
+		fs.Visit(func(f *flag.Flag) {
+			if f.Name == "in" {
+				in = exampleIn
+			}
+		})
+		return printExample(stdout, *exampleID, *exampleZone, in, time.Now())
 	}
 	if want := map[bool]int{true: 3, false: 1}[action == "resend"]; len(rest) != want {
 		fs.Usage()
@@ -136,6 +155,30 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 		fmt.Fprintln(stdout, "warning:", w)
 	}
 	return nil
+}
+
+// printExample writes a booking for an appointment at 15:00 the day after
+// tomorrow in zone, or, with in, at the next quarter hour that far from
+// now: the README's walk-through books it, so its examples work on any day.
+func printExample(w io.Writer, id, zone string, in *time.Duration, now time.Time) error {
+	loc, err := aftercare.LoadLocation(zone)
+	if err != nil {
+		return fmt.Errorf("--zone: %q is not an IANA time zone such as Europe/Madrid", zone)
+	}
+	now = now.In(loc)
+	at := time.Date(now.Year(), now.Month(), now.Day()+2, 15, 0, 0, 0, loc)
+	if in != nil {
+		at = now.Add(*in)
+		if q := at.Truncate(15 * time.Minute); q.Before(at) {
+			at = q.Add(15 * time.Minute)
+		}
+	}
+	b := aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: at.Truncate(time.Second), DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
+			Timezone: zone, Locale: "en", SMSOptIn: true, EmailOptIn: true}}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(b)
 }
 
 // callAPI calls the API at base and decodes its JSON answer into v, or,

@@ -32,7 +32,14 @@ import (
 // fail.
 const serveEnv = "AFTERCARE_TEST_SERVE"
 
+// cliEnv, when set, makes the test binary the aftercare command with the
+// arguments it was given: the README test runs the README's commands so.
+const cliEnv = "AFTERCARE_TEST_CLI"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(cliEnv) == "1" {
+		os.Exit(cli(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	}
 	if os.Getenv(serveEnv) == "1" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		code := cli(ctx, []string{"serve"}, os.LookupEnv, io.Discard, os.Stderr)
