@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aftercare/aftercare/api"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/redisstore"
 )
@@ -196,5 +197,36 @@ func TestCommandLine(t *testing.T) {
 	}
 	if code, _, errs := exec("health", "--url", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errs, "cannot reach") {
 		t.Errorf("health of nothing: %d %q", code, errs)
+	}
+}
+
+// TestBookingExample: 15:00 the day after tomorrow in the zone, or the
+// next quarter hour a duration from now; a booking the API takes.
+func TestBookingExample(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 31, 22, 7, 0, 0, time.UTC) // 17:07 in New York
+	for _, c := range []struct {
+		in   *time.Duration
+		zone string
+		want string
+	}{
+		{nil, "America/New_York", "2027-01-02T15:00:00-05:00"},
+		{nil, "Europe/Madrid", "2027-01-02T15:00:00+01:00"},
+		{func() *time.Duration { d := -30 * time.Minute; return &d }(), "America/New_York", "2026-12-31T16:45:00-05:00"},
+		{func() *time.Duration { d := 72 * time.Hour; return &d }(), "UTC", "2027-01-03T22:15:00Z"},
+	} {
+		var out bytes.Buffer
+		if err := printExample(&out, "bk_x", c.zone, c.in, now); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), `"appointment_at": "`+c.want+`"`) {
+			t.Errorf("%s: %s", c.zone, out.String())
+		}
+		if _, err := api.ParseBooking(&out); err != nil {
+			t.Errorf("the example does not parse: %v", err)
+		}
+	}
+	if err := printExample(io.Discard, "bk_x", "Mars/Olympus", nil, now); err == nil || !strings.Contains(err.Error(), "--zone") {
+		t.Errorf("a bad zone: %v", err)
 	}
 }
