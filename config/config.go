@@ -356,6 +356,23 @@ func wrap(text string, width int) []string {
 //go:embed clinic.yaml
 var builtinClinic []byte
 
+// yamlProblem is a YAML decoding error in a clinic's words: an unknown key
+// is named with the fix, not with the Go type it would have gone into.
+func yamlProblem(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if typeErr, ok := errors.AsType[*yaml.TypeError](err); ok {
+		var lines []string
+		for _, e := range typeErr.Errors {
+			if i := strings.Index(e, " not found in type "); i >= 0 {
+				e = e[:i] + " is not a setting of the clinic profile; check its spelling and indentation against config/clinic.yaml"
+			}
+			lines = append(lines, strings.Replace(e, "field ", "key ", 1))
+		}
+		msg = strings.Join(lines, "; ")
+	}
+	return msg
+}
+
 // LoadClinic reads and validates a clinic profile; path "" is the built-in
 // example clinic.
 func LoadClinic(path string) (aftercare.Clinic, error) {
@@ -370,7 +387,7 @@ func LoadClinic(path string) (aftercare.Clinic, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
-		return c, err
+		return c, fmt.Errorf("%s: %s", path, yamlProblem(err))
 	}
 	var errs []string
 	if c.Name == "" {

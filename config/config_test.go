@@ -128,3 +128,23 @@ func TestEventEndpoints(t *testing.T) {
 		t.Errorf("bad type: %v", err)
 	}
 }
+
+// TestClinicFileProblems: a clinic file that does not parse, or has a key
+// that is not a setting, is named with the line and the fix.
+func TestClinicFileProblems(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for content, want := range map[string]string{
+		"name: [X\n": "clinic.yaml: line 1",
+		"name: X\nphone: \"1\"\ntimezone: UTC\nquiet_hour: {start: \"21:00\"}\n": "line 4: key quiet_hour is not a setting of the clinic profile",
+	} {
+		path := filepath.Join(dir, "clinic.yaml")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := config.LoadClinic(path)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "aftercare.Clinic") {
+			t.Errorf("%q: %v, want %q", content, err, want)
+		}
+	}
+}

@@ -373,7 +373,11 @@ func (a *app) readiness(ctx context.Context) error {
 	if !a.ready.Load() {
 		return errors.New("starting or shutting down")
 	}
-	return a.rdb.Ping(ctx).Err()
+	if err := a.rdb.Ping(ctx).Err(); err != nil { // the log, not the probe's answer, names addresses
+		a.log.Warn("not ready: Redis does not answer", "error", aftercare.Redact(err.Error()))
+		return errors.New("Redis does not answer")
+	}
+	return nil
 }
 
 // run serves until ctx ends, then shuts down in order: stop being ready,
