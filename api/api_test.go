@@ -206,6 +206,32 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestEveryFieldAtOnce: fields of the wrong type or format are listed with
+// every other invalid field, in one answer.
+func TestEveryFieldAtOnce(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	b := validBody()
+	b["duration_minutes"] = "thirty"
+	b["appointment_at"] = "tomorrow at 3"
+	p := b["patient"].(map[string]any)
+	p["sms_opt_in"], p["phone"], p["timezone"] = "yes", "555-0123", "Mars/Olympus"
+	status, body, _ := tb.do(t, "POST", "/v1/bookings", "application/json", "Bearer "+token, encode(t, b))
+	var got problem
+	if err := json.Unmarshal(body, &got); err != nil || status != http.StatusUnprocessableEntity {
+		t.Fatalf("POST = %d: %s", status, body)
+	}
+	var fields []string
+	for _, e := range got.Errors {
+		fields = append(fields, e.Field)
+	}
+	for _, want := range []string{"duration_minutes", "appointment_at", "patient.sms_opt_in", "patient.phone", "patient.timezone"} {
+		if !slices.Contains(fields, want) {
+			t.Errorf("errors %v lack %s", fields, want)
+		}
+	}
+}
+
 // TestMethodsAndSchemes: a known path with a method it does not answer is
 // 405 with Allow; the bearer scheme is matched whatever its case.
 func TestMethodsAndSchemes(t *testing.T) {

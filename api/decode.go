@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,10 +33,33 @@ type bookingRequest struct {
 // each get their own error.
 func decodeBooking(w http.ResponseWriter, r *http.Request) (aftercare.Booking, error) {
 	var req bookingRequest
-	if err := decodeJSON(w, r, &req); err != nil {
+	err := decodeJSON(w, r, &req)
+	if he, ok := errors.AsType[*httpError](err); err != nil && (!ok || !he.typeErrors) {
 		return aftercare.Booking{}, err
 	}
-	return req.booking()
+	b, berr := req.booking()
+	if err == nil && berr == nil {
+		return b, nil
+	}
+	// Some fields are of the wrong type or format: check the rest too, so
+	// that one answer lists every field to fix.
+	var fields aftercare.Fields
+	for _, e := range []error{err, berr} {
+		if e, ok := errors.AsType[*httpError](e); ok {
+			fields = append(fields, e.fields...)
+		}
+		if e, ok := errors.AsType[*aftercare.Error](e); ok {
+			fields = append(fields, e.Fields...)
+		}
+	}
+	if e, ok := errors.AsType[*aftercare.Error](b.Normalize()); ok {
+		for _, f := range e.Fields {
+			if !slices.ContainsFunc(fields, func(o aftercare.FieldError) bool { return o.Field == f.Field }) {
+				fields = append(fields, f)
+			}
+		}
+	}
+	return b, fields.Err("the booking is not valid")
 }
 
 func (req *bookingRequest) booking() (aftercare.Booking, error) {
@@ -93,6 +117,25 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // fields, and turns each kind of failure into its own error.
 func decodeStrict(r io.Reader, v any) error {
 	data, err := io.ReadAll(r)
+	if err == nil && duplicateKey(data) == "" {
+		// Find every field of the wrong type: encoding/json reports the
+		// first and skips it; decode again without it until none is left.
+		var fields []aftercare.FieldError
+		for range 20 {
+			typ, ok := errors.AsType[*json.UnmarshalTypeError](decodeOnce(data, v))
+			if !ok || typ.Field == "" {
+				break
+			}
+			fields = append(fields, aftercare.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+			if data, ok = without(data, typ.Field); !ok {
+				break
+			}
+		}
+		if len(fields) > 0 {
+			return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", typeErrors: true,
+				detail: "the booking is not valid", fields: fields}
+		}
+	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
@@ -140,6 +183,38 @@ func decodeStrict(r io.Reader, v any) error {
 	default:
 		return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: err.Error()}
 	}
+}
+
+// decodeOnce decodes data into v as decodeStrict does.
+func decodeOnce(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
+}
+
+// without returns the JSON object data without the field at path
+// ("patient.sms_opt_in").
+func without(data []byte, path string) ([]byte, bool) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if dec.Decode(&doc) != nil {
+		return nil, false
+	}
+	obj := doc
+	keys := strings.Split(path, ".")
+	for _, k := range keys[:len(keys)-1] {
+		var ok bool
+		if obj, ok = obj[k].(map[string]any); !ok {
+			return nil, false
+		}
+	}
+	if _, ok := obj[keys[len(keys)-1]]; !ok {
+		return nil, false
+	}
+	delete(obj, keys[len(keys)-1])
+	out, err := json.Marshal(doc)
+	return out, err == nil
 }
 
 // duplicateKey returns the path ("patient.email") of the first key that an

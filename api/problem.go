@@ -37,6 +37,9 @@ type httpError struct {
 	title  string
 	detail string
 	fields []aftercare.FieldError
+	// typeErrors: fields of the wrong type, and nothing else wrong with
+	// the body; the rest was decoded.
+	typeErrors bool
 }
 
 func (e *httpError) Error() string {
