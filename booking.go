@@ -230,16 +230,18 @@ func plainAddress(raw string) (string, bool) {
 	return addr.Address, true
 }
 
-// placeZone reports whether name is an IANA zone of a place
-// ("America/New_York") or UTC, not a legacy alias such as "EST",
-// "EST5EDT", "Factory" or "posixrules", which the tz database keeps for
-// old systems and whose rules are not a patient's.
+// placeZone reports whether name is a zone a patient can live in: not one
+// of the tz database's names kept for old systems, whose rules are no
+// place's ("EST", "EST5EDT", "Factory", "posixrules", "posix/...").
 func placeZone(name string) bool {
-	if name == "UTC" {
-		return true
+	if strings.HasPrefix(name, "posix/") || strings.HasPrefix(name, "right/") || strings.HasPrefix(name, "SystemV/") {
+		return false
 	}
-	area, _, ok := strings.Cut(name, "/")
-	return ok && area != "posix" && area != "right" && area != "SystemV"
+	switch name {
+	case "Local", "Factory", "posixrules", "localtime", "EST", "MST", "HST", "EST5EDT", "CST6CDT", "MST7MDT", "PST8PDT", "CET", "EET", "MET", "WET":
+		return false
+	}
+	return true
 }
 
 // NormalizePhone parses a phone number written in E.164 ("+15555550123",

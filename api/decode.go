@@ -133,7 +133,7 @@ func decodeStrict(r io.Reader, v any) error {
 		}
 		if len(fields) > 0 {
 			return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", typeErrors: true,
-				detail: "the booking is not valid", fields: fields}
+				detail: "some fields have the wrong type", fields: fields}
 		}
 	}
 	var tooLarge *http.MaxBytesError
@@ -221,13 +221,22 @@ func without(data []byte, path string) ([]byte, bool) {
 // object of the JSON in data holds twice, compared without case; "" if
 // none does, or if data is not JSON (the decoder then says what is wrong).
 func duplicateKey(data []byte) string {
-	field, _ := duplicateIn(json.NewDecoder(bytes.NewReader(data)), "")
+	field, _ := duplicateIn(json.NewDecoder(bytes.NewReader(data)), "", 0)
 	return field
 }
 
-// duplicateIn reads one JSON value at path from dec, and returns the path
-// of the first key given twice in it.
-func duplicateIn(dec *json.Decoder, path string) (string, error) {
+// maxDepth bounds the nesting duplicateIn follows; deeper JSON is left to
+// the decoder, which refuses it.
+const maxDepth = 100
+
+var errTooDeep = errors.New("nested too deep")
+
+// duplicateIn reads one JSON value at path, depth levels down, from dec,
+// and returns the path of the first key given twice in it.
+func duplicateIn(dec *json.Decoder, path string, depth int) (string, error) {
+	if depth > maxDepth {
+		return "", errTooDeep
+	}
 	tok, err := dec.Token()
 	if err != nil {
 		return "", err
@@ -249,13 +258,13 @@ func duplicateIn(dec *json.Decoder, path string) (string, error) {
 				return sub, nil
 			}
 			seen[strings.ToLower(key)] = true
-			if field, err := duplicateIn(dec, sub); field != "" || err != nil {
+			if field, err := duplicateIn(dec, sub, depth+1); field != "" || err != nil {
 				return field, err
 			}
 		}
 	case json.Delim('['):
 		for dec.More() {
-			if field, err := duplicateIn(dec, path); field != "" || err != nil {
+			if field, err := duplicateIn(dec, path, depth+1); field != "" || err != nil {
 				return field, err
 			}
 		}

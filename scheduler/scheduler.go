@@ -169,26 +169,33 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	}
 	tl := timeline(rec)
 	if created {
-		tl.Warnings = lateWarnings(rec)
+		tl.Warnings = lateWarnings(rec, now)
 	}
 	return tl, created, nil
 }
 
-// past refuses a new booking none of whose messages can go any more: its
-// treatment ended longer ago than its protocol's last deadline. The same
-// booking made earlier, while it could, is answered as a repeat.
+// past refuses a new booking whose messages were all due, deadline and
+// all, before now: its treatment is long over and nothing could be sent.
+// The same booking made earlier, while it could, is answered as a repeat,
+// and other details for its id as a conflict.
 func (c *Client) past(ctx context.Context, rec *aftercare.Record, now time.Time) (*aftercare.Timeline, error) {
 	last := time.Time{}
 	for _, m := range rec.Messages {
-		if m.Status == aftercare.StatusScheduled {
-			return nil, nil
-		}
 		if m.Deadline.After(last) {
 			last = m.Deadline
 		}
 	}
-	if stored, err := c.store.Get(ctx, rec.ID); err == nil && stored.Fingerprint == rec.Fingerprint {
+	if len(rec.Messages) == 0 || last.After(now) {
+		return nil, nil
+	}
+	stored, err := c.store.Get(ctx, rec.ID)
+	switch {
+	case err == nil && stored.Fingerprint == rec.Fingerprint:
 		return timeline(stored), nil
+	case err == nil:
+		return nil, aftercare.Errorf(aftercare.ECONFLICT, "booking %s already exists with different details; reschedule it to change them", rec.ID)
+	case aftercare.ErrorCode(err) != aftercare.ENOTFOUND:
+		return nil, err
 	}
 	b := &rec.Booking
 	return nil, (aftercare.Fields{{Field: "appointment_at", Message: fmt.Sprintf(
@@ -197,11 +204,12 @@ func (c *Client) past(ctx context.Context, rec *aftercare.Record, now time.Time)
 }
 
 // lateWarnings says which messages of a booking that arrived late cannot
-// go: those planned expired or skipped because their time had passed.
-func lateWarnings(rec *aftercare.Record) []string {
+// go: those whose time had passed when it came, planned expired or
+// skipped.
+func lateWarnings(rec *aftercare.Record, now time.Time) []string {
 	var out []string
 	for _, m := range rec.Messages {
-		if (m.Status == aftercare.StatusExpired || m.Status == aftercare.StatusSkipped) && m.Note != "" {
+		if (m.Status == aftercare.StatusExpired || m.Status == aftercare.StatusSkipped) && (m.SendAt.Before(now) || !m.Deadline.After(now)) {
 			out = append(out, fmt.Sprintf("%s by %s will not go: %s", m.Step, m.Channel, m.Note))
 		}
 	}

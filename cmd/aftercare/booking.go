@@ -176,6 +176,9 @@ func printExample(w io.Writer, id, zone string, in *time.Duration, now time.Time
 	b := aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: at.Truncate(time.Second), DurationMinutes: 30,
 		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
 			Timezone: zone, Locale: "en", SMSOptIn: true, EmailOptIn: true}}
+	if err := (&aftercare.Booking{ID: b.ID, Treatment: b.Treatment, AppointmentAt: b.AppointmentAt, Patient: b.Patient}).Normalize(); err != nil {
+		return fmt.Errorf("the example would not be a valid booking: %w", err) // a --zone or --id the API refuses
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(b)

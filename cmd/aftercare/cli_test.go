@@ -229,4 +229,7 @@ func TestBookingExample(t *testing.T) {
 	if err := printExample(io.Discard, "bk_x", "Mars/Olympus", nil, now); err == nil || !strings.Contains(err.Error(), "--zone") {
 		t.Errorf("a bad zone: %v", err)
 	}
+	if err := printExample(io.Discard, "bk_x", "EST", nil, now); err == nil || !strings.Contains(err.Error(), "patient.timezone") {
+		t.Errorf("a zone the API refuses: %v", err)
+	}
 }

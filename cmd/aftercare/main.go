@@ -52,8 +52,8 @@ Usage:
                                    (--role api or worker to scale them apart)
   aftercare booking ACTION ...     create, update, cancel, treated, stop, resend, get,
                                    show the history of, or export the consent of a
-                                   booking through a running aftercare
-                                   (aftercare booking -h)
+                                   booking through a running aftercare; example prints
+                                   a booking to try it with (aftercare booking -h)
   aftercare inbox [ACTION ...]     list, show, resolve or opt out patients' texts that
                                    need a person (aftercare inbox -h)
   aftercare events [ACTION ...]    list the endpoints that receive events, enable one,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -17,22 +18,26 @@ import (
 //	redis-sentinel://[:password@]host:port[,host:port]/MASTER[?db=N]
 //	redis-cluster://[:password@]host:port[,host:port...]
 func redisClients(raw string) (func() redis.UniversalClient, error) {
-	scheme, rest, _ := strings.Cut(raw, "://")
-	switch scheme {
-	case "redis", "rediss":
+	// Errors never quote the value: it may hold a password.
+	scheme, rest, ok := strings.Cut(raw, "://")
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("has no scheme; use redis://, rediss://, redis-sentinel:// or redis-cluster://, such as redis://localhost:6379")
+	case scheme == "redis", scheme == "rediss":
 		opt, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("is not a valid %s:// URL (%s); write special characters of a password %%-encoded", scheme, urlProblem(err))
 		}
 		return func() redis.UniversalClient { o := *opt; return redis.NewClient(&o) }, nil
-	case "redis-sentinel", "redis-cluster":
+	case scheme == "redis-sentinel", scheme == "redis-cluster":
 	default:
-		return nil, fmt.Errorf("%q: use redis://, rediss://, redis-sentinel:// or redis-cluster://", scheme+"://")
+		return nil, fmt.Errorf("has an unknown scheme; use redis://, rediss://, redis-sentinel:// or redis-cluster://")
 	}
 
 	rest, query, _ := strings.Cut(rest, "?")
 	password := ""
-	if userinfo, hosts, ok := strings.Cut(rest, "@"); ok {
+	if at := strings.LastIndex(rest, "@"); at >= 0 { // a password may hold "@"
+		userinfo, hosts := rest[:at], rest[at+1:]
 		_, password, _ = strings.Cut(userinfo, ":")
 		if p, err := url.PathUnescape(password); err == nil {
 			password = p
@@ -71,4 +76,16 @@ func redisClients(raw string) (func() redis.UniversalClient, error) {
 	return func() redis.UniversalClient {
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, Password: password, DB: db})
 	}, nil
+}
+
+// urlProblem says what is wrong with a Redis URL without quoting it.
+func urlProblem(err error) string {
+	var ue *url.Error
+	switch {
+	case strings.Contains(err.Error(), "invalid database number"):
+		return "the database number after the last / must be a number"
+	case errors.As(err, &ue):
+		return "it does not parse as a URL"
+	}
+	return "its host, port or options are wrong"
 }

@@ -67,7 +67,7 @@ type app struct {
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
 	log := newLogger(cfg, stderr)
 	redis.SetLogger(redisLog{log}) // go-redis's own complaints, in the service's log format
-	a, err := newApp(cfg, log, stdout)
+	a, err := newApp(ctx, cfg, log, stdout)
 	if err != nil {
 		return err
 	}
@@ -95,7 +95,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 }
 
 // newApp builds every part of the process from cfg; nothing runs yet.
-func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*app, error) {
+func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io.Writer) (*app, error) {
 	a := &app{cfg: cfg, log: log}
 	built := false
 	defer func() {
@@ -121,7 +121,7 @@ func newApp(cfg *config.Config, log *slog.Logger, stdout io.Writer) (*app, error
 		return nil, err
 	}
 	a.email = email
-	if err := a.openRedis(); err != nil {
+	if err := a.openRedis(ctx); err != nil {
 		return nil, err
 	}
 
@@ -322,7 +322,7 @@ func settingsError(err error, settings map[string]string) error {
 	return errors.New(strings.Join(lines, "\n"))
 }
 
-func (a *app) openRedis() error {
+func (a *app) openRedis(stop context.Context) error {
 	var clients func() redis.UniversalClient
 	if a.cfg.RedisURL == "" {
 		a.embedded = miniredis.NewMiniRedis()
@@ -343,21 +343,28 @@ func (a *app) openRedis() error {
 	}
 	// A Redis that starts with the service (compose, Kubernetes) may answer
 	// a little later: try again with backoff, for AFTERCARE_REDIS_WAIT.
+	// A signal ends the wait.
 	deadline := time.Now().Add(a.cfg.RedisWait)
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(stop, min(5*time.Second, time.Until(deadline)+time.Second))
 		err := a.rdb.Ping(ctx).Err()
 		cancel()
-		if err == nil {
+		switch {
+		case err == nil:
 			return nil
+		case stop.Err() != nil:
+			return errors.New("stopped while waiting for Redis")
+		case time.Now().Add(delay).After(deadline):
+			return fmt.Errorf("REDIS_URL: Redis did not answer in %s (%d %s): %s; check that it runs and that REDIS_URL names it, or wait longer with AFTERCARE_REDIS_WAIT",
+				a.cfg.RedisWait, attempt, plural(attempt, "try", "tries"), aftercare.Redact(err.Error()))
 		}
-		if time.Now().Add(delay).After(deadline) {
-			return fmt.Errorf("REDIS_URL: Redis did not answer in %s (%d %s): %v; check that it runs and that REDIS_URL names it, or wait longer with AFTERCARE_REDIS_WAIT",
-				a.cfg.RedisWait, attempt, plural(attempt, "try", "tries"), err)
+		a.log.Warn("waiting for Redis", "try", attempt, "error", aftercare.Redact(err.Error()), "next_try_in", delay)
+		select {
+		case <-stop.Done():
+			return errors.New("stopped while waiting for Redis")
+		case <-time.After(delay):
 		}
-		a.log.Warn("waiting for Redis", "try", attempt, "error", err.Error(), "next_try_in", delay)
-		time.Sleep(delay) // bounded by the deadline; start-up has nothing else to do
 		delay = min(2*delay, 5*time.Second)
 	}
 }

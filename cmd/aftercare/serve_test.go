@@ -119,7 +119,7 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 	}
 	cfg.Role = role
 	logs := &lockedBuffer{}
-	a, err := newApp(cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
+	a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}

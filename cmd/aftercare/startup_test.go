@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,6 +55,8 @@ func TestStartupFailures(t *testing.T) {
 		{"redis down", []string{"REDIS_URL=redis://127.0.0.1:1", "AFTERCARE_REDIS_WAIT=1s"},
 			[]string{"REDIS_URL: Redis did not answer in 1s", "AFTERCARE_REDIS_WAIT"}},
 		{"redis url without scheme", []string{"REDIS_URL=localhost:6379"}, []string{"REDIS_URL"}},
+		{"redis url that does not parse", []string{"REDIS_URL=redis://:s3cret%zz@127.0.0.1:6379"}, []string{"REDIS_URL", "%-encoded"}},
+		{"redis url with a password and no scheme", []string{"REDIS_URL=ana:s3cret@redis.internal:6379"}, []string{"REDIS_URL: has no scheme"}},
 		{"redis db not a number", []string{"REDIS_URL=redis://127.0.0.1:6379/abc"}, []string{"REDIS_URL"}},
 		{"smtp url", []string{"SMTP_URL=smtp://[::1", "MAIL_FROM=care@clinic.example"}, []string{"SMTP_URL"}},
 		{"several settings at once", []string{"SMS_RATE_LIMIT=fast", "WORKER_CONCURRENCY=0"}, []string{"SMS_RATE_LIMIT", "WORKER_CONCURRENCY"}},
@@ -92,6 +95,9 @@ func TestStartupFailures(t *testing.T) {
 			if strings.Contains(text, "panic") || strings.Contains(text, "goroutine") {
 				t.Errorf("a trace:\n%s", text)
 			}
+			if strings.Contains(text, "s3cret") {
+				t.Errorf("the output holds the password:\n%s", text)
+			}
 			var errLines []string
 			for _, line := range strings.Split(strings.TrimSpace(text), "\n") {
 				if strings.HasPrefix(line, "aftercare: ") {
@@ -102,5 +108,35 @@ func TestStartupFailures(t *testing.T) {
 				t.Errorf("error lines %q; want one per problem", errLines)
 			}
 		})
+	}
+}
+
+// TestSignalWhileWaitingForRedis: a stop signal ends the wait for Redis at
+// once, not when the wait runs out.
+func TestSignalWhileWaitingForRedis(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
+		"AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=", "SMTP_URL=", "REDIS_URL=redis://127.0.0.1:1", "AFTERCARE_REDIS_WAIT=10m")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	waitFor(t, time.Minute, func() bool { return strings.Contains(out.String(), "waiting for Redis") })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out.String(), "stopped while waiting for Redis") {
+			t.Errorf("exit %v:\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute): // a bound only a wait that ignores the signal reaches
+		t.Fatalf("still waiting a minute after the signal:\n%s", out.String())
 	}
 }
