@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -121,7 +122,7 @@ type route struct {
 }
 
 // Statuses every call to a /v1/ route can answer besides its own.
-var common = []int{http.StatusUnauthorized, http.StatusInternalServerError}
+var common = []int{http.StatusUnauthorized, http.StatusInternalServerError, http.StatusServiceUnavailable}
 
 func (s *Server) routes() []route {
 	withBody := []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity}
@@ -185,6 +186,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.log.Debug("http request", "method", r.Method, "path", logPath(r), "status", rw.status, "duration", time.Since(start))
 	}()
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
 	s.mux.ServeHTTP(rw, r)
 }
 
@@ -435,9 +441,25 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if aftercare.ErrorCode(err) == aftercare.EINTERNAL {
 		s.log.Error("request failed", "method", r.Method, "path", logPath(r), "error", aftercare.Redact(err.Error()))
+		if unavailable(err) {
+			w.Header().Set("Retry-After", "5")
+			err = &httpError{status: http.StatusServiceUnavailable, title: "Service unavailable",
+				detail: "the store did not answer in time; nothing was changed that the answer does not show; try again in a few seconds"}
+		}
 	}
 	writeProblem(w, err)
 }
+
+// unavailable reports whether err says the store could not be reached or
+// did not answer within the request's time.
+func unavailable(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne)
+}
+
+// requestTimeout bounds a call of the clinic API: a store that does not
+// answer gets a 503 well before a client or proxy gives up.
+const requestTimeout = 10 * time.Second
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

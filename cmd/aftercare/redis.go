@@ -12,7 +12,8 @@ import (
 
 // redisClients reads REDIS_URL and returns a function that opens a new
 // client of the Redis it names (the service and the dashboard each open
-// one). Forms:
+// one). Clients give up when a call's context ends, so an API request with
+// a deadline is never held longer by a Redis that hangs. Forms:
 //
 //	redis://[:password@]host:port[/db]                   one server (rediss:// for TLS)
 //	redis-sentinel://[:password@]host:port[,host:port]/MASTER[?db=N]
@@ -28,6 +29,7 @@ func redisClients(raw string) (func() redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("is not a valid %s:// URL (%s); write special characters of a password %%-encoded", scheme, urlProblem(err))
 		}
+		opt.ContextTimeoutEnabled = true
 		return func() redis.UniversalClient { o := *opt; return redis.NewClient(&o) }, nil
 	case scheme == "redis-sentinel", scheme == "redis-cluster":
 	default:
@@ -67,14 +69,15 @@ func redisClients(raw string) (func() redis.UniversalClient, error) {
 			return nil, fmt.Errorf("a cluster has no master name or database number")
 		}
 		return func() redis.UniversalClient {
-			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: password})
+			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: password, ContextTimeoutEnabled: true})
 		}, nil
 	}
 	if master == "" {
 		return nil, fmt.Errorf("name the master after the sentinels: redis-sentinel://host:26379/MASTER")
 	}
 	return func() redis.UniversalClient {
-		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, Password: password, DB: db})
+		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, Password: password, DB: db,
+			ContextTimeoutEnabled: true})
 	}, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/redisproc"
 )
 
 // protocolsDir writes files (name: content) into a new directory.
@@ -139,4 +144,49 @@ func TestSignalWhileWaitingForRedis(t *testing.T) {
 	case <-time.After(time.Minute): // a bound only a wait that ignores the signal reaches
 		t.Fatalf("still waiting a minute after the signal:\n%s", out.String())
 	}
+}
+
+// TestHungRedis: while Redis hangs, a call of the API answers 503 with
+// Retry-After within its deadline, not a 500 after go-redis's retries;
+// once Redis is back, calls succeed again.
+func TestHungRedis(t *testing.T) {
+	t.Parallel()
+	srv, err := redisproc.StartServer(t.TempDir())
+	if err != nil {
+		skipOutsideCI(t, "no redis-server: %v", err)
+	}
+	t.Cleanup(srv.Stop)
+	tb := start(t, config.RoleAPI, "redis://"+srv.Addr)
+	tb.mustRequest(t, "POST", "/v1/bookings", bookingBody("bk_hung", time.Now().Add(48*time.Hour)), 201)
+
+	if err := srv.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	resume := func() {
+		if !resumed {
+			resumed = true
+			if err := srv.Resume(); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	t.Cleanup(resume) // before the service stops: it closes its clients
+	req, _ := http.NewRequest("GET", tb.url+"/v1/bookings/bk_hung", nil)
+	req.Header.Set("Authorization", "Bearer "+testToken)
+	client := &http.Client{Timeout: time.Minute} // a bound only a request without a deadline reaches
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "did not answer in time") {
+		t.Errorf("GET while Redis hangs = %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	resume()
+	waitFor(t, time.Minute, func() bool {
+		status, _ := tb.request(t, "GET", "/v1/bookings/bk_hung", nil)
+		return status == 200
+	})
 }

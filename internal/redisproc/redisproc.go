@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -81,6 +82,13 @@ func (s *Server) Stop() {
 		_ = s.cmd.Wait()
 	}
 }
+
+// Pause freezes the server (SIGSTOP): it keeps its connections and answers
+// nothing, as a hung Redis does, until Resume.
+func (s *Server) Pause() error { return s.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume lets a paused server run again.
+func (s *Server) Resume() error { return s.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Restart stops the server with sig, starts it again on the same port and
 // directory, and waits until it answers PING, which it does once it has
