@@ -90,6 +90,9 @@ type Config struct {
 	Concurrency     int
 	Retention       time.Duration
 	ShutdownTimeout time.Duration
+	// DrainGrace is how long, after a stop signal, /readyz answers 503
+	// before the listener closes.
+	DrainGrace time.Duration
 	LogFormat       string
 
 	// Outbound events: one endpoint from the environment, or a file of
@@ -177,6 +180,15 @@ var settings = []setting{
 		func(c *Config, v string) error { return duration(&c.Retention, v) }},
 	{"SHUTDOWN_TIMEOUT", "20s", "how long in-flight sends may take to finish on shutdown",
 		func(c *Config, v string) error { return duration(&c.ShutdownTimeout, v) }},
+	{"AFTERCARE_DRAIN_GRACE", "5s", "after a stop signal, how long /readyz answers 503 (so a load balancer stops sending) before the listener closes; 0s: close at once",
+		func(c *Config, v string) error {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return fmt.Errorf("%q is not a duration such as 5s, or 0s", v)
+			}
+			c.DrainGrace = d
+			return nil
+		}},
 	{"LOG_FORMAT", "", "json or text; default text in development, json in production",
 		func(c *Config, v string) error { return oneOf(&c.LogFormat, v, "", "json", "text") }},
 }

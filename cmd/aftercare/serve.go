@@ -420,6 +420,12 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 		err = fmt.Errorf("HTTP server: %w", err)
 	}
 	a.ready.Store(false)
+	if err == nil && a.cfg.DrainGrace > 0 {
+		// /readyz says not ready while the listener still takes calls, so a
+		// load balancer stops sending before connections are refused.
+		a.log.Info("stopping: not ready, and the listener closes after the grace", "grace", a.cfg.DrainGrace)
+		time.Sleep(a.cfg.DrainGrace)
+	}
 	a.log.Info("shutting down")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()

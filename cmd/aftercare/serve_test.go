@@ -108,6 +108,7 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 		"AFTERCARE_CLINIC_FILE": clinicFile,
 		"AFTERCARE_OUTBOX_FILE": "",
 		"SHUTDOWN_TIMEOUT":      "5s",
+		"AFTERCARE_DRAIN_GRACE": "0s",
 	}
 	for _, kv := range extra {
 		k, v, _ := strings.Cut(kv, "=")

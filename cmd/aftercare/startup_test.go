@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -189,4 +190,52 @@ func TestHungRedis(t *testing.T) {
 		status, _ := tb.request(t, "GET", "/v1/bookings/bk_hung", nil)
 		return status == 200
 	})
+}
+
+// TestDrainOnStop: after a stop signal /readyz answers 503 while the
+// listener still takes calls, for AFTERCARE_DRAIN_GRACE, so a load balancer
+// stops sending before connections are refused; then the process exits 0.
+func TestDrainOnStop(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
+		"AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=", "SMTP_URL=", "REDIS_URL=", "LOG_FORMAT=json", "AFTERCARE_DRAIN_GRACE=3s")
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	addr := regexp.MustCompile(`"msg":"aftercare listening","addr":"([^"]+)"`)
+	var base string
+	waitFor(t, time.Minute, func() bool {
+		if m := addr.FindStringSubmatch(out.String()); m != nil {
+			base = "http://" + m[1]
+		}
+		return base != ""
+	})
+	ready := func() (int, error) {
+		resp, err := http.Get(base + "/readyz")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	waitFor(t, time.Minute, func() bool { status, _ := ready(); return status == 200 })
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, func() bool {
+		status, err := ready()
+		if err != nil {
+			t.Fatalf("the listener closed before /readyz said not ready: %v\n%s", err, out.String())
+		}
+		return status == http.StatusServiceUnavailable
+	})
+	if err := <-done; err != nil {
+		t.Errorf("exit: %v\n%s", err, out.String())
+	}
 }
