@@ -93,7 +93,7 @@ type Config struct {
 	// DrainGrace is how long, after a stop signal, /readyz answers 503
 	// before the listener closes.
 	DrainGrace time.Duration
-	LogFormat       string
+	LogFormat  string
 
 	// Outbound events: one endpoint from the environment, or a file of
 	// several, loaded into Endpoints; EventConcurrency deliveries at once.
