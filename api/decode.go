@@ -117,25 +117,6 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 // fields, and turns each kind of failure into its own error.
 func decodeStrict(r io.Reader, v any) error {
 	data, err := io.ReadAll(r)
-	if err == nil && duplicateKey(data) == "" {
-		// Find every field of the wrong type: encoding/json reports the
-		// first and skips it; decode again without it until none is left.
-		var fields []aftercare.FieldError
-		for range 20 {
-			typ, ok := errors.AsType[*json.UnmarshalTypeError](decodeOnce(data, v))
-			if !ok || typ.Field == "" {
-				break
-			}
-			fields = append(fields, aftercare.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
-			if data, ok = without(data, typ.Field); !ok {
-				break
-			}
-		}
-		if len(fields) > 0 {
-			return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", typeErrors: true,
-				detail: "some fields have the wrong type", fields: fields}
-		}
-	}
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		return &httpError{status: http.StatusRequestEntityTooLarge, title: "Body too large",
@@ -158,6 +139,9 @@ func decodeStrict(r io.Reader, v any) error {
 			return &httpError{status: http.StatusBadRequest, title: "Malformed JSON", detail: "the body must hold exactly one JSON object, with nothing after it"}
 		}
 		return nil
+	}
+	if typ, ok := errors.AsType[*json.UnmarshalTypeError](err); ok && typ.Field != "" {
+		return wrongTypes(data, v, typ)
 	}
 
 	var (
@@ -185,11 +169,23 @@ func decodeStrict(r io.Reader, v any) error {
 	}
 }
 
-// decodeOnce decodes data into v as decodeStrict does.
-func decodeOnce(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	return dec.Decode(v)
+// wrongTypes lists every field of data of the wrong type for v, from the
+// first, typ: encoding/json reports the first and skips it, so data is
+// decoded again without it until none is left. v holds the rest.
+func wrongTypes(data []byte, v any, typ *json.UnmarshalTypeError) error {
+	var fields []aftercare.FieldError
+	for typ != nil && typ.Field != "" && len(fields) < 20 {
+		fields = append(fields, aftercare.FieldError{Field: typ.Field, Message: "must be a JSON " + jsonKind(typ.Type.Kind().String())})
+		var ok bool
+		if data, ok = without(data, typ.Field); !ok {
+			break
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		typ, _ = errors.AsType[*json.UnmarshalTypeError](dec.Decode(v))
+	}
+	return &httpError{status: http.StatusUnprocessableEntity, title: "Invalid request", typeErrors: true,
+		detail: "some fields have the wrong type", fields: fields}
 }
 
 // without returns the JSON object data without the field at path
