@@ -74,14 +74,17 @@ func (l *Links) ConsentURL(rec *aftercare.Record) string {
 func (l *Links) ConsentURLs(rec *aftercare.Record) []string {
 	urls := make([]string, len(l.keys))
 	for i, k := range l.keys {
-		urls[i] = l.base + Path + rec.ID + "." + encoding.EncodeToString(mac(k, rec.ID, rec.Fingerprint))
+		urls[i] = l.base + Path + token(k, rec)
 	}
 	return urls
 }
 
 // Token is the token of rec's consent page as it is now.
-func (l *Links) Token(rec *aftercare.Record) string {
-	return rec.ID + "." + encoding.EncodeToString(mac(l.keys[0], rec.ID, rec.Fingerprint))
+func (l *Links) Token(rec *aftercare.Record) string { return token(l.keys[0], rec) }
+
+// token is the token of rec's consent page under key.
+func token(key []byte, rec *aftercare.Record) string {
+	return rec.ID + "." + encoding.EncodeToString(mac(key, rec.ID, rec.Fingerprint))
 }
 
 // BookingOf returns the booking id a token names, if it is shaped like a

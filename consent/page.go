@@ -183,7 +183,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve answers a request for token's page; form is the posted form, nil
 // for a GET.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, form map[string][]string) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, form url.Values) {
 	now := h.cfg.Now()
 	addr := clientAddr(r, h.cfg.TrustedProxies)
 	wait := h.guesses.blocked(addr, now)
@@ -227,11 +227,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 		return
 	}
 
-	v.Name, v.Ticked = strings.TrimSpace(first(form, "name")), first(form, "read") == "yes"
+	v.Name, v.Ticked = strings.TrimSpace(form.Get("name")), form.Get("read") == "yes"
 	switch {
-	case !h.cfg.Links.validForm(token, first(form, "form"), now, formAge):
+	case !h.cfg.Links.validForm(token, form.Get("form"), now, formAge):
 		v.Notices = append(v.Notices, v.W.FormExpired)
-	case first(form, "digest") != page.Digest():
+	case form.Get("digest") != page.Digest():
 		v.Notices = append(v.Notices, v.W.Changed)
 	}
 	if !v.Ticked {
@@ -384,11 +384,4 @@ func browserLocale(r *http.Request) string {
 	tags, _, _ := language.ParseAcceptLanguage(r.Header.Get("Accept-Language"))
 	_, i, _ := matcher.Match(tags...)
 	return aftercare.Locales()[i]
-}
-
-func first(form map[string][]string, key string) string {
-	if v := form[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }

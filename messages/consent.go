@@ -23,7 +23,7 @@ func (r *Renderer) ConsentPage(rec *aftercare.Record) (aftercare.ConsentPage, er
 	if tmpl == nil {
 		return aftercare.ConsentPage{}, fmt.Errorf("consent page %s: no template consent.page.tmpl", loc)
 	}
-	data := r.data(rec, p, loc, r.links.ConsentURLs(rec)[0])
+	data := r.data(rec, p, loc, r.links.ConsentURL(rec))
 	var err error
 	if data.Consent, err = r.consent(p, loc, data); err != nil {
 		return aftercare.ConsentPage{}, err

@@ -131,6 +131,7 @@ type Renderer struct {
 // consent): the one messages carry now first, then those older data keys
 // made, which messages sent before a key rotation carry.
 type Linker interface {
+	ConsentURL(rec *aftercare.Record) string
 	ConsentURLs(rec *aftercare.Record) []string
 }
 
@@ -410,7 +411,7 @@ func sampleRecord(treatment string) *aftercare.Record {
 // subject. first marks the first SMS of the booking, which ends with how to
 // opt out. The result has no ID; the caller sets it.
 func (r *Renderer) Render(rec *aftercare.Record, step string, ch aftercare.Channel, first bool) (aftercare.Outgoing, error) {
-	return r.render(rec, step, ch, first, r.links.ConsentURLs(rec)[0])
+	return r.render(rec, step, ch, first, r.links.ConsentURL(rec))
 }
 
 // SMSTexts returns every text the SMS of step to rec may have gone out as:
