@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -48,6 +46,52 @@ steps:
     deadline: {anchor: send, offset: 12h}
 `
 
+// serveProcess is "aftercare serve" run as a process of its own, the way
+// main runs it (TestMain's serve mode).
+type serveProcess struct {
+	cmd  *exec.Cmd
+	out  *lockedBuffer // stdout and stderr
+	done chan error    // its exit
+}
+
+// startServe starts serve on the embedded default (in-memory Redis, console
+// outbox, built-in clinic and protocols), whatever the test machine's
+// environment says, with env ("NAME=value") on top.
+func startServe(t *testing.T, env ...string) *serveProcess {
+	t.Helper()
+	p := &serveProcess{cmd: exec.Command(os.Args[0], "-test.run=^$"), out: &lockedBuffer{}, done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
+		"REDIS_URL=", "SMTP_URL=", "AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=")
+	p.cmd.Env = append(p.cmd.Env, env...) // a later value of a name wins
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
+// exit waits for the process to end, for at most a bound only a process
+// that ignores what it was asked reaches, and returns its exit code.
+func (p *serveProcess) exit(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &exit):
+			return exit.ExitCode()
+		}
+		t.Fatalf("waiting for the process: %v", err)
+	case <-time.After(time.Minute):
+		t.Fatalf("still running after a minute:\n%s", p.out.String())
+	}
+	return -1
+}
+
 // TestStartupFailures starts the command, as a process, with each kind of
 // setting that cannot work: it exits 1 with one line per problem naming
 // the setting and the fix, and never with a trace.
@@ -79,20 +123,11 @@ func TestStartupFailures(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0",
-				"AFTERCARE_OUTBOX_FILE=", "REDIS_URL=", "SMTP_URL=", "AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=")
-			cmd.Env = append(cmd.Env, c.env...)
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			err := cmd.Run()
-			var exit *exec.ExitError
-			if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-				t.Fatalf("exit: %v, want code 1\n%s", err, out.String())
+			p := startServe(t, c.env...)
+			if code := p.exit(t); code != 1 {
+				t.Fatalf("exit code %d, want 1\n%s", code, p.out.String())
 			}
-			text := out.String()
+			text := p.out.String()
 			for _, want := range c.want {
 				if !strings.Contains(text, want) {
 					t.Errorf("output lacks %q:\n%s", want, text)
@@ -121,29 +156,13 @@ func TestStartupFailures(t *testing.T) {
 // once, not when the wait runs out.
 func TestSignalWhileWaitingForRedis(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
-		"AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=", "SMTP_URL=", "REDIS_URL=redis://127.0.0.1:1", "AFTERCARE_REDIS_WAIT=10m")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	p := startServe(t, "REDIS_URL=redis://127.0.0.1:1", "AFTERCARE_REDIS_WAIT=10m")
+	waitFor(t, time.Minute, func() bool { return strings.Contains(p.out.String(), "waiting for Redis") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	waitFor(t, time.Minute, func() bool { return strings.Contains(out.String(), "waiting for Redis") })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-done:
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out.String(), "stopped while waiting for Redis") {
-			t.Errorf("exit %v:\n%s", err, out.String())
-		}
-	case <-time.After(time.Minute): // a bound only a wait that ignores the signal reaches
-		t.Fatalf("still waiting a minute after the signal:\n%s", out.String())
+	if code := p.exit(t); code != 1 || !strings.Contains(p.out.String(), "stopped while waiting for Redis") {
+		t.Errorf("exit code %d:\n%s", code, p.out.String())
 	}
 }
 
@@ -197,21 +216,11 @@ func TestHungRedis(t *testing.T) {
 // stops sending before connections are refused; then the process exits 0.
 func TestDrainOnStop(t *testing.T) {
 	t.Parallel()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
-		"AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=", "SMTP_URL=", "REDIS_URL=", "LOG_FORMAT=json", "AFTERCARE_DRAIN_GRACE=3s")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	p := startServe(t, "LOG_FORMAT=json", "AFTERCARE_DRAIN_GRACE=3s")
 	addr := regexp.MustCompile(`"msg":"aftercare listening","addr":"([^"]+)"`)
 	var base string
 	waitFor(t, time.Minute, func() bool {
-		if m := addr.FindStringSubmatch(out.String()); m != nil {
+		if m := addr.FindStringSubmatch(p.out.String()); m != nil {
 			base = "http://" + m[1]
 		}
 		return base != ""
@@ -225,17 +234,17 @@ func TestDrainOnStop(t *testing.T) {
 		return resp.StatusCode, nil
 	}
 	waitFor(t, time.Minute, func() bool { status, _ := ready(); return status == 200 })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, time.Minute, func() bool {
 		status, err := ready()
 		if err != nil {
-			t.Fatalf("the listener closed before /readyz said not ready: %v\n%s", err, out.String())
+			t.Fatalf("the listener closed before /readyz said not ready: %v\n%s", err, p.out.String())
 		}
 		return status == http.StatusServiceUnavailable
 	})
-	if err := <-done; err != nil {
-		t.Errorf("exit: %v\n%s", err, out.String())
+	if code := p.exit(t); code != 0 {
+		t.Errorf("exit code %d:\n%s", code, p.out.String())
 	}
 }
