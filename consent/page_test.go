@@ -159,6 +159,16 @@ func formOf(t *testing.T, p page) url.Values {
 	return v
 }
 
+// filledForm opens link and fills its form as the patient does: ticked,
+// and signed with patientName.
+func (tb *testBundle) filledForm(t *testing.T, link string) url.Values {
+	t.Helper()
+	form := formOf(t, tb.do(t, "GET", link, nil))
+	form.Set("read", "yes")
+	form.Set("name", patientName)
+	return form
+}
+
 // TestConsentPage walks the page as a patient does: read, tick, sign, see
 // the receipt; the booking shows the acknowledgement, recorded once.
 func TestConsentPage(t *testing.T) {
@@ -269,9 +279,7 @@ func TestConsentFormForgery(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	link := tb.book(t, "bk_csrf", "en")
-	form := formOf(t, tb.do(t, "GET", link, nil))
-	form.Set("read", "yes")
-	form.Set("name", patientName)
+	form := tb.filledForm(t, link)
 
 	if p := tb.do(t, "POST", link, form, "Sec-Fetch-Site", "cross-site"); p.status != http.StatusForbidden || !strings.Contains(p.body, "could not be sent") {
 		t.Errorf("cross-site POST = %d: %s", p.status, p.body)
@@ -322,9 +330,7 @@ func TestConsentLinkRefused(t *testing.T) {
 	// one given before stays on its receipt until the link expires, 48
 	// hours after the appointment's start.
 	signed := tb.book(t, "bk_ref_signed", "en")
-	form := formOf(t, tb.do(t, "GET", signed, nil))
-	form.Set("read", "yes")
-	form.Set("name", patientName)
+	form := tb.filledForm(t, signed)
 	if p := tb.do(t, "POST", signed, form); p.status != http.StatusSeeOther {
 		t.Fatalf("POST = %d", p.status)
 	}
@@ -379,9 +385,7 @@ func TestConsentEvidenceSealed(t *testing.T) {
 	t.Parallel()
 	tb := setup(t)
 	link := tb.book(t, "bk_seal", "en")
-	form := formOf(t, tb.do(t, "GET", link, nil))
-	form.Set("read", "yes")
-	form.Set("name", patientName)
+	form := tb.filledForm(t, link)
 	if p := tb.do(t, "POST", link, form, "User-Agent", "TestBrowser/1.0"); p.status != http.StatusSeeOther {
 		t.Fatalf("POST = %d: %s", p.status, p.body)
 	}
