@@ -149,7 +149,7 @@ var settings = []setting{
 	{"MAIL_FROM", "", "sender address of emails, such as care@clinic.example",
 		func(c *Config, v string) error { c.MailFrom = v; return nil }},
 	{"AFTERCARE_DATA_KEY", "", "base64 AES-256 key(s) that encrypt patient data in Redis, comma-separated for rotation: the first encrypts, all decrypt; unset: plain text (refused in production)",
-		func(c *Config, v string) error { return dataKeys(&c.DataKeys, v) }},
+		func(c *Config, v string) error { keys, err := ParseDataKeys(v); c.DataKeys = keys; return err }},
 	{"SMS_RATE_LIMIT", "10", "SMS per second from the Twilio sender, shared by all workers; 0 = no limit",
 		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
 	{"EMAIL_RATE_LIMIT", "5", "emails per second through the SMTP account, shared by all workers; 0 = no limit",
@@ -534,12 +534,6 @@ func rate(dst *float64, v string) error {
 	}
 	*dst = f
 	return nil
-}
-
-func dataKeys(dst *[][]byte, v string) error {
-	keys, err := ParseDataKeys(v)
-	*dst = keys
-	return err
 }
 
 // ParseDataKeys reads AFTERCARE_DATA_KEY: comma-separated base64 keys of

@@ -1,7 +1,6 @@
 package consent
 
 import (
-	"unicode"
 	"unicode/utf8"
 
 	"github.com/aftercare/aftercare"
@@ -121,15 +120,10 @@ func (w words) nameProblem(name string) string {
 	switch {
 	case name == "":
 		return w.NeedName
-	case !utf8.ValidString(name):
+	case !aftercare.Printable(name):
 		return w.BadName
 	case utf8.RuneCountInString(name) > maxName:
 		return w.LongName
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
-			return w.BadName
-		}
 	}
 	return ""
 }
