@@ -1,7 +1,6 @@
 package consent_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,23 +29,13 @@ import (
 
 var dataKey = []byte("0123456789abcdef0123456789abcdef")
 
-// clock is a settable time.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.t = t }
-
 type testBundle struct {
 	rdb    *redis.Client
 	sched  *scheduler.Client
 	links  *consent.Links
 	srv    *httptest.Server
-	clock  *clock
-	logs   *bytes.Buffer
-	logMu  *sync.Mutex
+	clock  *fixture.Clock
+	logs   *fixture.Buffer
 	client *http.Client
 }
 
@@ -55,7 +43,7 @@ type testBundle struct {
 // private Redis, as serve wires them.
 func setup(t *testing.T) *testBundle {
 	t.Helper()
-	tb := &testBundle{rdb: redistest.Client(t), clock: &clock{t: time.Now()}, logs: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	tb := &testBundle{rdb: redistest.Client(t), clock: fixture.NewClock(time.Now()), logs: &fixture.Buffer{}}
 	store, err := redisstore.NewSealed(tb.rdb, [][]byte{dataKey})
 	if err != nil {
 		t.Fatal(err)
@@ -72,22 +60,11 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(lockedWriter{tb.logMu, tb.logs}, nil))
+	log := slog.New(slog.NewJSONHandler(tb.logs, nil))
 	mux.Handle(consent.Path, consent.New(consent.Config{Links: tb.links, Bookings: tb.sched, Pages: renderer, Clinic: clinic,
 		Expiry: 48 * time.Hour, PublicURL: tb.srv.URL, Now: tb.clock.Now, Logger: log}))
 	tb.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return tb
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 const (
@@ -412,9 +389,7 @@ func TestConsentEvidenceSealed(t *testing.T) {
 			dump.WriteString(strings.Join(tb.rdb.LRange(ctx, k, 0, -1).Val(), "\n") + "\n")
 		}
 	}
-	tb.logMu.Lock()
 	logs := tb.logs.String()
-	tb.logMu.Unlock()
 	_, token, _ := strings.Cut(link, consent.Path)
 	for _, secret := range []string{"Example-Surname", patientIP, "TestBrowser"} {
 		if strings.Contains(dump.String(), secret) {

@@ -72,19 +72,6 @@ func (s *sender) all() []aftercare.Outgoing {
 	return append([]aftercare.Outgoing(nil), s.sent...)
 }
 
-// clock is a time the test moves.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *clock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 type testBundle struct {
 	rdb    *redis.Client
 	store  *redisstore.Store
@@ -93,7 +80,7 @@ type testBundle struct {
 	alerts *alerts
 	sms    *sender
 	email  *sender
-	clock  *clock
+	clock  *fixture.Clock
 	clinic aftercare.Clinic
 }
 
@@ -118,10 +105,10 @@ func setup(t *testing.T) *testBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &testBundle{rdb: rdb, store: store, alerts: &alerts{}, sms: &sender{}, email: &sender{}, clock: &clock{t: tuesday10}, clinic: clinic}
-	tb.sched = scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic, Now: tb.clock.now})
+	tb := &testBundle{rdb: rdb, store: store, alerts: &alerts{}, sms: &sender{}, email: &sender{}, clock: fixture.NewClock(tuesday10), clinic: clinic}
+	tb.sched = scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic, Now: tb.clock.Now})
 	tb.inbox = inbox.New(inbox.Config{Store: store, Bookings: tb.sched, Renderer: renderer, Alerts: tb.alerts,
-		SMS: tb.sms, Email: tb.email, Clinic: clinic, RedFlags: protocol.RedFlags(protocols, shared), Now: tb.clock.now})
+		SMS: tb.sms, Email: tb.email, Clinic: clinic, RedFlags: protocol.RedFlags(protocols, shared), Now: tb.clock.Now})
 	return tb
 }
 
@@ -130,7 +117,7 @@ func setup(t *testing.T) *testBundle {
 func (tb *testBundle) tellProblems() map[string]aftercare.Protocol {
 	protocols, _ := protocol.Builtin()
 	tb.sched = scheduler.New(tb.store, taskqueue.New(tb.rdb), scheduler.Config{Protocols: protocols, Clinic: tb.clinic,
-		Now: tb.clock.now, Problems: tb.inbox})
+		Now: tb.clock.Now, Problems: tb.inbox})
 	return protocols
 }
 
@@ -139,7 +126,7 @@ const patient = "+15555550123"
 // book makes a booking for the patient, its consent SMS sent.
 func (tb *testBundle) book(t *testing.T, id string, sentAt time.Time) {
 	t.Helper()
-	b := aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: tb.clock.now().Add(72 * time.Hour), DurationMinutes: 30,
+	b := aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: tb.clock.Now().Add(72 * time.Hour), DurationMinutes: 30,
 		Patient: aftercare.Patient{FirstName: "Ana", Phone: patient, Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
 	if _, _, err := tb.sched.Book(context.Background(), b); err != nil {
 		t.Fatal(err)
@@ -199,7 +186,7 @@ func TestReceive(t *testing.T) {
 			t.Parallel()
 			tb := setup(t)
 			tb.book(t, "bk_1", tuesday10.Add(-time.Hour))
-			tb.clock.add(tt.at)
+			tb.clock.Add(tt.at)
 			answer, item := tb.receive(t, "SM1", tt.from, tt.text)
 			if (tt.answer == "") != (answer == "") || !strings.Contains(answer, tt.answer) {
 				t.Errorf("answer %q, want one with %q", answer, tt.answer)
@@ -293,7 +280,7 @@ func TestEscalation(t *testing.T) {
 				check = &p
 				continue
 			}
-			if !p.at.Equal(tb.clock.now()) {
+			if !p.at.Equal(tb.clock.Now()) {
 				t.Errorf("alert %s planned for %s, want now", p.ref.TaskID(), p.at)
 			}
 			if err := tb.inbox.Handle(ctx, p.ref, aftercare.Run{Attempt: 1}); err != nil {
@@ -318,11 +305,11 @@ func TestEscalation(t *testing.T) {
 	}
 
 	for round := 1; round <= 2; round++ { // nobody resolves it: again, and again
-		tb.clock.add(every)
+		tb.clock.Add(every)
 		if err := tb.inbox.Handle(ctx, check.ref, aftercare.Run{Attempt: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if check = run(3); check.ref.Round != round+1 || !check.at.Equal(tb.clock.now().Add(every)) {
+		if check = run(3); check.ref.Round != round+1 || !check.at.Equal(tb.clock.Now().Add(every)) {
 			t.Fatalf("check %+v after round %d", check, round)
 		}
 	}
@@ -336,7 +323,7 @@ func TestEscalation(t *testing.T) {
 	if _, err := tb.inbox.Resolve(ctx, item.ID, "Dr Ruiz", "called her: sent to the emergency room"); err != nil {
 		t.Fatal(err)
 	}
-	tb.clock.add(every)
+	tb.clock.Add(every)
 	if err := tb.inbox.Handle(ctx, check.ref, aftercare.Run{Attempt: 1}); err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +347,7 @@ func TestList(t *testing.T) {
 	ctx := context.Background()
 	texts := []string{"question 1", "my eyelid droops", "question 2", "I have a fever", "question 3"}
 	for i, text := range texts {
-		tb.clock.add(time.Minute)
+		tb.clock.Add(time.Minute)
 		tb.receive(t, "SM"+string(rune('a'+i)), "+15555550199", text)
 	}
 	var got []string
@@ -452,14 +439,14 @@ func TestProblemsReachAPerson(t *testing.T) {
 	renderer, _ := messages.New(tb.clinic, protocols, messages.Links(fixture.Links(t)))
 	down := &sender{err: &aftercare.SendError{Class: aftercare.ErrTransient, Code: "twilio:20500", Err: errors.New("internal server error")}}
 	w := worker.New(worker.Config{Store: tb.store, Renderer: renderer, SMS: down, Email: tb.email, Protocols: protocols,
-		Clinic: tb.clinic, Followups: tb.sched, Now: tb.clock.now})
+		Clinic: tb.clinic, Followups: tb.sched, Now: tb.clock.Now})
 
 	rec, err := tb.store.Get(ctx, "bk_p")
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, _ := rec.Message("upright", aftercare.SMS)
-	tb.clock.add(m.SendAt.Sub(tb.clock.now()))
+	tb.clock.Add(m.SendAt.Sub(tb.clock.Now()))
 	ref := m.Ref("bk_p", rec.Version)
 	for _, last := range []bool{false, true} {
 		err := w.Handle(ctx, ref, aftercare.Run{Attempt: 25, Last: last})
@@ -490,7 +477,7 @@ func TestProblemsReachAPerson(t *testing.T) {
 	}
 	// A reminder whose outcome is unknown is worth a look, not a call. It
 	// comes a minute later, so it lists first (the newest first).
-	tb.clock.add(time.Minute)
+	tb.clock.Add(time.Minute)
 	reminder := aftercare.MessageRef{BookingID: "bk_p", Version: rec.Version, Step: "reminder", Channel: aftercare.SMS}
 	if err := tb.inbox.Report(ctx, aftercare.Problem{Ref: reminder, Status: aftercare.StatusOutcomeUnknown, Reason: "twilio:no-answer"}); err != nil {
 		t.Fatal(err)
@@ -512,7 +499,7 @@ func TestExpiredWhenBookedReachesAPerson(t *testing.T) {
 	tb := setup(t)
 	ctx := context.Background()
 	tb.tellProblems()
-	b := aftercare.Booking{ID: "bk_late", Treatment: "botox", AppointmentAt: tb.clock.now().Add(-26 * time.Hour), DurationMinutes: 30,
+	b := aftercare.Booking{ID: "bk_late", Treatment: "botox", AppointmentAt: tb.clock.Now().Add(-26 * time.Hour), DurationMinutes: 30,
 		Patient: aftercare.Patient{FirstName: "Ana", Phone: patient, Timezone: "America/New_York", Locale: "en", SMSOptIn: true}}
 	for range 2 {
 		if _, _, err := tb.sched.Book(ctx, b); err != nil {

@@ -13,12 +13,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redistest"
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
@@ -34,30 +34,12 @@ const (
 	testDataKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
 )
 
-// lockedBuffer collects log output from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type testBundle struct {
 	url       string
 	redisAddr string
 	twilio    *twiliotest.Server
 	smtp      *smtptest.Server
-	logs      *lockedBuffer
+	logs      *fixture.Buffer
 }
 
 // setup runs the whole service, wired by newApp exactly as serve does, on a
@@ -119,7 +101,7 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 		t.Fatal(err)
 	}
 	cfg.Role = role
-	logs := &lockedBuffer{}
+	logs := &fixture.Buffer{}
 	a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)), io.Discard)
 	if err != nil {
 		t.Fatal(err)

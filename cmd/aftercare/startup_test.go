@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/internal/fixture"
 	"github.com/aftercare/aftercare/internal/redisproc"
 )
 
@@ -50,8 +51,8 @@ steps:
 // main runs it (TestMain's serve mode).
 type serveProcess struct {
 	cmd  *exec.Cmd
-	out  *lockedBuffer // stdout and stderr
-	done chan error    // its exit
+	out  *fixture.Buffer // stdout and stderr
+	done chan error      // its exit
 }
 
 // startServe starts serve on the embedded default (in-memory Redis, console
@@ -59,7 +60,7 @@ type serveProcess struct {
 // environment says, with env ("NAME=value") on top.
 func startServe(t *testing.T, env ...string) *serveProcess {
 	t.Helper()
-	p := &serveProcess{cmd: exec.Command(os.Args[0], "-test.run=^$"), out: &lockedBuffer{}, done: make(chan error, 1)}
+	p := &serveProcess{cmd: exec.Command(os.Args[0], "-test.run=^$"), out: &fixture.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), serveEnv+"=1", "AFTERCARE_ENV=development", "HTTP_ADDR=127.0.0.1:0", "AFTERCARE_OUTBOX_FILE=",
 		"REDIS_URL=", "SMTP_URL=", "AFTERCARE_PROTOCOLS_DIR=", "AFTERCARE_CLINIC_FILE=")
 	p.cmd.Env = append(p.cmd.Env, env...) // a later value of a name wins
