@@ -459,7 +459,7 @@ func unavailable(err error) bool {
 
 // requestTimeout bounds a call of the clinic API: a store that does not
 // answer gets a 503 well before a client or proxy gives up.
-const requestTimeout = 10 * time.Second
+const requestTimeout = 5 * time.Second
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

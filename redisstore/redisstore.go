@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,8 @@ import (
 // sorted set of the bookings of one number, newest last; both name a number
 // by a keyed digest (see namer), never in plain text. aftercare:sid:SID links a sent SMS's Twilio SID to
 // its message (the task payload) for a week, for delivery receipts.
+// aftercare:sealed names the key a store with data keys encrypts with, so
+// that a store without keys will not write beside it (plain.go).
 type Store struct {
 	rdb   redis.UniversalClient
 	seal  *sealer
@@ -62,6 +65,10 @@ type Store struct {
 	// markFailed hears of a mark that failed.
 	events     bool
 	markFailed func(member string, err error)
+	// plainFound hears of a record found in plain text; guardNext is when
+	// guard next looks (Unix ns).
+	plainFound func(id string)
+	guardNext  atomic.Int64
 }
 
 // New returns a Store on rdb that keeps records in plain text.
@@ -110,6 +117,9 @@ return 1
 // Create stores rec unless booking rec.ID exists; then it returns the stored
 // record and false.
 func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error) {
+	if err := s.guard(ctx); err != nil {
+		return nil, false, fmt.Errorf("create booking record: %w", err)
+	}
 	fields, err := s.encode(rec)
 	if err != nil {
 		return nil, false, err
@@ -278,6 +288,7 @@ func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("booking record %s is damaged: %w", id, err)
 	}
+	s.sealFound(ctx, id, h)
 	return rec, nil
 }
 

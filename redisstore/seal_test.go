@@ -144,3 +144,57 @@ func TestKeyRotation(t *testing.T) {
 		t.Error("a 5-byte key was accepted")
 	}
 }
+
+// TestPlainBesideSealed: a store without data keys refuses to create a
+// booking on a Redis where a keyed store writes; a plain record that got
+// there first is flagged and encrypted in place when the keyed store reads
+// it, and reads the same afterwards.
+func TestPlainBesideSealed(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	ctx := context.Background()
+	booking := func(id string) *aftercare.Record {
+		return &aftercare.Record{
+			Booking: aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: time.Now().Add(48 * time.Hour),
+				Patient: aftercare.Patient{FirstName: "Maximiliana", Phone: "+15555550123", Timezone: "UTC", SMSOptIn: true}},
+			Fingerprint: "fp", CreatedAt: time.Now(),
+			Timeline: aftercare.Timeline{ID: id, Version: 1, Status: aftercare.BookingScheduled},
+		}
+	}
+	plain := redisstore.New(rdb)
+	if _, _, err := plain.Create(ctx, booking("bk_early"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatalf("a plain store alone on its Redis: %v", err)
+	}
+
+	sealed, err := redisstore.NewSealed(rdb, [][]byte{key(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flagged []string
+	sealed.OnPlaintext(func(id string) { flagged = append(flagged, id) })
+	if _, _, err := sealed.Create(ctx, booking("bk_sealed"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+
+	late := redisstore.New(rdb) // a backend built without the keys
+	if _, _, err := late.Create(ctx, booking("bk_late"), time.Now().Add(time.Hour)); err == nil ||
+		!strings.Contains(err.Error(), "encrypted with data keys, and this store has none") {
+		t.Errorf("a plain store beside a sealed one created a booking; err = %v", err)
+	}
+	if n := rdb.Exists(ctx, redisstore.Key("bk_late")).Val(); n != 0 {
+		t.Error("the refused booking is stored")
+	}
+
+	for range 2 { // the second read finds it sealed: flagged once
+		got, err := sealed.Get(ctx, "bk_early")
+		if err != nil || got.Booking.Patient.Phone != "+15555550123" {
+			t.Fatalf("read %+v, %v", got, err)
+		}
+	}
+	if len(flagged) != 1 || flagged[0] != "bk_early" {
+		t.Errorf("flagged %v, want bk_early once", flagged)
+	}
+	if v := rdb.HGet(ctx, redisstore.Key("bk_early"), "booking").Val(); strings.Contains(v, "+15555550123") {
+		t.Error("the plain record is still plain after the keyed store read it")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/aftercare/aftercare/consent"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/service"
 )
 
 // previewCmd prints the timeline a booking would get, with every message
@@ -52,7 +53,7 @@ func previewCmd(args []string, lookup func(string) (string, bool), stdout, stder
 		return fmt.Errorf("AFTERCARE_CLINIC_FILE: %w", err)
 	}
 	dir, _ := lookup("AFTERCARE_PROTOCOLS_DIR")
-	protocols, _, err := loadProtocols(dir)
+	protocols, _, err := service.Protocols(dir)
 	if err != nil {
 		return err
 	}

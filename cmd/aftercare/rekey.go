@@ -51,11 +51,11 @@ func rekeyCmd(ctx context.Context, args []string, lookup func(string) (string, b
 	if len(cfg.DataKeys) == 0 {
 		return errors.New("AFTERCARE_DATA_KEY is not set: rekey brings the data under its first key; set it as the service has it")
 	}
-	clients, err := redisClients(cfg.RedisURL)
+	target, err := redisstore.ParseURL(cfg.RedisURL)
 	if err != nil {
 		return fmt.Errorf("REDIS_URL: %w", err)
 	}
-	rdb := clients()
+	rdb := target.Client(0)
 	defer rdb.Close()
 	store, err := redisstore.NewSealed(rdb, cfg.DataKeys)
 	if err != nil {

@@ -26,9 +26,9 @@ import (
 	"github.com/aftercare/aftercare/inbox"
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/metrics"
-	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/service"
 	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/twilio"
@@ -48,17 +48,18 @@ var (
 type app struct {
 	cfg       *config.Config
 	log       *slog.Logger
-	rdb       redis.UniversalClient
-	dashRedis redis.UniversalClient // the same Redis, the dashboard's own client
+	// The worker, the API and the dashboard each have their own client of
+	// the one Redis: the API's gives up quickly (apiRedisTimeout), and a
+	// worker's calls, which may wait, never hold an API request.
+	rdb, apiRedis, dashRedis redis.UniversalClient
 	embedded  *miniredis.Miniredis  // nil with REDIS_URL
 	email     worker.Sender
 	worker    *taskqueue.Server
 	handler   *worker.Worker
-	inbox     *inbox.Inbox
+	work, api *side
 	events    *taskqueue.Server // nil without event endpoints
 	relay     *webhook.Relay
 	sender    *webhook.Sender
-	operator  api.Events // nil without event endpoints
 	metrics   *metrics.Metrics
 	http      *http.Server
 	ready     atomic.Bool
@@ -104,7 +105,7 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		}
 	}()
 
-	protocols, flags, err := loadProtocols(cfg.ProtocolsDir)
+	protocols, flags, err := service.Protocols(cfg.ProtocolsDir)
 	if err != nil {
 		return nil, err
 	}
@@ -125,19 +126,17 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		return nil, err
 	}
 
-	store, err := redisstore.NewSealed(a.rdb, cfg.DataKeys)
-	if err != nil {
-		return nil, fmt.Errorf("AFTERCARE_DATA_KEY: %w", err)
+	parts := sideParts{protocols: protocols, flags: flags, renderer: renderer, sms: sms, email: email}
+	if a.work, err = a.newSide(a.rdb, parts); err != nil {
+		return nil, err
 	}
-	queue := taskqueue.New(a.rdb)
-	a.metrics = metrics.New(queue, store)
+	if a.api, err = a.newSide(a.apiRedis, parts); err != nil {
+		return nil, err
+	}
+	a.metrics = metrics.New(a.work.queue, a.work.store)
 	if len(cfg.Endpoints) > 0 {
-		store.RecordEvents(func(member string, err error) {
-			log.Error("a change is stored but not marked for its events: they go out with the booking's next change",
-				"mark", member, "error", err)
-		})
-		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: store, Queue: queue, Endpoints: cfg.Endpoints, Logger: log})
-		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: store, Metrics: a.metrics, Logger: log})
+		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: a.work.store, Queue: a.work.queue, Endpoints: cfg.Endpoints, Logger: log})
+		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: a.work.store, Metrics: a.metrics, Logger: log})
 		a.events = taskqueue.NewEventServer(a.rdb, taskqueue.ServerConfig{
 			Concurrency: cfg.EventConcurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 		})
@@ -145,36 +144,21 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		for i, e := range cfg.Endpoints {
 			names[i] = e.Name
 		}
-		a.metrics.Endpoints(names, store.EndpointDisabled)
-		a.operator = webhook.NewOperator(cfg.Endpoints, queue, store)
+		a.metrics.Endpoints(names, a.work.store.EndpointDisabled)
 	}
 	a.worker = taskqueue.NewServer(a.rdb, taskqueue.ServerConfig{
 		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 	})
-	// The inbox takes the scheduler's problems, and the scheduler carries
-	// out what patients' texts ask of the inbox.
-	sched := scheduler.New(store, queue, scheduler.Config{
-		Protocols: protocols,
-		Clinic:    cfg.Clinic,
-		Retention: cfg.Retention,
-		Problems: scheduler.ProblemsFunc(func(ctx context.Context, p aftercare.Problem) error {
-			return a.inbox.Report(ctx, p)
-		}),
-	})
 	a.handler = worker.New(worker.Config{
-		Store: store, Renderer: renderer, SMS: sms, Email: email,
-		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: sched, Finder: finder(sms),
+		Store: a.work.store, Renderer: renderer, SMS: sms, Email: email,
+		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: a.work.bookings, Finder: finder(sms),
 		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
 			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
 		}),
 	})
-	a.inbox = inbox.New(inbox.Config{
-		Store: store, Bookings: sched, Renderer: renderer, Alerts: queue, SMS: sms, Email: email,
-		Clinic: cfg.Clinic, RedFlags: flags, Retention: cfg.Retention, Logger: log,
-	})
 	a.http = &http.Server{
-		Handler: a.routes(sched, consent.New(consent.Config{
-			Links: links, Bookings: sched, Pages: renderer, Clinic: cfg.Clinic, Expiry: cfg.ConsentLinkExpiry,
+		Handler: a.routes(consent.New(consent.Config{
+			Links: links, Bookings: a.api.bookings, Pages: renderer, Clinic: cfg.Clinic, Expiry: cfg.ConsentLinkExpiry,
 			PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies, Logger: log,
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -186,10 +170,61 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	return a, nil
 }
 
+// apiRedisTimeout bounds each call of the API's Redis client, which does
+// not try a call again: with the request's own deadline (api), a Redis that
+// is down or hung costs a request seconds, not the 20 s of go-redis's
+// retries.
+const apiRedisTimeout = 2 * time.Second
+
+// side is the booking side of the service on one Redis client: the worker
+// and the API each have one.
+type side struct {
+	store    *redisstore.Store
+	queue    *taskqueue.Queue
+	bookings *scheduler.Client
+	inbox    *inbox.Inbox
+	operator api.Events // nil without event endpoints
+}
+
+// sideParts is what both sides share.
+type sideParts struct {
+	protocols  map[string]aftercare.Protocol
+	flags      *aftercare.RedFlags
+	renderer   *messages.Renderer
+	sms, email worker.Sender
+}
+
+// newSide builds the booking side on rdb. Its inbox takes the scheduler's
+// problems, and its scheduler carries out what patients' texts ask of the
+// inbox.
+func (a *app) newSide(rdb redis.UniversalClient, p sideParts) (*side, error) {
+	store, err := service.Store(rdb, a.cfg, a.log)
+	if err != nil {
+		return nil, err
+	}
+	s := &side{store: store, queue: taskqueue.New(rdb)}
+	s.bookings = scheduler.New(store, s.queue, scheduler.Config{
+		Protocols: p.protocols,
+		Clinic:    a.cfg.Clinic,
+		Retention: a.cfg.Retention,
+		Problems: scheduler.ProblemsFunc(func(ctx context.Context, pr aftercare.Problem) error {
+			return s.inbox.Report(ctx, pr)
+		}),
+	})
+	s.inbox = inbox.New(inbox.Config{
+		Store: store, Bookings: s.bookings, Renderer: p.renderer, Alerts: s.queue, SMS: p.sms, Email: p.email,
+		Clinic: a.cfg.Clinic, RedFlags: p.flags, Retention: a.cfg.Retention, Logger: a.log,
+	})
+	if len(a.cfg.Endpoints) > 0 {
+		s.operator = webhook.NewOperator(a.cfg.Endpoints, s.queue, store)
+	}
+	return s, nil
+}
+
 // routes is the HTTP surface of the process: the clinic API, webhooks,
 // consent pages, metrics and dashboard; a worker-only process serves its
 // probes and metrics.
-func (a *app) routes(sched *scheduler.Client, pages http.Handler) http.Handler {
+func (a *app) routes(pages http.Handler) http.Handler {
 	if a.cfg.Role == config.RoleWorker {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
@@ -197,15 +232,15 @@ func (a *app) routes(sched *scheduler.Client, pages http.Handler) http.Handler {
 		return mux
 	}
 	srv := api.New(api.Config{
-		Bookings:         sched,
-		Inbox:            a.inbox,
+		Bookings:         a.api.bookings,
+		Inbox:            a.api.inbox,
 		Tokens:           a.cfg.APITokens,
 		Ready:            a.readiness,
 		TwilioAuthToken:  a.cfg.TwilioAuthToken,
 		PublicURL:        a.cfg.PublicURL,
 		UnsignedWebhooks: a.unsignedWebhooks(),
 		Webhooks:         a.metrics.Webhook,
-		Events:           a.operator,
+		Events:           a.api.operator,
 		ConsentPages:     pages,
 		Logger:           a.log,
 	})
@@ -216,33 +251,6 @@ func (a *app) routes(sched *scheduler.Client, pages http.Handler) http.Handler {
 		}))
 	}
 	return srv
-}
-
-// loadProtocols loads the built-in protocols and red flags, and those of
-// dir if given: its protocols add to or replace the built-in ones, and its
-// red_flags.yaml adds to theirs.
-func loadProtocols(dir string) (map[string]aftercare.Protocol, *aftercare.RedFlags, error) {
-	set, err := protocol.Builtin()
-	if err != nil {
-		return nil, nil, fmt.Errorf("built-in protocols: %w", err)
-	}
-	shared, err := protocol.BuiltinRedFlags()
-	if err != nil {
-		return nil, nil, fmt.Errorf("built-in red flags: %w", err)
-	}
-	if dir == "" {
-		return set, protocol.RedFlags(set, shared), nil
-	}
-	extra, err := protocol.Load(os.DirFS(dir))
-	if err != nil {
-		return nil, nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
-	}
-	extraFlags, err := protocol.LoadRedFlags(os.DirFS(dir))
-	if err != nil {
-		return nil, nil, fmt.Errorf("AFTERCARE_PROTOCOLS_DIR: %w", err)
-	}
-	set = protocol.Merge(set, extra)
-	return set, protocol.RedFlags(set, shared, extraFlags), nil
 }
 
 // statusCallback is where Twilio posts delivery receipts; none without a
@@ -323,21 +331,22 @@ func settingsError(err error, settings map[string]string) error {
 }
 
 func (a *app) openRedis(stop context.Context) error {
-	var clients func() redis.UniversalClient
+	var clients func(timeout time.Duration) redis.UniversalClient
 	if a.cfg.RedisURL == "" {
 		a.embedded = miniredis.NewMiniRedis()
 		a.embedded.ClockTTL(true)
 		if err := a.embedded.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("embedded Redis: %w", err)
 		}
-		clients = func() redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: a.embedded.Addr()}) }
+		clients = func(time.Duration) redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: a.embedded.Addr()}) }
 	} else {
-		var err error
-		if clients, err = redisClients(a.cfg.RedisURL); err != nil {
+		target, err := redisstore.ParseURL(a.cfg.RedisURL)
+		if err != nil {
 			return fmt.Errorf("REDIS_URL: %w", err)
 		}
+		clients = target.Client
 	}
-	a.rdb, a.dashRedis = clients(), clients()
+	a.rdb, a.apiRedis, a.dashRedis = clients(0), clients(apiRedisTimeout), clients(0)
 	if a.embedded != nil {
 		return nil
 	}
@@ -380,7 +389,7 @@ func (a *app) readiness(ctx context.Context) error {
 	if !a.ready.Load() {
 		return errors.New("starting or shutting down")
 	}
-	if err := a.rdb.Ping(ctx).Err(); err != nil { // the log, not the probe's answer, names addresses
+	if err := a.apiRedis.Ping(ctx).Err(); err != nil { // the log, not the probe's answer, names addresses
 		a.log.Warn("not ready: Redis does not answer", "error", aftercare.Redact(err.Error()))
 		return errors.New("Redis does not answer")
 	}
@@ -395,7 +404,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	a.announce(ln.Addr().String())
 	runsWorker := a.cfg.Role != config.RoleAPI
 	if runsWorker {
-		if err := a.worker.Start(taskqueue.Handlers{Sends: a.handler, Alerts: a.inbox}); err != nil {
+		if err := a.worker.Start(taskqueue.Handlers{Sends: a.handler, Alerts: a.work.inbox}); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
@@ -489,7 +498,7 @@ func (a *app) close() {
 	if c, ok := a.email.(interface{ Close() }); ok {
 		c.Close() // the SMTP connections kept between sends
 	}
-	for _, c := range []redis.UniversalClient{a.rdb, a.dashRedis} {
+	for _, c := range []redis.UniversalClient{a.rdb, a.apiRedis, a.dashRedis} {
 		if c != nil {
 			c.Close()
 		}

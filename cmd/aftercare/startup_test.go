@@ -196,7 +196,9 @@ func TestHungRedis(t *testing.T) {
 	req, _ := http.NewRequest("GET", tb.url+"/v1/bookings/bk_hung", nil)
 	req.Header.Set("Authorization", "Bearer "+testToken)
 	client := &http.Client{Timeout: time.Minute} // a bound only a request without a deadline reaches
+	began := time.Now()
 	resp, err := client.Do(req)
+	took := time.Since(began)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +206,11 @@ func TestHungRedis(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "did not answer in time") {
 		t.Errorf("GET while Redis hangs = %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	// The answer comes in about 2 s (the API client's call timeout), 5 s at
+	// most (the request's deadline); 20 s is what go-redis's retries took.
+	if took >= 15*time.Second {
+		t.Errorf("the 503 came after %v, want it within the request's 5 s deadline", took)
 	}
 	resume()
 	waitFor(t, time.Minute, func() bool {

@@ -1,4 +1,4 @@
-package main
+package redisstore
 
 import (
 	"errors"
@@ -6,20 +6,26 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// redisClients reads REDIS_URL and returns a function that opens a new
-// client of the Redis it names (the service and the dashboard each open
-// one). Clients give up when a call's context ends, so an API request with
-// a deadline is never held longer by a Redis that hangs. Forms:
+// Target is a Redis deployment named by a URL: one server, a master behind
+// sentinels, or a cluster. Forms:
 //
 //	redis://[:password@]host:port[/db]                   one server (rediss:// for TLS)
 //	redis-sentinel://[:password@]host:port[,host:port]/MASTER[?db=N]
 //	redis-cluster://[:password@]host:port[,host:port...]
-func redisClients(raw string) (func() redis.UniversalClient, error) {
-	// Errors never quote the value: it may hold a password.
+type Target struct {
+	one      *redis.Options
+	failover *redis.FailoverOptions
+	cluster  *redis.ClusterOptions
+}
+
+// ParseURL reads a Redis URL. Its errors never quote the URL: it may hold a
+// password.
+func ParseURL(raw string) (*Target, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	switch {
 	case !ok:
@@ -29,8 +35,7 @@ func redisClients(raw string) (func() redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("is not a valid %s:// URL (%s); write special characters of a password %%-encoded", scheme, urlProblem(err))
 		}
-		opt.ContextTimeoutEnabled = true
-		return func() redis.UniversalClient { o := *opt; return redis.NewClient(&o) }, nil
+		return &Target{one: opt}, nil
 	case scheme == "redis-sentinel", scheme == "redis-cluster":
 	default:
 		return nil, fmt.Errorf("has an unknown scheme; use redis://, rediss://, redis-sentinel:// or redis-cluster://")
@@ -68,17 +73,46 @@ func redisClients(raw string) (func() redis.UniversalClient, error) {
 		if master != "" || db != 0 {
 			return nil, fmt.Errorf("a cluster has no master name or database number")
 		}
-		return func() redis.UniversalClient {
-			return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Password: password, ContextTimeoutEnabled: true})
-		}, nil
+		return &Target{cluster: &redis.ClusterOptions{Addrs: addrs, Password: password}}, nil
 	}
 	if master == "" {
 		return nil, fmt.Errorf("name the master after the sentinels: redis-sentinel://host:26379/MASTER")
 	}
-	return func() redis.UniversalClient {
-		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, Password: password, DB: db,
-			ContextTimeoutEnabled: true})
-	}, nil
+	return &Target{failover: &redis.FailoverOptions{MasterName: master, SentinelAddrs: addrs, Password: password, DB: db}}, nil
+}
+
+// Client opens a new client of t, with its own connections. Its calls give
+// up when their context ends, so a caller with a deadline is never held
+// longer by a Redis that hangs. A timeout above zero also bounds each dial,
+// read and write and the wait for a connection, and a call that fails is
+// not tried again: a client that must answer people quickly; zero keeps
+// go-redis's defaults (3 s reads, three retries), for work that can wait.
+func (t *Target) Client(timeout time.Duration) redis.UniversalClient {
+	switch {
+	case t.one != nil:
+		o := *t.one
+		o.ContextTimeoutEnabled = true
+		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+		return redis.NewClient(&o)
+	case t.failover != nil:
+		o := *t.failover
+		o.ContextTimeoutEnabled = true
+		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+		return redis.NewFailoverClient(&o)
+	}
+	o := *t.cluster
+	o.ContextTimeoutEnabled = true
+	quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+	return redis.NewClusterClient(&o)
+}
+
+// quick sets a client's timeouts to timeout and turns its retries off
+// (-1 in go-redis), unless timeout is zero.
+func quick(timeout time.Duration, dial, read, write, pool *time.Duration, retries *int) {
+	if timeout <= 0 {
+		return
+	}
+	*dial, *read, *write, *pool, *retries = timeout, timeout, timeout, timeout, -1
 }
 
 // urlProblem says what is wrong with a Redis URL without quoting it.

@@ -1,0 +1,87 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aftercare/aftercare"
+)
+
+// A store with data keys and one without must not share a Redis: the second
+// would write contact details in plain text beside encrypted records. A
+// store with keys says so in sealedKey (the id of the key it encrypts
+// with); a store without refuses to create a record while that key
+// exists. Each looks at most once a minute, so neither costs a round trip
+// per booking. A record that slipped through all the same (written before
+// the keyed service first wrote) is flagged and encrypted in place when a
+// keyed store reads it.
+const sealedKey = "aftercare:sealed"
+
+// guardEvery is how often a store says or checks that the Redis holds
+// encrypted records.
+const guardEvery = time.Minute
+
+// errPlainBesideSealed is what a store without keys answers on a Redis with
+// encrypted records.
+var errPlainBesideSealed = errors.New("this Redis holds booking records encrypted with data keys, and this store has none: " +
+	"it would write the patient's contact details in plain text. Give it the service's data keys " +
+	"(redisstore.NewSealed; or build it with package service, from the service's own configuration)")
+
+// OnPlaintext sets what hears of a booking record found in plain text by a
+// store with data keys (it is encrypted at once; the record's id is told,
+// to be logged).
+func (s *Store) OnPlaintext(found func(id string)) { s.plainFound = found }
+
+// guard, at most once every guardEvery, says (with keys) or checks
+// (without) that this Redis holds encrypted records.
+func (s *Store) guard(ctx context.Context) error {
+	now := time.Now().UnixNano()
+	if now < s.guardNext.Load() {
+		return nil
+	}
+	if s.seal.on() {
+		if err := s.rdb.Set(ctx, sealedKey, s.seal.ids[0], 0).Err(); err != nil {
+			return err
+		}
+	} else {
+		switch err := s.rdb.Get(ctx, sealedKey).Err(); {
+		case err == nil:
+			return aftercare.Errorf(aftercare.EINTERNAL, "%s", errPlainBesideSealed.Error())
+		case !errors.Is(err, redis.Nil):
+			return err
+		}
+	}
+	s.guardNext.Store(now + int64(guardEvery))
+	return nil
+}
+
+// sealScript: KEYS[1] booking; ARGV the field, its plain value, its sealed
+// value. It replaces the value only if it is still the plain one.
+var sealScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return 1
+end
+return 0
+`)
+
+// sealFound encrypts in place the booking of record id, read from h, if a
+// store with keys finds it in plain text, and tells OnPlaintext's function.
+// A failure is left for the record's next read or change.
+func (s *Store) sealFound(ctx context.Context, id string, h map[string]string) {
+	plain := h["booking"]
+	if !s.seal.on() || plain == "" || strings.HasPrefix(plain, sealPrefix) {
+		return
+	}
+	key := Key(id)
+	if sealScript.Run(ctx, s.rdb, []string{key}, "booking", plain, s.seal.seal([]byte(plain), key+"/booking")).Err() != nil {
+		return
+	}
+	if s.plainFound != nil {
+		s.plainFound(id)
+	}
+}
