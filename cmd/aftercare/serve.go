@@ -46,23 +46,23 @@ var (
 
 // app is one wired aftercare process.
 type app struct {
-	cfg       *config.Config
-	log       *slog.Logger
+	cfg *config.Config
+	log *slog.Logger
 	// The worker, the API and the dashboard each have their own client of
 	// the one Redis: the API's gives up quickly (apiRedisTimeout), and a
 	// worker's calls, which may wait, never hold an API request.
 	rdb, apiRedis, dashRedis redis.UniversalClient
-	embedded  *miniredis.Miniredis  // nil with REDIS_URL
-	email     worker.Sender
-	worker    *taskqueue.Server
-	handler   *worker.Worker
-	work, api *side
-	events    *taskqueue.Server // nil without event endpoints
-	relay     *webhook.Relay
-	sender    *webhook.Sender
-	metrics   *metrics.Metrics
-	http      *http.Server
-	ready     atomic.Bool
+	embedded                 *miniredis.Miniredis // nil with REDIS_URL
+	email                    worker.Sender
+	worker                   *taskqueue.Server
+	handler                  *worker.Worker
+	work, api                *side
+	events                   *taskqueue.Server // nil without event endpoints
+	relay                    *webhook.Relay
+	sender                   *webhook.Sender
+	metrics                  *metrics.Metrics
+	http                     *http.Server
+	ready                    atomic.Bool
 }
 
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
@@ -338,7 +338,9 @@ func (a *app) openRedis(stop context.Context) error {
 		if err := a.embedded.StartAddr("127.0.0.1:0"); err != nil {
 			return fmt.Errorf("embedded Redis: %w", err)
 		}
-		clients = func(time.Duration) redis.UniversalClient { return redis.NewClient(&redis.Options{Addr: a.embedded.Addr()}) }
+		clients = func(time.Duration) redis.UniversalClient {
+			return redis.NewClient(&redis.Options{Addr: a.embedded.Addr()})
+		}
 	} else {
 		target, err := redisstore.ParseURL(a.cfg.RedisURL)
 		if err != nil {
