@@ -85,8 +85,9 @@ func ParseURL(raw string) (*Target, error) {
 // up when their context ends, so a caller with a deadline is never held
 // longer by a Redis that hangs. A timeout above zero also bounds each dial,
 // read and write and the wait for a connection, and a call that fails is
-// not tried again: a client that must answer people quickly; zero keeps
-// go-redis's defaults (3 s reads, three retries), for work that can wait.
+// tried once more only (a connection the server closed while idle): a
+// client that must answer people quickly; zero keeps go-redis's defaults
+// (3 s reads, three retries), for work that can wait.
 func (t *Target) Client(timeout time.Duration) redis.UniversalClient {
 	switch {
 	case t.one != nil:
@@ -106,13 +107,13 @@ func (t *Target) Client(timeout time.Duration) redis.UniversalClient {
 	return redis.NewClusterClient(&o)
 }
 
-// quick sets a client's timeouts to timeout and turns its retries off
-// (-1 in go-redis), unless timeout is zero.
+// quick sets a client's timeouts to timeout and its retries to one, unless
+// timeout is zero.
 func quick(timeout time.Duration, dial, read, write, pool *time.Duration, retries *int) {
 	if timeout <= 0 {
 		return
 	}
-	*dial, *read, *write, *pool, *retries = timeout, timeout, timeout, timeout, -1
+	*dial, *read, *write, *pool, *retries = timeout, timeout, timeout, timeout, 1
 }
 
 // urlProblem says what is wrong with a Redis URL without quoting it.

@@ -170,9 +170,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	return a, nil
 }
 
-// apiRedisTimeout bounds each call of the API's Redis client, which does
-// not try a call again: with the request's own deadline (api), a Redis that
-// is down or hung costs a request seconds, not the 20 s of go-redis's
+// apiRedisTimeout bounds each call of the API's Redis client, which tries a
+// call once more at most: with the request's own deadline (api), a Redis
+// that is down or hung costs a request seconds, not the 20 s of go-redis's
 // retries.
 const apiRedisTimeout = 2 * time.Second
 

@@ -114,6 +114,9 @@ func start(t *testing.T, role, redisURL string, extra ...string) *testBundle {
 		if err := <-done; err != nil {
 			t.Errorf("run: %v", err)
 		}
+		if t.Failed() { // the service's side of what went wrong
+			t.Logf("service log:\n%s", logs.String())
+		}
 	})
 	return &testBundle{url: base, redisAddr: redisAddr, twilio: tw, smtp: mail, logs: logs}
 }
