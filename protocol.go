@@ -53,7 +53,22 @@ type Step struct {
 	// Clinical marks a step whose message matters to the patient's safety:
 	// the clinic is told if it cannot reach them.
 	Clinical bool `yaml:"clinical"`
+	// Priority is the queue of the step's messages: clinical ones go before
+	// every routine one. Default routine.
+	Priority Priority `yaml:"priority"`
 }
+
+// Priority says which queue a step's messages wait in.
+type Priority string
+
+// Priorities. A clinical message (stay upright, lie down: minutes count) is
+// served before any routine one, so that the morning's reminders, however
+// many, never hold it up; routine messages share the rate limit, oldest due
+// first.
+const (
+	PriorityRoutine  Priority = "routine"
+	PriorityClinical Priority = "clinical"
+)
 
 // TitleIn is the treatment's name in locale.
 func (p Protocol) TitleIn(locale string) string {

@@ -16,12 +16,20 @@ const (
 	TypeSendEmail = "aftercare:send:email"
 	TypeAlert     = "aftercare:alert"
 
+	// QueueSMS and QueueEmail carry routine messages, each channel in its
+	// own queue so that a slow mail server never holds up a text.
 	QueueSMS   = "sms"
 	QueueEmail = "email"
+	// QueueClinical carries the messages of clinical-priority steps, on
+	// either channel, served before any routine one.
+	QueueClinical = "clinical"
 	// QueueAlerts carries alerts to the clinic's staff, served before the
 	// patients' messages.
 	QueueAlerts = "alerts"
 )
+
+// SendQueues are the queues of patients' messages, clinical first.
+func SendQueues() []string { return []string{QueueClinical, QueueSMS, QueueEmail} }
 
 // MessageRef is the payload of a send task: a reference to one planned
 // message of one version of a booking. It never carries patient data; the
@@ -34,6 +42,8 @@ type MessageRef struct {
 	// Deadline is the message's send-by time (Unix seconds), so retries can
 	// be timed to land before it; 0 if unknown.
 	Deadline int64 `json:"deadline,omitempty"`
+	// Priority is the step's (see Step.Priority); empty is routine.
+	Priority Priority `json:"priority,omitempty"`
 }
 
 // TaskID is the deterministic asynq task id of the message: enqueueing the
@@ -54,9 +64,12 @@ func (r MessageRef) TaskType() string {
 	return TypeSendSMS
 }
 
-// Queue is the asynq queue for the ref's channel; each channel has its own so
-// a slow mail server never holds up a text.
+// Queue is the asynq queue of the ref: the clinical queue for a clinical
+// step, else its channel's.
 func (r MessageRef) Queue() string {
+	if r.Priority == PriorityClinical {
+		return QueueClinical
+	}
 	if r.Channel == Email {
 		return QueueEmail
 	}

@@ -267,6 +267,13 @@ func validateStep(s *aftercare.Step) error {
 	default:
 		return fmt.Errorf("if_late: %q is not one of send, skip", s.IfLate)
 	}
+	switch s.Priority {
+	case "":
+		s.Priority = aftercare.PriorityRoutine
+	case aftercare.PriorityRoutine, aftercare.PriorityClinical:
+	default:
+		return fmt.Errorf("priority: %q is not one of routine, clinical", s.Priority)
+	}
 	switch {
 	case s.Fallback == "":
 	case !s.Fallback.Valid():

@@ -29,6 +29,11 @@ func TestBuiltin(t *testing.T) {
 	if p.Steps[2].Quiet != aftercare.QuietIgnore || p.Steps[3].Quiet != aftercare.QuietSkip || p.Steps[4].Quiet != aftercare.QuietDefer {
 		t.Error("quiet-hour policies differ from the product timeline")
 	}
+	for _, s := range p.Steps { // minutes count for these two alone
+		if clinical := s.Name == "upright" || s.Name == "lie_down"; clinical != (s.Priority == aftercare.PriorityClinical) {
+			t.Errorf("step %s has priority %s", s.Name, s.Priority)
+		}
+	}
 }
 
 const valid = `treatment: filler
@@ -67,6 +72,7 @@ func TestLoadErrors(t *testing.T) {
 		{"zero deadline", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: 0s", 1), "positive offset"},
 		{"bad offset", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: twelve", 1), "filler.yaml"},
 		{"bad policy", "filler.yaml", valid + "    quiet_hours: maybe\n", "quiet_hours"},
+		{"bad priority", "filler.yaml", valid + "    priority: urgent\n", `priority: "urgent" is not one of routine, clinical`},
 		{"duplicate step", "filler.yaml", valid + strings.SplitAfterN(valid, "steps:\n", 2)[1], "appears twice"},
 		{"no consent", "filler.yaml", strings.Replace(valid, "consent:\n  en:", "consent:\n  es:", 1), "consent.en: required"},
 		{"no emergency", "filler.yaml", strings.Replace(valid, "    emergency: Skin turning white or blue is an emergency.\n", "", 1), "consent.en.emergency: required"},
@@ -79,7 +85,7 @@ func TestLoadErrors(t *testing.T) {
 			t.Parallel()
 			set, err := protocol.Load(fstest.MapFS{tt.file: {Data: []byte(tt.src)}})
 			if tt.want == "" {
-				if err != nil || set["filler"].Steps[0].Quiet != aftercare.QuietDefer {
+				if err != nil || set["filler"].Steps[0].Quiet != aftercare.QuietDefer || set["filler"].Steps[0].Priority != aftercare.PriorityRoutine {
 					t.Fatalf("Load = %v, %v; want the protocol with default policies", set, err)
 				}
 				if v := set["filler"].Version; !strings.HasPrefix(v, "sha256:") {

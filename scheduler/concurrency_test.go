@@ -86,7 +86,7 @@ func TestChangesInParallel(t *testing.T) {
 func waitingTasks(t *testing.T, insp *asynq.Inspector) []string {
 	t.Helper()
 	var ids []string
-	for _, q := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
+	for _, q := range aftercare.SendQueues() {
 		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){insp.ListScheduledTasks, insp.ListPendingTasks} {
 			tasks, err := list(q, asynq.PageSize(10000))
 			if errors.Is(err, asynq.ErrQueueNotFound) {

@@ -294,7 +294,7 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			if now, ok := rec.Message(m.Step, m.Channel); ok && rec.Version == old.Version && now.Status == aftercare.StatusScheduled {
 				continue
 			}
-			if err := c.tasks.Unschedule(ctx, m.Ref(old.ID, old.Version)); err != nil {
+			if err := c.tasks.Unschedule(ctx, c.ref(old, m)); err != nil {
 				return err
 			}
 		}
@@ -304,8 +304,7 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		if m.Status != aftercare.StatusScheduled {
 			continue
 		}
-		ref := m.Ref(rec.ID, rec.Version)
-		ref.Deadline = m.Deadline.Unix()
+		ref := c.ref(rec, m)
 		if err := c.tasks.Schedule(ctx, ref, m.SendAt); err != nil {
 			return err
 		}
@@ -350,6 +349,17 @@ func (c *Client) check(b *aftercare.Booking) (aftercare.Protocol, error) {
 	return c.protocol(b.Treatment)
 }
 
+// ref is the task reference of m, a message of rec: with its deadline, and
+// the priority of its step.
+func (c *Client) ref(rec *aftercare.Record, m aftercare.Message) aftercare.MessageRef {
+	ref := m.Ref(rec.ID, rec.Version)
+	ref.Deadline = m.Deadline.Unix()
+	if s, ok := c.cfg.Protocols[rec.Booking.Treatment].Step(m.Step); ok && s.Priority == aftercare.PriorityClinical {
+		ref.Priority = aftercare.PriorityClinical
+	}
+	return ref
+}
+
 func (c *Client) protocol(treatment string) (aftercare.Protocol, error) {
 	p, ok := c.cfg.Protocols[treatment]
 	if !ok {
@@ -379,11 +389,20 @@ func (c *Client) treatments() string {
 	return strings.Join(names, ", ")
 }
 
-// timeline is the API view of rec: a booking whose messages are all final
-// is completed.
+// timeline is the API view of rec, every time in the patient's zone as the
+// plan's are: a booking whose messages are all final is completed.
 func timeline(rec *aftercare.Record) *aftercare.Timeline {
 	t := rec.Timeline
 	t.Messages = slices.Clone(rec.Messages)
+	loc := rec.Booking.Location()
+	t.History = slices.Clone(rec.History)
+	for i := range t.History {
+		t.History[i].At = t.History[i].At.In(loc)
+	}
+	t.Replies = slices.Clone(rec.Replies)
+	for i := range t.Replies {
+		t.Replies[i].At = t.Replies[i].At.In(loc)
+	}
 	if t.Status == aftercare.BookingScheduled && !slices.ContainsFunc(t.Messages, func(m aftercare.Message) bool { return !m.Status.Final() }) {
 		t.Status = aftercare.BookingCompleted
 	}

@@ -62,18 +62,32 @@ func (q *Queue) enqueue(ctx context.Context, typ, queue, id string, payload []by
 
 // Unschedule removes the task of message ref. A task that is gone (it ran,
 // or never was) is no error, nor is one that is running: it finds its
-// message changed when it claims it, and stops.
+// message changed when it claims it, and stops. A task not in ref's queue
+// is looked for in the other priority's too (its step's priority may have
+// changed since it was put).
 //
 // asynq's deletion takes no context; ctx is checked before it starts.
 func (q *Queue) Unschedule(ctx context.Context, ref aftercare.MessageRef) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	err := q.inspector.DeleteTask(ref.Queue(), ref.TaskID())
-	if err == nil || errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) || q.running(ref) {
+	other := ref
+	if ref.Priority == aftercare.PriorityClinical {
+		other.Priority = aftercare.PriorityRoutine
+	} else {
+		other.Priority = aftercare.PriorityClinical
+	}
+	for _, r := range []aftercare.MessageRef{ref, other} {
+		err := q.inspector.DeleteTask(r.Queue(), r.TaskID())
+		switch {
+		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+			continue
+		case err != nil && !q.running(r):
+			return fmt.Errorf("delete task %s: %w", r.TaskID(), err)
+		}
 		return nil
 	}
-	return fmt.Errorf("delete task %s: %w", ref.TaskID(), err)
+	return nil
 }
 
 // running reports whether the task of ref is being run now. asynq refuses
@@ -230,7 +244,7 @@ func (q *Queue) Stats() ([]aftercare.QueueStats, error) {
 		return nil, fmt.Errorf("list queues: %w", err)
 	}
 	var stats []aftercare.QueueStats
-	for _, name := range []string{aftercare.QueueAlerts, aftercare.QueueSMS, aftercare.QueueEmail, aftercare.QueueWebhooks} {
+	for _, name := range append(append([]string{aftercare.QueueAlerts}, aftercare.SendQueues()...), aftercare.QueueWebhooks) {
 		if !slices.Contains(names, name) {
 			continue
 		}

@@ -1,11 +1,13 @@
 package taskqueue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -40,29 +42,56 @@ type Handlers struct {
 
 // ServerConfig configures a Server.
 type ServerConfig struct {
-	// Concurrency is the number of sends in flight at once.
+	// Concurrency is the number of routine sends (or deliveries) in flight
+	// at once.
 	Concurrency int
+	// UrgentConcurrency is the number of clinical sends and staff alerts in
+	// flight at once, on workers of their own. Default 4.
+	UrgentConcurrency int
 	// ShutdownTimeout is how long sends in flight may take to finish when
 	// the server shuts down.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
 }
 
-// Server runs send tasks.
-type Server struct{ srv *asynq.Server }
+// Server runs tasks: one asynq server for each set of queues that must
+// not wait for another's.
+type Server struct{ srvs []*asynq.Server }
 
-// NewServer returns a Server on rdb, which it shares and does not close.
+// NewServer returns a Server of send and alert tasks on rdb, which it
+// shares and does not close. It runs two asynq servers, so that no number
+// of routine messages can hold up an urgent one:
+//
+//   - urgent: staff alerts, then clinical messages (strict priority), on
+//     cfg.UrgentConcurrency workers of their own;
+//   - routine: texts and emails, two picks of the text queue to one of the
+//     email queue (weighted, so neither starves), on cfg.Concurrency workers.
+//
+// Within a queue, messages go oldest due first. Both servers share each
+// channel's rate limit (the worker's Limiter); a clinical text waits at
+// most for the slots routine workers have already taken, a fraction of a
+// second at the usual rates.
 func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
-	return newServer(rdb, cfg, asynq.Config{
-		// Alerts to staff first, then texts, then emails.
-		Queues: map[string]int{aftercare.QueueAlerts: 6, aftercare.QueueSMS: 2, aftercare.QueueEmail: 1},
-		// asynq moves due tasks to their queue on this interval (and keeps
-		// due times in whole seconds; the worker waits out the rest). At
-		// 100 ms, 10,000 texts due over a minute went out with p99 423 ms
-		// late and none early (BENCHMARKS.md).
-		DelayedTaskCheckInterval: 100 * time.Millisecond,
-		TaskCheckInterval:        200 * time.Millisecond,
-	})
+	// asynq moves due tasks to their queue on this interval (and keeps due
+	// times in whole seconds; the worker waits out the rest). At 100 ms,
+	// 10,000 texts due over a minute went out with p99 423 ms late and none
+	// early (BENCHMARKS.md).
+	const forward, poll = 100 * time.Millisecond, 200 * time.Millisecond
+	urgent := cfg
+	urgent.Concurrency = cmp.Or(cfg.UrgentConcurrency, 4)
+	return &Server{[]*asynq.Server{
+		newServer(rdb, urgent, asynq.Config{
+			Queues:                   map[string]int{aftercare.QueueAlerts: 2, aftercare.QueueClinical: 1},
+			StrictPriority:           true,
+			DelayedTaskCheckInterval: forward,
+			TaskCheckInterval:        poll,
+		}),
+		newServer(rdb, cfg, asynq.Config{
+			Queues:                   map[string]int{aftercare.QueueSMS: 2, aftercare.QueueEmail: 1},
+			DelayedTaskCheckInterval: forward,
+			TaskCheckInterval:        poll,
+		}),
+	}}
 }
 
 // NewEventServer returns a Server of webhook deliveries on rdb: their own
@@ -70,13 +99,13 @@ func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
 // a patient's text. Deliveries are not held to the minute, so asynq's own
 // check intervals do.
 func NewEventServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
-	return newServer(rdb, cfg, asynq.Config{Queues: map[string]int{aftercare.QueueWebhooks: 1}})
+	return &Server{[]*asynq.Server{newServer(rdb, cfg, asynq.Config{Queues: map[string]int{aftercare.QueueWebhooks: 1}})}}
 }
 
 // newServer completes base with what every server of aftercare's shares:
 // the retry delays, what counts as a failure (a delivery parked for a
 // disabled endpoint is not failing either), the shutdown and the logger.
-func newServer(rdb redis.UniversalClient, cfg ServerConfig, base asynq.Config) *Server {
+func newServer(rdb redis.UniversalClient, cfg ServerConfig, base asynq.Config) *asynq.Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -84,14 +113,14 @@ func newServer(rdb redis.UniversalClient, cfg ServerConfig, base asynq.Config) *
 	base.RetryDelayFunc, base.IsFailure = retryDelay, isFailure
 	base.ShutdownTimeout = cfg.ShutdownTimeout
 	base.Logger, base.LogLevel = logger{cfg.Logger.With("component", "asynq")}, asynq.WarnLevel
-	return &Server{asynq.NewServerFromRedisClient(rdb, base)}
+	return asynq.NewServerFromRedisClient(rdb, base)
 }
 
 // StartEvents starts delivering events with h, in the background.
 func (s *Server) StartEvents(h EventHandler) error {
 	mux := asynq.NewServeMux()
 	mux.Handle(aftercare.TypeWebhook, adapter[aftercare.Delivery]{payload(aftercare.ParseDelivery), h.Handle})
-	return s.srv.Start(mux)
+	return s.start(mux)
 }
 
 // Start starts running tasks with h, in the background.
@@ -103,12 +132,33 @@ func (s *Server) Start(h Handlers) error {
 	if h.Alerts != nil {
 		mux.Handle(aftercare.TypeAlert, adapter[aftercare.AlertRef]{payload(aftercare.ParseAlertRef), h.Alerts.Handle})
 	}
-	return s.srv.Start(mux)
+	return s.start(mux)
+}
+
+// start starts every asynq server of s with mux; if one fails, those
+// started are stopped again.
+func (s *Server) start(mux *asynq.ServeMux) error {
+	for i, srv := range s.srvs {
+		if err := srv.Start(mux); err != nil {
+			for _, started := range s.srvs[:i] {
+				started.Shutdown()
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // Shutdown stops taking tasks, lets the sends in flight finish within the
-// shutdown timeout, and puts unfinished tasks back into Redis.
-func (s *Server) Shutdown() { s.srv.Shutdown() }
+// shutdown timeout, and puts unfinished tasks back into Redis. The servers
+// stop together, so the timeout is not spent twice.
+func (s *Server) Shutdown() {
+	var wg sync.WaitGroup
+	for _, srv := range s.srvs {
+		wg.Go(srv.Shutdown)
+	}
+	wg.Wait()
+}
 
 // adapter turns an asynq task into a call of handle with what parse reads
 // from it, and handle's final errors into asynq's SkipRetry. A task that

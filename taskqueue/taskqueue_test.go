@@ -289,3 +289,92 @@ func TestWebhookDelay(t *testing.T) {
 		t.Errorf("a parked delivery waits %s (failure %v), want 5 minutes, not a failure", d, isFailure(parked))
 	}
 }
+
+// TestClinicalBeforeRoutine: with every routine worker busy and a backlog
+// of routine texts waiting, a clinical text due now is run at once, on the
+// urgent workers, before any of the backlog.
+func TestClinicalBeforeRoutine(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	release := make(chan struct{})
+	var (
+		mu      sync.Mutex
+		busy    int
+		order   []string
+		started = make(chan string, 100)
+	)
+	srv := NewServer(rdb, ServerConfig{Concurrency: 2, UrgentConcurrency: 1, ShutdownTimeout: 5 * time.Second})
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, _ aftercare.Run) error {
+		mu.Lock()
+		order = append(order, ref.BookingID)
+		mu.Unlock()
+		started <- ref.BookingID
+		if ref.Priority != aftercare.PriorityClinical {
+			<-release // a routine send held, as behind a rate limit
+		}
+		return nil
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	t.Cleanup(func() { close(release) })
+
+	for i := range 20 {
+		r := aftercare.MessageRef{BookingID: fmt.Sprintf("bk_routine_%02d", i), Version: 1, Step: "day14", Channel: aftercare.SMS}
+		if err := q.Schedule(ctx, r, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() string {
+		t.Helper()
+		select {
+		case id := <-started:
+			return id
+		case <-time.After(time.Minute):
+			t.Fatal("no task ran in a minute")
+			return ""
+		}
+	}
+	for busy < 2 { // both routine workers hold a text
+		next()
+		busy++
+	}
+	clinical := aftercare.MessageRef{BookingID: "bk_upright", Version: 1, Step: "upright", Channel: aftercare.SMS,
+		Priority: aftercare.PriorityClinical}
+	if clinical.Queue() != aftercare.QueueClinical {
+		t.Fatalf("a clinical ref's queue is %q", clinical.Queue())
+	}
+	if err := q.Schedule(ctx, clinical, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := next(); got != "bk_upright" {
+		t.Errorf("%s ran next, want the clinical text while the routine workers are busy", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(order) != 3 {
+		t.Errorf("ran %v, want two routine texts then the clinical one, the backlog still waiting", order)
+	}
+}
+
+// TestUnscheduleOtherPriority: a task put under one priority is found and
+// removed when its step's priority has changed since.
+func TestUnscheduleOtherPriority(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	put := ref("upright")
+	put.Priority = aftercare.PriorityClinical
+	if err := q.Schedule(ctx, put, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Unschedule(ctx, ref("upright")); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(t, rdb, put); st != 0 {
+		t.Errorf("the clinical task is %v after Unschedule of its routine ref, want gone", st)
+	}
+}

@@ -52,7 +52,7 @@ func tasksOf(t *testing.T, insp *asynq.Inspector, id string) ([]string, bool) {
 	t.Helper()
 	var ids []string
 	active := false
-	for _, q := range []string{aftercare.QueueSMS, aftercare.QueueEmail} {
+	for _, q := range aftercare.SendQueues() {
 		lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
 			insp.ListScheduledTasks, insp.ListPendingTasks, insp.ListRetryTasks, insp.ListActiveTasks,
 		}
@@ -122,7 +122,7 @@ func (tb *testBundle) waitIdle(t *testing.T) {
 	defer rdb.Close()
 	insp := asynq.NewInspectorFromRedisClient(rdb)
 	waitFor(t, time.Minute, func() bool {
-		for _, q := range []string{aftercare.QueueSMS, aftercare.QueueEmail, aftercare.QueueAlerts} {
+		for _, q := range append(aftercare.SendQueues(), aftercare.QueueAlerts) {
 			lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
 				insp.ListPendingTasks, insp.ListActiveTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
 			}
