@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/aftercare/aftercare/internal/bench"
@@ -40,15 +42,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Timing, "timing", cfg.Timing, "messages for the timing run, due over --window; 0 skips it")
 	fs.DurationVar(&cfg.Window, "window", cfg.Window, "how long the timing run's messages fall due over")
 	fs.IntVar(&cfg.Memory, "memory", cfg.Memory, "bookings for the Redis memory measurement, next to as many bare asynq tasks as they plan; 0 skips it")
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the send measurement (this process only) to `FILE`, for go tool pprof")
+	fs.Func("scale", "comma-separated numbers of live `bookings` at which to time booking, reading and cancelling through the HTTP API; empty or 0 skips it (default "+joinInts(cfg.Scale)+")",
+		func(v string) (err error) {
+			cfg.Scale, err = parseLevels(v)
+			return err
+		})
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the mixed send measurement (this process only) to `FILE`, for go tool pprof, and one of each single-channel send beside it: for cpu.pprof, cpu.sms.pprof, cpu.naive-sms.pprof, cpu.email.pprof and cpu.naive-email.pprof")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: aftercare-bench [flags]
 
 Starts a private redis-server, a fake Twilio and an SMTP server, and measures
 raw asynq and aftercare in the same run: enqueue and no-op processing against
-booking through Go and HTTP, end-to-end sending, how late timed texts go out,
-and Redis memory per booking. A full run takes about four minutes. Needs
-redis-server on PATH.
+booking through Go and HTTP; end-to-end sending, both channels together and
+each alone against a naive asynq handler that just calls the provider; how
+late timed texts go out; the latency of booking, reading and cancelling with
+Redis holding more and more bookings; and Redis memory per booking. A full
+run takes several minutes. Needs redis-server on PATH.
 
 `)
 		fs.PrintDefaults()
@@ -64,4 +73,30 @@ redis-server on PATH.
 		return err
 	}
 	return report.Print(stdout)
+}
+
+// parseLevels reads --scale: comma-separated positive numbers; "" or "0"
+// is none.
+func parseLevels(v string) ([]int, error) {
+	if v = strings.TrimSpace(v); v == "" || v == "0" {
+		return nil, nil
+	}
+	var levels []int
+	for f := range strings.SplitSeq(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a number of bookings; give positive numbers such as 1000,10000", f)
+		}
+		levels = append(levels, n)
+	}
+	return levels, nil
+}
+
+// joinInts writes ns as parseLevels reads them.
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }

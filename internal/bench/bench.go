@@ -6,10 +6,13 @@ package bench
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
@@ -28,10 +31,12 @@ import (
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/service"
 	"github.com/aftercare/aftercare/taskqueue"
+	"github.com/aftercare/aftercare/webhook"
 )
 
-// Config sizes a run. Zero Timing or Memory skips that phase.
+// Config sizes a run. Zero Timing or Memory, or no Scale, skips that phase.
 type Config struct {
 	// Bookings are scheduled (through Go and through HTTP) and sent.
 	Bookings int
@@ -48,7 +53,13 @@ type Config struct {
 	// Memory bookings are made, and the Redis memory they take compared with
 	// as many bare asynq tasks as they plan.
 	Memory int
-	// CPUProfile, if set, is where a CPU profile of the send phase goes.
+	// Scale are the numbers of live bookings at which the latency of
+	// booking, reading and cancelling through the HTTP API is measured,
+	// Redis being filled up to each in turn; none skips the phase.
+	Scale []int
+	// CPUProfile, if set, is where a CPU profile of the mixed send
+	// measurement goes; each single-channel send, aftercare's and the naive
+	// handler's, gets one of its own beside it (see profilePath).
 	CPUProfile string
 	// Progress gets a line per phase, and every 10 s on long ones; nil for
 	// none.
@@ -59,6 +70,7 @@ type Config struct {
 var Defaults = Config{
 	Bookings: 2000, Tasks: 20000, Producers: 8, Concurrency: 20,
 	Timing: 10000, Window: time.Minute, Memory: 100000,
+	Scale: []int{1000, 10000, 100000},
 }
 
 func (c Config) check() error {
@@ -67,6 +79,11 @@ func (c Config) check() error {
 	}
 	if c.Timing > 0 && c.Window < time.Second {
 		return errors.New("bench: the timing window must be at least 1s")
+	}
+	for _, n := range c.Scale {
+		if n < 1 || n > probeBase {
+			return fmt.Errorf("bench: scale level %d: each must be from 1 to %d bookings", n, probeBase)
+		}
 	}
 	return nil
 }
@@ -79,12 +96,20 @@ type Report struct {
 	// Bookings per second through the Go package and through the HTTP API,
 	// and the tasks each booking planned.
 	BookGo, BookHTTP, TasksPerBooking float64
-	// Send is messages per second from due to recorded sent.
+	// Send is messages per second from due to recorded sent, SMS and email
+	// together.
 	Send float64
+	// SendSMS and SendEmail are the same on one channel alone; NaiveSMS
+	// and NaiveEmail what the naive handler (naive.go) does on that channel
+	// with the same providers, from due to the provider's answer.
+	SendSMS, SendEmail, NaiveSMS, NaiveEmail float64
 	// Timing is nil when the phase was skipped.
 	Timing *Timing
 	// Memory is nil when the phase was skipped.
 	Memory *Memory
+	// Scale has one entry per level, smallest first; nil when the phase
+	// was skipped.
+	Scale []ScaleLevel
 	// HeapInUse is the bench process's heap at the end, in bytes, and
 	// MaxRSS its peak resident set, in KiB.
 	HeapInUse uint64
@@ -129,6 +154,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	defer srv.Stop()
 	b := &bench{Config: cfg, rdb: redis.NewClient(&redis.Options{Addr: srv.Addr, PoolSize: 4 * cfg.Producers})}
 	defer b.rdb.Close()
+	if b.store, b.keys, err = sealedStore(b.rdb, cfg.Progress); err != nil {
+		return Report{}, err
+	}
 	if b.protocols, err = protocol.Builtin(); err != nil {
 		return Report{}, err
 	}
@@ -145,6 +173,31 @@ type bench struct {
 	rdb       *redis.Client
 	protocols map[string]aftercare.Protocol
 	clinic    aftercare.Clinic
+	// store is the booking store of every aftercare phase, built as the
+	// service builds it; keys are its data keys.
+	store *redisstore.Store
+	keys  [][]byte
+}
+
+// sealedStore returns the booking store on rdb as the service builds it
+// (service.Store) for a deployment with a data key and an event endpoint:
+// records sealed under a random 32-byte key, and every change marked for
+// the event relay. No relay runs, so the marks are written, as in
+// production, and stay. A mark that fails is logged to log; the log names
+// bookings by id only.
+func sealedStore(rdb redis.UniversalClient, log io.Writer) (*redisstore.Store, [][]byte, error) {
+	key := make([]byte, 32)
+	rand.Read(key) // crypto/rand.Read never fails
+	keys := [][]byte{key}
+	cfg := &config.Config{
+		DataKeys:  keys,
+		Endpoints: []webhook.Endpoint{{Name: "bench", URL: "https://events.bench.example/aftercare"}},
+	}
+	store, err := service.Store(rdb, cfg, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return nil, nil, fmt.Errorf("bench: the sealed store: %w", err)
+	}
+	return store, keys, nil
 }
 
 func (b *bench) run(ctx context.Context) (Report, error) {
@@ -162,11 +215,22 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 	if r.BookHTTP, err = b.scheduleHTTP(ctx); err != nil {
 		return r, err
 	}
-	if r.Send, err = b.send(ctx); err != nil {
+	if r.Send, err = b.send(ctx, "", aftercare.SMS, aftercare.Email); err != nil {
+		return r, err
+	}
+	if r.SendSMS, r.NaiveSMS, err = b.sendAgainstNaive(ctx, aftercare.SMS); err != nil {
+		return r, err
+	}
+	if r.SendEmail, r.NaiveEmail, err = b.sendAgainstNaive(ctx, aftercare.Email); err != nil {
 		return r, err
 	}
 	if b.Timing > 0 {
 		if r.Timing, err = b.timing(ctx); err != nil {
+			return r, err
+		}
+	}
+	if len(b.Scale) > 0 {
+		if r.Scale, err = b.scale(ctx); err != nil {
 			return r, err
 		}
 	}
@@ -201,6 +265,12 @@ func (r Report) Print(w io.Writer) error {
 		fmt.Sprintf("%.2fx raw enqueue per task", r.BookHTTP*r.TasksPerBooking/r.RawEnqueue))
 	line("aftercare: send, due now -> provider -> recorded", fmt.Sprintf("%.0f messages/s", r.Send),
 		fmt.Sprintf("%.2fx raw no-op processing", r.Send/r.RawProcess))
+	line("naive handler: SMS, due now -> Twilio", fmt.Sprintf("%.0f messages/s", r.NaiveSMS), "")
+	line("aftercare: SMS only, due now -> Twilio -> recorded", fmt.Sprintf("%.0f messages/s", r.SendSMS),
+		fmt.Sprintf("%.2fx naive SMS", r.SendSMS/r.NaiveSMS))
+	line("naive handler: email, due now -> SMTP", fmt.Sprintf("%.0f messages/s", r.NaiveEmail), "")
+	line("aftercare: email only, due now -> SMTP -> recorded", fmt.Sprintf("%.0f messages/s", r.SendEmail),
+		fmt.Sprintf("%.2fx naive email", r.SendEmail/r.NaiveEmail))
 	if t := r.Timing; t != nil {
 		line(fmt.Sprintf("timing: %d texts due over %s, provider call - due time", t.Texts, t.Window),
 			fmt.Sprintf("p50 %s, p99 %s, max %s", t.P50.Round(time.Millisecond), t.P99.Round(time.Millisecond), t.Max.Round(time.Millisecond)),
@@ -212,6 +282,26 @@ func (r Report) Print(w io.Writer) error {
 			fmt.Sprintf("%.2fx a bare asynq task (%.0f bytes, %d tasks)", m.PerTask/m.PerRawTask, m.PerRawTask, m.RawTasks))
 	}
 	line("bench process heap in use at the end", fmt.Sprintf("%.1f MiB (peak RSS %d kB)", float64(r.HeapInUse)/(1<<20), r.MaxRSS), "")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return r.printScale(w)
+}
+
+// printScale writes the scale curve, if it was measured, as a table of its
+// own: a row per level.
+func (r Report) printScale(w io.Writer) error {
+	if len(r.Scale) == 0 {
+		return nil
+	}
+	fmt.Fprint(w, "\nlatency through the HTTP API with Redis holding so many live bookings, one call at a time\n\n")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIVE BOOKINGS\tCALLS OF EACH\tBOOK p50\tBOOK p99\tGET p50\tGET p99\tCANCEL p50\tCANCEL p99")
+	ms := func(d time.Duration) string { return fmt.Sprintf("%.2fms", d.Seconds()*1000) }
+	for _, l := range r.Scale {
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Bookings, l.Sample,
+			ms(l.Book.P50), ms(l.Book.P99), ms(l.Get.P50), ms(l.Get.P99), ms(l.Cancel.P50), ms(l.Cancel.P99))
+	}
 	return tw.Flush()
 }
 
@@ -283,25 +373,39 @@ func (b *bench) parallel(what string, n int, fn func(i int) error) (time.Duratio
 	return time.Since(start), firstErr
 }
 
+// scheduler returns a booking client on the bench's store.
 func (b *bench) scheduler() *scheduler.Client {
-	return scheduler.New(redisstore.New(b.rdb), taskqueue.New(b.rdb), scheduler.Config{Protocols: b.protocols, Clinic: b.clinic})
+	return scheduler.New(b.store, taskqueue.New(b.rdb), scheduler.Config{Protocols: b.protocols, Clinic: b.clinic})
 }
 
-// startProfile starts the CPU profile asked for, if any, and returns the
-// function that stops and writes it.
-func (b *bench) startProfile() (stop func(), err error) {
+// profilePath is where the CPU profile of the measurement called name
+// goes: CPUProfile itself for "", else name inserted before CPUProfile's
+// extension (cpu.pprof: cpu.sms.pprof).
+func (b *bench) profilePath(name string) string {
+	if name == "" {
+		return b.CPUProfile
+	}
+	ext := filepath.Ext(b.CPUProfile)
+	return strings.TrimSuffix(b.CPUProfile, ext) + "." + name + ext
+}
+
+// startProfile starts the CPU profile of the measurement called name (see
+// profilePath), if profiles were asked for, and returns the function that
+// stops and writes it.
+func (b *bench) startProfile(name string) (stop func(), err error) {
 	if b.CPUProfile == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(b.CPUProfile)
+	path := b.profilePath(name)
+	f, err := os.Create(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("CPU profile: %w", err)
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("CPU profile: %w", err)
 	}
-	b.step("writing a CPU profile of the send measurement to %s", b.CPUProfile)
+	b.step("writing a CPU profile of this measurement to %s", path)
 	return func() {
 		pprof.StopCPUProfile()
 		f.Close()

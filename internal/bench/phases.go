@@ -22,7 +22,6 @@ import (
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
 	"github.com/aftercare/aftercare/messages"
-	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/twilio"
@@ -154,28 +153,10 @@ func (b *bench) scheduleHTTP(ctx context.Context) (float64, error) {
 	if _, err := b.fresh(ctx); err != nil {
 		return 0, err
 	}
-	srv := httptest.NewServer(api.New(api.Config{Bookings: b.scheduler(), Tokens: []string{"bench"}}))
-	defer srv.Close()
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: b.Producers}}
+	c := b.startAPI()
+	defer c.close()
 	elapsed, err := b.parallel("booked", b.Bookings, func(i int) error {
-		bk := b.booking(i)
-		body, _ := json.Marshal(map[string]any{
-			"id": bk.ID, "treatment": bk.Treatment, "appointment_at": bk.AppointmentAt.Format(time.RFC3339),
-			"duration_minutes": bk.DurationMinutes, "patient": bk.Patient,
-		})
-		req, _ := http.NewRequestWithContext(ctx, "POST", srv.URL+"/v1/bookings", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer bench")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		_, _ = io.Copy(io.Discard, resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return fmt.Errorf("POST %s: %s", bk.ID, resp.Status)
-		}
-		return nil
+		return c.book(ctx, b.booking(i))
 	})
 	if err != nil {
 		return 0, err
@@ -183,86 +164,238 @@ func (b *bench) scheduleHTTP(ctx context.Context) (float64, error) {
 	return float64(b.Bookings) / elapsed.Seconds(), nil
 }
 
-// sentCounter counts the runs that recorded a message sent, and closes
-// done at want.
+// apiClient calls the HTTP API, served on loopback, as a clinic's backend
+// does.
+type apiClient struct {
+	srv  *httptest.Server
+	http *http.Client
+}
+
+// startAPI serves the HTTP API on the bench's store on loopback and
+// returns a client of it that keeps a connection for each producer.
+func (b *bench) startAPI() *apiClient {
+	srv := httptest.NewServer(api.New(api.Config{Bookings: b.scheduler(), Tokens: []string{"bench"}}))
+	return &apiClient{srv: srv, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: b.Producers}}}
+}
+
+// close closes the client's connections and stops the server.
+func (c *apiClient) close() {
+	c.http.CloseIdleConnections()
+	c.srv.Close()
+}
+
+// book creates bk.
+func (c *apiClient) book(ctx context.Context, bk aftercare.Booking) error {
+	body, err := json.Marshal(map[string]any{
+		"id": bk.ID, "treatment": bk.Treatment, "appointment_at": bk.AppointmentAt.Format(time.RFC3339),
+		"duration_minutes": bk.DurationMinutes, "patient": bk.Patient,
+	})
+	if err != nil {
+		return fmt.Errorf("encode booking %s: %w", bk.ID, err)
+	}
+	return c.call(ctx, http.MethodPost, "/v1/bookings", body, http.StatusCreated)
+}
+
+// get reads booking id's timeline.
+func (c *apiClient) get(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodGet, "/v1/bookings/"+id, nil, http.StatusOK)
+}
+
+// cancel cancels booking id without telling the patient.
+func (c *apiClient) cancel(ctx context.Context, id string) error {
+	return c.call(ctx, http.MethodDelete, "/v1/bookings/"+id, nil, http.StatusOK)
+}
+
+// call makes one request with body, if any, as JSON, reads the whole
+// answer, and fails unless its status is want.
+func (c *apiClient) call(ctx context.Context, method, path string, body []byte, want int) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer bench")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return fmt.Errorf("%s %s: read the answer: %w", method, path, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s: %s, want %d", method, path, resp.Status, want)
+	}
+	return nil
+}
+
+// sentCounter counts the messages that reached the end of a send
+// measurement, and closes done at want.
 type sentCounter struct {
 	n    atomic.Int64
 	want int64
 	done chan struct{}
 }
 
-func (c *sentCounter) Attempt(_ string, _ aftercare.Channel, outcome aftercare.Outcome, _, _ time.Duration) {
-	if outcome == aftercare.OutcomeSent && c.n.Add(1) == c.want {
+func newSentCounter(want int) *sentCounter {
+	return &sentCounter{want: int64(want), done: make(chan struct{})}
+}
+
+// sent counts one message.
+func (c *sentCounter) sent() {
+	if c.n.Add(1) == c.want {
 		close(c.done)
 	}
 }
 
-// send books appointments whose consent (SMS and email) is due now, then
-// starts the worker against a fake Twilio and an SMTP server, and returns
-// messages per second from start to every message recorded as sent (the
-// worker counts a send once its status is written).
-func (b *bench) send(ctx context.Context) (float64, error) {
+// Attempt counts each run of aftercare's worker that recorded its message
+// sent (the worker tells once the status is written).
+func (c *sentCounter) Attempt(_ string, _ aftercare.Channel, outcome aftercare.Outcome, _, _ time.Duration) {
+	if outcome == aftercare.OutcomeSent {
+		c.sent()
+	}
+}
+
+// await waits until every message is counted and returns messages per
+// second since start. It fails if no message is counted for 30 s.
+func (c *sentCounter) await(ctx context.Context, start time.Time) (float64, error) {
+	stall := time.NewTicker(30 * time.Second)
+	defer stall.Stop()
+	for last := int64(0); ; {
+		select {
+		case <-c.done:
+			return float64(c.want) / time.Since(start).Seconds(), nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-stall.C:
+			n := c.n.Load()
+			if n == last {
+				return 0, fmt.Errorf("sending stalled at %d of %d messages", n, c.want)
+			}
+			last = n
+		}
+	}
+}
+
+// bookingOn is booking i with the patient opted in to channels only.
+func (b *bench) bookingOn(i int, channels []aftercare.Channel) aftercare.Booking {
+	bk := b.booking(i)
+	bk.Patient.SMSOptIn = slices.Contains(channels, aftercare.SMS)
+	bk.Patient.EmailOptIn = slices.Contains(channels, aftercare.Email)
+	return bk
+}
+
+// send books appointments whose patients opted in to channels and whose
+// consent is due now, one message a channel, then starts the worker as the
+// service runs it against a fake Twilio and an SMTP server, and returns
+// messages per second from start to every message recorded as sent. The
+// CPU profile, if asked for, is the one called profile (see profilePath).
+func (b *bench) send(ctx context.Context, profile string, channels ...aftercare.Channel) (float64, error) {
 	if _, err := b.fresh(ctx); err != nil {
 		return 0, err
 	}
 	sched := b.scheduler()
 	if _, err := b.parallel("booked", b.Bookings, func(i int) error {
-		_, _, err := sched.Book(ctx, b.booking(i))
+		_, _, err := sched.Book(ctx, b.bookingOn(i, channels))
 		return err
 	}); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("book for sending: %w", err)
 	}
-	want := 2 * b.Bookings
-	b.step("aftercare: sending %d consent messages (SMS and email) at concurrency %d", want, b.Concurrency)
-
-	tw := twiliotest.New(twiliotest.AccountSID, twiliotest.AuthToken)
-	defer tw.Close()
-	mail, err := smtptest.New()
+	want := len(channels) * b.Bookings
+	b.step("aftercare: sending %d consent messages (%s) at concurrency %d", want, channelNames(channels), b.Concurrency)
+	p, err := startProviders()
 	if err != nil {
 		return 0, err
 	}
-	defer mail.Close()
-	sms, err := twilioSender(tw.URL())
+	defer p.close()
+	sent := newSentCounter(want)
+	w, err := b.worker(p.sms, p.email, sent)
 	if err != nil {
 		return 0, err
 	}
-	email, err := smtp.New(smtp.Config{URL: mail.URL(), From: "care@clinic.example"})
-	if err != nil {
-		return 0, err
-	}
-	defer email.Close()
-	renderer, err := b.renderer()
-	if err != nil {
-		return 0, err
-	}
-	sent := &sentCounter{want: int64(want), done: make(chan struct{})}
-	w := worker.New(worker.Config{Store: redisstore.New(b.rdb), Renderer: renderer, SMS: sms, Email: email, Protocols: b.protocols, Metrics: sent})
 	srv := taskqueue.NewServer(b.rdb, taskqueue.ServerConfig{Concurrency: b.Concurrency, ShutdownTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 
-	stopProfile, err := b.startProfile()
+	stopProfile, err := b.startProfile(profile)
 	if err != nil {
 		return 0, err
 	}
 	defer stopProfile()
 	start := time.Now()
 	if err := srv.Start(taskqueue.Handlers{Sends: w}); err != nil {
-		return 0, err
+		return 0, fmt.Errorf("start the worker: %w", err)
 	}
 	defer srv.Shutdown()
-	for last := int64(0); ; {
-		select {
-		case <-sent.done:
-			return float64(want) / time.Since(start).Seconds(), nil
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(30 * time.Second):
-			n := sent.n.Load()
-			if n == last {
-				return 0, fmt.Errorf("sending stalled at %d of %d messages", n, want)
-			}
-			last = n
-		}
+	return sent.await(ctx, start)
+}
+
+// channelNames is channels for a progress line: "sms and email".
+func channelNames(channels []aftercare.Channel) string {
+	names := make([]string, len(channels))
+	for i, ch := range channels {
+		names[i] = string(ch)
 	}
+	return strings.Join(names, " and ")
+}
+
+// providers are the fake Twilio and the SMTP server of one measurement,
+// with aftercare's senders pointed at them.
+type providers struct {
+	twilio *twiliotest.Server
+	mail   *smtptest.Server
+	sms    *twilio.Sender
+	email  *smtp.Sender
+}
+
+// startProviders starts a fake Twilio and an SMTP server.
+func startProviders() (*providers, error) {
+	p := &providers{twilio: twiliotest.New(twiliotest.AccountSID, twiliotest.AuthToken)}
+	var err error
+	if p.mail, err = smtptest.New(); err != nil {
+		p.twilio.Close()
+		return nil, fmt.Errorf("start the SMTP server: %w", err)
+	}
+	if p.sms, err = twilioSender(p.twilio.URL()); err == nil {
+		p.email, err = smtp.New(smtp.Config{URL: p.mail.URL(), From: benchFrom})
+	}
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("aftercare's senders: %w", err)
+	}
+	return p, nil
+}
+
+// close closes the senders' connections and stops both servers.
+func (p *providers) close() {
+	if p.email != nil {
+		p.email.Close()
+	}
+	p.mail.Close()
+	p.twilio.Close()
+}
+
+// The clinic's number and email address in every measurement.
+const (
+	benchSMSFrom = "+15555550100"
+	benchFrom    = "care@clinic.example"
+)
+
+// worker returns the send handler built as the service builds it
+// (cmd/aftercare/serve.go) on the bench's store, without rate limits
+// (SMS_RATE_LIMIT and EMAIL_RATE_LIMIT 0): it follows up on each message
+// that ends, asks Twilio about texts in doubt, and logs each attempt as
+// JSON, here into io.Discard. m hears of every outcome; email may be nil.
+func (b *bench) worker(sms *twilio.Sender, email worker.Sender, m worker.Metrics) (*worker.Worker, error) {
+	renderer, err := b.renderer()
+	if err != nil {
+		return nil, err
+	}
+	return worker.New(worker.Config{
+		Store: b.store, Renderer: renderer, SMS: sms, Email: email, Protocols: b.protocols, Clinic: b.clinic,
+		Followups: b.scheduler(), Finder: sms, Metrics: m,
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	}), nil
 }
 
 // timing books b.Timing appointments, SMS only, whose "stay upright" text
@@ -278,7 +411,7 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 	if err != nil {
 		return nil, err
 	}
-	renderer, err := b.renderer()
+	w, err := b.worker(sms, nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -306,7 +439,6 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 		return nil, fmt.Errorf("timing: booking took longer than the %s lead; use fewer timing messages", lead)
 	}
 
-	w := worker.New(worker.Config{Store: redisstore.New(b.rdb), Renderer: renderer, SMS: sms, Protocols: b.protocols})
 	srv := taskqueue.NewServer(b.rdb, taskqueue.ServerConfig{Concurrency: b.Concurrency, ShutdownTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
 	if err := srv.Start(taskqueue.Handlers{Sends: w}); err != nil {
 		return nil, err
@@ -331,21 +463,31 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 		late = append(late, d)
 	}
 	slices.Sort(late)
-	q := func(p float64) time.Duration { return late[min(int(p*float64(len(late))), len(late)-1)] }
-	return &Timing{Texts: len(late), P50: q(0.5), P99: q(0.99), Max: late[len(late)-1], Early: early, Window: b.Window}, nil
+	return &Timing{Texts: len(late), P50: percentile(late, 0.5), P99: percentile(late, 0.99), Max: late[len(late)-1], Early: early, Window: b.Window}, nil
+}
+
+// percentile is the p-th quantile (0.5 for the median) of sorted, which
+// must not be empty.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	return sorted[min(int(p*float64(len(sorted))), len(sorted)-1)]
 }
 
 // twilioSender is the Twilio sender pointed at a fake.
 func twilioSender(base string) (*twilio.Sender, error) {
 	return twilio.New(twilio.Config{AccountSID: twiliotest.AccountSID, AuthToken: twiliotest.AuthToken,
-		From: "+15555550100", BaseURL: base})
+		From: benchSMSFrom, BaseURL: base})
 }
 
-// renderer renders messages as the service does, consent links included.
+// renderer renders messages as the service does, consent links (signed
+// with the bench's data keys) included.
 func (b *bench) renderer() (*messages.Renderer, error) {
-	links, err := consent.NewLinks("https://care.bench.example", nil)
+	links, err := consent.NewLinks("https://care.bench.example", b.keys)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("consent links: %w", err)
 	}
-	return messages.New(b.clinic, b.protocols, messages.Links(links))
+	r, err := messages.New(b.clinic, b.protocols, messages.Links(links))
+	if err != nil {
+		return nil, fmt.Errorf("renderer: %w", err)
+	}
+	return r, nil
 }
