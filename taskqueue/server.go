@@ -46,7 +46,8 @@ type ServerConfig struct {
 	// at once.
 	Concurrency int
 	// UrgentConcurrency is the number of clinical sends and staff alerts in
-	// flight at once, on workers of their own. Default 4.
+	// flight at once, on workers of their own. Default half of Concurrency,
+	// at least 4.
 	UrgentConcurrency int
 	// ShutdownTimeout is how long sends in flight may take to finish when
 	// the server shuts down.
@@ -78,7 +79,7 @@ func NewServer(rdb redis.UniversalClient, cfg ServerConfig) *Server {
 	// early (BENCHMARKS.md).
 	const forward, poll = 100 * time.Millisecond, 200 * time.Millisecond
 	urgent := cfg
-	urgent.Concurrency = cmp.Or(cfg.UrgentConcurrency, 4)
+	urgent.Concurrency = cmp.Or(cfg.UrgentConcurrency, max(cfg.Concurrency/2, 4))
 	return &Server{[]*asynq.Server{
 		newServer(rdb, urgent, asynq.Config{
 			Queues:                   map[string]int{aftercare.QueueAlerts: 2, aftercare.QueueClinical: 1},

@@ -40,8 +40,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.Producers, "producers", cfg.Producers, "goroutines enqueueing or booking at once")
 	fs.IntVar(&cfg.Concurrency, "concurrency", cfg.Concurrency, "worker concurrency, for asynq and aftercare alike")
 	fs.IntVar(&cfg.Timing, "timing", cfg.Timing, "messages for the timing run, due over --window; 0 skips it")
-	fs.DurationVar(&cfg.Window, "window", cfg.Window, "how long the timing run's messages fall due over")
+	fs.DurationVar(&cfg.Window, "window", cfg.Window, "how long the timing run's messages, and the burst run's clinical texts, fall due over")
 	fs.IntVar(&cfg.Memory, "memory", cfg.Memory, "bookings for the Redis memory measurement, next to as many bare asynq tasks as they plan; 0 skips it")
+	fs.IntVar(&cfg.Burst, "burst", cfg.Burst, "routine texts due in the same second for the burst run, with --burst-clinical clinical texts due over the --window after; 0 skips it")
+	fs.IntVar(&cfg.BurstClinical, "burst-clinical", cfg.BurstClinical, "clinical texts of the burst run")
+	fs.Float64Var(&cfg.BurstRate, "burst-rate", cfg.BurstRate, "SMS_RATE_LIMIT of the burst run, texts per second")
 	fs.Func("scale", "comma-separated numbers of live `bookings` at which to time booking, reading and cancelling through the HTTP API; empty or 0 skips it (default "+joinInts(cfg.Scale)+")",
 		func(v string) (err error) {
 			cfg.Scale, err = parseLevels(v)
@@ -55,7 +58,8 @@ Starts a private redis-server, a fake Twilio and an SMTP server, and measures
 raw asynq and aftercare in the same run: enqueue and no-op processing against
 booking through Go and HTTP; end-to-end sending, both channels together and
 each alone against a naive asynq handler that just calls the provider; how
-late timed texts go out; the latency of booking, reading and cancelling with
+late timed texts go out; a 10 o'clock burst of routine texts behind the
+SMS rate limit with clinical texts due among them; the latency of booking, reading and cancelling with
 Redis holding more and more bookings; and Redis memory per booking. A full
 run takes several minutes. Needs redis-server on PATH.
 

@@ -53,6 +53,11 @@ type Config struct {
 	// Memory bookings are made, and the Redis memory they take compared with
 	// as many bare asynq tasks as they plan.
 	Memory int
+	// Burst routine texts fall due in the same second, and BurstClinical
+	// clinical ones over the Window after, with the SMS rate limit at
+	// BurstRate; zero Burst skips the phase.
+	Burst, BurstClinical int
+	BurstRate            float64
 	// Scale are the numbers of live bookings at which the latency of
 	// booking, reading and cancelling through the HTTP API is measured,
 	// Redis being filled up to each in turn; none skips the phase.
@@ -70,6 +75,7 @@ type Config struct {
 var Defaults = Config{
 	Bookings: 2000, Tasks: 20000, Producers: 8, Concurrency: 20,
 	Timing: 10000, Window: time.Minute, Memory: 100000,
+	Burst: 20000, BurstClinical: 200, BurstRate: 100,
 	Scale: []int{1000, 10000, 100000},
 }
 
@@ -77,8 +83,11 @@ func (c Config) check() error {
 	if c.Bookings < 1 || c.Tasks < 1 || c.Producers < 1 || c.Concurrency < 1 || c.Timing < 0 || c.Memory < 0 {
 		return errors.New("bench: bookings, tasks, producers and concurrency must be at least 1, timing and memory at least 0")
 	}
-	if c.Timing > 0 && c.Window < time.Second {
+	if (c.Timing > 0 || c.Burst > 0) && c.Window < time.Second {
 		return errors.New("bench: the timing window must be at least 1s")
+	}
+	if c.Burst < 0 || (c.Burst > 0 && (c.BurstClinical < 1 || c.BurstRate <= 0)) {
+		return errors.New("bench: a burst needs at least 1 clinical text and a rate limit above 0")
 	}
 	for _, n := range c.Scale {
 		if n < 1 || n > probeBase {
@@ -105,6 +114,8 @@ type Report struct {
 	SendSMS, SendEmail, NaiveSMS, NaiveEmail float64
 	// Timing is nil when the phase was skipped.
 	Timing *Timing
+	// Burst is nil when the phase was skipped.
+	Burst *Burst
 	// Memory is nil when the phase was skipped.
 	Memory *Memory
 	// Scale has one entry per level, smallest first; nil when the phase
@@ -229,6 +240,11 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 			return r, err
 		}
 	}
+	if b.Burst > 0 {
+		if r.Burst, err = b.burst(ctx); err != nil {
+			return r, err
+		}
+	}
 	if len(b.Scale) > 0 {
 		if r.Scale, err = b.scale(ctx); err != nil {
 			return r, err
@@ -275,6 +291,17 @@ func (r Report) Print(w io.Writer) error {
 		line(fmt.Sprintf("timing: %d texts due over %s, provider call - due time", t.Texts, t.Window),
 			fmt.Sprintf("p50 %s, p99 %s, max %s", t.P50.Round(time.Millisecond), t.P99.Round(time.Millisecond), t.Max.Round(time.Millisecond)),
 			fmt.Sprintf("%d early", t.Early))
+	}
+	if bu := r.Burst; bu != nil {
+		ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+		line(fmt.Sprintf("burst: %d clinical texts due over %s, behind %d routine", bu.Clinical, bu.Window, bu.Routine),
+			fmt.Sprintf("late p50 %s, p99 %s, max %s", ms(bu.ClinicalP50), ms(bu.ClinicalP99), ms(bu.ClinicalMax)),
+			fmt.Sprintf("%d past deadline", bu.PastDeadline))
+		line(fmt.Sprintf("burst: %d routine texts due in one second", bu.Routine),
+			fmt.Sprintf("late p50 %s, p99 %s, max %s", ms(bu.RoutineP50), ms(bu.RoutineP99), ms(bu.RoutineMax)),
+			fmt.Sprintf("drained at %.1f/s, %.2fx the limit of %g/s", bu.Rate, bu.Rate/bu.Limit, bu.Limit))
+		line("burst: bench process RSS, a tenth drained -> all drained",
+			fmt.Sprintf("%d kB -> %d kB", bu.RSSEarly, bu.RSSLate), fmt.Sprintf("%.2fx", float64(bu.RSSLate)/float64(max(bu.RSSEarly, 1))))
 	}
 	if m := r.Memory; m != nil {
 		line(fmt.Sprintf("Redis memory per booking (%d bookings)", m.Bookings),

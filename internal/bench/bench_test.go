@@ -18,6 +18,7 @@ func TestRun(t *testing.T) {
 	redistest.RequireServer(t)
 	report, err := bench.Run(context.Background(), bench.Config{
 		Bookings: 20, Tasks: 200, Producers: 2, Concurrency: 4, Timing: 20, Window: 2 * time.Second, Memory: 50,
+		Burst: 200, BurstClinical: 10, BurstRate: 100,
 		Scale: []int{50, 20},
 	})
 	if err != nil {
@@ -36,6 +37,9 @@ func TestRun(t *testing.T) {
 	if tm := report.Timing; tm == nil || tm.Texts != 20 || tm.Early != 0 {
 		t.Errorf("timing = %+v, want 20 texts, none early", tm)
 	}
+	if bu := report.Burst; bu == nil || bu.Routine != 200 || bu.Clinical != 10 || bu.Rate <= 0 || bu.PastDeadline != 0 || bu.RSSLate <= 0 {
+		t.Errorf("burst = %+v, want 200 routine and 10 clinical texts, a rate, none past its deadline", bu)
+	}
 	if m := report.Memory; m == nil || m.Bookings != 50 || m.RawTasks != 550 || m.PerTask <= 0 || m.PerRawTask <= 0 {
 		t.Errorf("memory = %+v", m)
 	}
@@ -47,6 +51,8 @@ func TestRun(t *testing.T) {
 		"raw no-op processing", "Redis memory per booking (50 bookings)", "a bare asynq task", "provider call - due time", "0 early",
 		"naive handler: SMS, due now -> Twilio", "aftercare: SMS only, due now -> Twilio -> recorded", "x naive SMS",
 		"naive handler: email, due now -> SMTP", "aftercare: email only, due now -> SMTP -> recorded", "x naive email",
+		"burst: 10 clinical texts due over 2s, behind 200 routine", "burst: 200 routine texts due in one second",
+		"the limit of 100/s", "0 past deadline", "bench process RSS",
 		"LIVE BOOKINGS", "BOOK p50", "GET p99", "CANCEL p99", "\n20 ", "\n50 "} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the table lacks %q:\n%s", want, out.String())
