@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -287,6 +288,7 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 // messages.
 func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if old != nil {
+		var gone []aftercare.MessageRef
 		for _, m := range old.Messages {
 			if m.Status != aftercare.StatusScheduled {
 				continue
@@ -294,24 +296,27 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			if now, ok := rec.Message(m.Step, m.Channel); ok && rec.Version == old.Version && now.Status == aftercare.StatusScheduled {
 				continue
 			}
-			if err := c.tasks.Unschedule(ctx, c.ref(old, m)); err != nil {
-				return err
-			}
+			gone = append(gone, c.ref(old, m))
+		}
+		if err := each(gone, func(ref aftercare.MessageRef) error { return c.tasks.Unschedule(ctx, ref) }); err != nil {
+			return err
 		}
 	}
 	var put []aftercare.MessageRef
+	at := map[aftercare.MessageRef]time.Time{}
 	for _, m := range rec.Messages {
 		if m.Status != aftercare.StatusScheduled {
 			continue
 		}
 		ref := c.ref(rec, m)
-		if err := c.tasks.Schedule(ctx, ref, m.SendAt); err != nil {
-			return err
-		}
 		put = append(put, ref)
+		at[ref] = m.SendAt
 	}
 	if len(put) == 0 {
 		return nil
+	}
+	if err := each(put, func(ref aftercare.MessageRef) error { return c.tasks.Schedule(ctx, ref, at[ref]) }); err != nil {
+		return err
 	}
 	cur, err := c.store.Get(ctx, rec.ID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
@@ -320,12 +325,28 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if err != nil {
 		return err
 	}
+	var stale []aftercare.MessageRef
 	for _, ref := range put {
 		m, ok := cur.Message(ref.Step, ref.Channel)
-		if ok && cur.Version == ref.Version && m.Status != aftercare.StatusCancelled && m.Status != aftercare.StatusSuppressed {
-			continue
+		if !ok || cur.Version != ref.Version || m.Status == aftercare.StatusCancelled || m.Status == aftercare.StatusSuppressed {
+			stale = append(stale, ref)
 		}
-		if err := c.tasks.Unschedule(ctx, ref); err != nil {
+	}
+	return each(stale, func(ref aftercare.MessageRef) error { return c.tasks.Unschedule(ctx, ref) })
+}
+
+// each calls do for every ref at once and returns the first error, if any.
+// Each call is a Redis round trip of its own (asynq has no batches), and a
+// booking's dozen need not wait for one another.
+func each(refs []aftercare.MessageRef, do func(aftercare.MessageRef) error) error {
+	errs := make([]error, len(refs))
+	var wg sync.WaitGroup
+	for i, ref := range refs {
+		wg.Go(func() { errs[i] = do(ref) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
 			return err
 		}
 	}
