@@ -31,7 +31,8 @@ import (
 //	created   when it was created (RFC 3339)
 //	version   booking version, starting at 1
 //	status    scheduled | cancelled
-//	plan      JSON list of planned messages: step, channel, send_at, deadline
+//	plan      the planned messages, a line each: step, channel, send_at,
+//	          deadline, note (plan.go; JSON in earlier releases)
 //	m:STEP:CH status of one message
 //	p:STEP:CH provider id of one message
 //	e:STEP:CH last error of one message
@@ -213,7 +214,7 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 	for i, m := range rec.Messages {
 		plan[i] = planned{Step: m.Step, Channel: m.Channel, SendAt: m.SendAt, Deadline: m.Deadline, Note: m.Note}
 	}
-	planJSON, err := json.Marshal(plan)
+	planText, err := encodePlan(plan)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +224,7 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 		"created", rec.CreatedAt.UTC().Format(time.RFC3339Nano),
 		"version", rec.Version,
 		"status", string(rec.Status),
-		"plan", planJSON,
+		"plan", planText,
 	}
 	if ack := rec.ConsentAcknowledgement; ack != nil {
 		data, err := json.Marshal(ack)
