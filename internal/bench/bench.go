@@ -302,6 +302,8 @@ func (r Report) Print(w io.Writer) error {
 			fmt.Sprintf("drained at %.1f/s, %.2fx the limit of %g/s", bu.Rate, bu.Rate/bu.Limit, bu.Limit))
 		line("burst: bench process RSS, a tenth drained -> all drained",
 			fmt.Sprintf("%d kB -> %d kB", bu.RSSEarly, bu.RSSLate), fmt.Sprintf("%.2fx", float64(bu.RSSLate)/float64(max(bu.RSSEarly, 1))))
+		line("burst: live heap less the fake Twilio's kept texts, same points",
+			fmt.Sprintf("%d kB -> %d kB", bu.HeapEarly, bu.HeapLate), fmt.Sprintf("%.2fx", float64(bu.HeapLate)/float64(max(bu.HeapEarly, 1))))
 	}
 	if m := r.Memory; m != nil {
 		line(fmt.Sprintf("Redis memory per booking (%d bookings)", m.Bookings),

@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/internal/twiliotest"
@@ -36,8 +38,10 @@ type Burst struct {
 	// deadline (none may).
 	PastDeadline int
 	// RSS is the bench process's resident set, in KiB, when a tenth of the
-	// routine texts had gone and when the last had.
-	RSSEarly, RSSLate int64
+	// routine texts had gone and when the last had; Heap its live heap then,
+	// after a collection, less the texts the fake Twilio keeps (in KiB):
+	// what the worker and the harness hold.
+	RSSEarly, RSSLate, HeapEarly, HeapLate int64
 }
 
 // burstProtocols are the built-in protocols cut down to the two kinds of
@@ -129,7 +133,7 @@ func (b *bench) burst(ctx context.Context) (*Burst, error) {
 		return nil, fmt.Errorf("burst: only %d of %d texts arrived", tw.Len(), total)
 	}
 	r := &Burst{Routine: b.Burst, Clinical: b.BurstClinical, Window: b.Window, Limit: b.BurstRate}
-	r.RSSEarly, r.RSSLate = rss()
+	r.RSSEarly, r.RSSLate, r.HeapEarly, r.HeapLate = rss()
 	var routine, clinical []time.Duration
 	var first, last time.Time
 	for _, m := range tw.Messages() {
@@ -170,13 +174,14 @@ func burstPhone(i int) string { return fmt.Sprintf("+1777%07d", i) }
 
 // watchRSS samples the process's resident set while the burst drains and
 // returns a function that stops and gives the sample taken once a tenth of
-// the routine texts had reached tw, and the last one.
-func watchRSS(tw *twiliotest.Server, routine int) func() (early, late int64) {
+// the routine texts had reached tw, and the last one, each with the live
+// heap less tw's texts (see Burst).
+func watchRSS(tw *twiliotest.Server, routine int) func() (early, late, heapEarly, heapLate int64) {
 	var (
-		mu          sync.Mutex
-		early, late int64
-		stop        = make(chan struct{})
-		done        = make(chan struct{})
+		mu                     sync.Mutex
+		early, late, heapEarly int64
+		stop                   = make(chan struct{})
+		done                   = make(chan struct{})
 	)
 	go func() {
 		defer close(done)
@@ -191,19 +196,32 @@ func watchRSS(tw *twiliotest.Server, routine int) func() (early, late int64) {
 			kb := residentKiB()
 			mu.Lock()
 			if early == 0 && tw.Len() >= routine/10 {
-				early = kb
+				early, heapEarly = kb, heapLess(tw)
 			}
 			late = kb
 			mu.Unlock()
 		}
 	}()
-	return func() (int64, int64) {
+	return func() (int64, int64, int64, int64) {
 		close(stop)
 		<-done
 		mu.Lock()
 		defer mu.Unlock()
-		return early, late
+		return early, late, heapEarly, heapLess(tw)
 	}
+}
+
+// heapLess is the live heap after a collection, less the bytes of the
+// texts tw keeps, in KiB.
+func heapLess(tw *twiliotest.Server) int64 {
+	var kept int64
+	for _, m := range tw.Messages() {
+		kept += int64(unsafe.Sizeof(m)) + int64(len(m.SID)+len(m.To)+len(m.From)+len(m.MessagingServiceSID)+len(m.Body)+len(m.StatusCallback))
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return (int64(ms.HeapAlloc) - kept) / 1024
 }
 
 // residentKiB is the process's resident set now, from /proc/self/statm; 0
