@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -448,7 +449,7 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 	// sent at the end of treatment, are timed.
 	want := 2 * b.Timing
 	if _, ok := tw.Wait(want, time.Until(first.Add(b.Window+2*time.Minute))); !ok {
-		return nil, fmt.Errorf("timing: only %d of %d texts arrived", tw.Len(), want)
+		return nil, fmt.Errorf("timing: only %d of %d texts arrived; the messages are %s", tw.Len(), want, b.statuses(ctx, "timing_%06d", b.Timing))
 	}
 	var late []time.Duration
 	early := 0
@@ -490,4 +491,30 @@ func (b *bench) renderer() (*messages.Renderer, error) {
 		return nil, fmt.Errorf("renderer: %w", err)
 	}
 	return r, nil
+}
+
+// statuses counts the messages of bookings format(0) to format(n-1) by
+// status and reason, for an error that says where texts went.
+func (b *bench) statuses(ctx context.Context, format string, n int) string {
+	count := map[string]int{}
+	for i := range n {
+		rec, err := b.store.Get(ctx, fmt.Sprintf(format, i))
+		if err != nil {
+			count["unreadable: "+err.Error()]++
+			continue
+		}
+		for _, m := range rec.Messages {
+			key := m.Step + "/" + string(m.Status)
+			if m.Error != "" {
+				key += " (" + m.Error + ")"
+			}
+			count[key]++
+		}
+	}
+	keys := slices.Sorted(maps.Keys(count))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", count[k], k)
+	}
+	return strings.Join(parts, ", ")
 }
