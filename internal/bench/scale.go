@@ -2,9 +2,14 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/aftercare/aftercare"
 )
 
 // ScaleLevel is the latency of the HTTP API's calls with Bookings live
@@ -35,10 +40,26 @@ const probeBase = 5_000_000
 // to the HTTP API one at a time: creating bookings, reading bookings spread
 // over those filling Redis, then cancelling the bookings it created, so
 // the next level starts from as many live bookings as this one had.
+//
+// A worker takes the tasks that fall due (each booking's consent, at once)
+// off the queues, as the service's would, doing nothing with them: asynq
+// deletes a waiting task by walking its queue's list, so a cancel's cost
+// would otherwise grow with every consent nobody took.
 func (b *bench) scale(ctx context.Context) ([]ScaleLevel, error) {
 	if _, err := b.fresh(ctx); err != nil {
 		return nil, err
 	}
+	queues := map[string]int{}
+	for _, q := range aftercare.SendQueues() {
+		queues[q] = 1
+	}
+	taker := asynq.NewServerFromRedisClient(b.rdb, asynq.Config{
+		Concurrency: b.Concurrency, Queues: queues, TaskCheckInterval: 200 * time.Millisecond, LogLevel: asynq.ErrorLevel,
+	})
+	if err := taker.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error { return nil })); err != nil {
+		return nil, err
+	}
+	defer taker.Shutdown()
 	c := b.startAPI()
 	defer c.close()
 	sched := b.scheduler()
@@ -57,6 +78,9 @@ func (b *bench) scale(ctx context.Context) ([]ScaleLevel, error) {
 			return nil, fmt.Errorf("scale: fill up to %d bookings: %w", level, err)
 		}
 		live = level
+		if err := b.waitTaken(ctx); err != nil {
+			return nil, err
+		}
 		l, err := b.probe(ctx, c, level, probes)
 		if err != nil {
 			return nil, fmt.Errorf("scale: at %d bookings: %w", level, err)
@@ -68,6 +92,34 @@ func (b *bench) scale(ctx context.Context) ([]ScaleLevel, error) {
 		return nil, err
 	}
 	return out, nil
+}
+
+// waitTaken waits until no send task waits in a queue.
+func (b *bench) waitTaken(ctx context.Context) error {
+	insp := asynq.NewInspectorFromRedisClient(b.rdb)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		waiting := 0
+		for _, q := range aftercare.SendQueues() {
+			info, err := insp.GetQueueInfo(q)
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			waiting += info.Pending
+		}
+		if waiting == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }
 
 // probe times, one at a time, min(scaleSample, level) calls of each kind
