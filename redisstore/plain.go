@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/aftercare/aftercare"
 )
 
 // A store with data keys and one without must not share a Redis: the second
@@ -50,7 +48,7 @@ func (s *Store) guard(ctx context.Context) error {
 	} else {
 		switch err := s.rdb.Get(ctx, sealedKey).Err(); {
 		case err == nil:
-			return aftercare.Errorf(aftercare.EINTERNAL, "%s", errPlainBesideSealed.Error())
+			return errPlainBesideSealed
 		case !errors.Is(err, redis.Nil):
 			return err
 		}
@@ -78,10 +76,8 @@ func (s *Store) sealFound(ctx context.Context, id string, h map[string]string) {
 		return
 	}
 	key := Key(id)
-	if sealScript.Run(ctx, s.rdb, []string{key}, "booking", plain, s.seal.seal([]byte(plain), key+"/booking")).Err() != nil {
-		return
-	}
-	if s.plainFound != nil {
+	sealed, err := sealScript.Run(ctx, s.rdb, []string{key}, "booking", plain, s.seal.seal([]byte(plain), key+"/booking")).Int()
+	if err == nil && sealed == 1 && s.plainFound != nil { // told once, by the reader that sealed it
 		s.plainFound(id)
 	}
 }

@@ -19,9 +19,10 @@ import (
 // with times as Unix seconds, and nine digits of fraction when they have
 // one. Beside a dozen JSON objects with RFC 3339 times it is a third of the
 // size, and the plan is the largest field of a record: the record's memory
-// goes with it. A plan whose step, channel or note holds a tab or a newline,
-// and the empty plan, are written as JSON, the form of earlier releases,
-// which is still read.
+// goes with it. A plan whose step, channel or note holds a tab, a newline
+// or bytes that are not UTF-8 (a Go caller's resend reason can), and the
+// empty plan, are written as JSON, the form of earlier releases, which is
+// still read.
 func encodePlan(plan []planned) (string, error) {
 	var b strings.Builder
 	for i, p := range plan {
@@ -50,7 +51,7 @@ func encodePlan(plan []planned) (string, error) {
 	return b.String(), nil
 }
 
-func planField(s string) bool { return !strings.ContainsAny(s, "\t\n") }
+func planField(s string) bool { return !strings.ContainsAny(s, "\t\n") && utf8.ValidString(s) }
 
 // unixText writes t as Unix seconds, with a fraction if it has one.
 func unixText(t time.Time) string {

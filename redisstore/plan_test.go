@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aftercare/aftercare"
 )
 
 // samplePlans are plans as encode writes them, with notes that need
@@ -164,9 +166,33 @@ func FuzzPlanLines(f *testing.F) {
 			t.Fatalf("%q read back from %q as %v, %v", text, data, again, err)
 		}
 		for i := range plan {
-			if again[i].Step != plan[i].Step || again[i].Note != plan[i].Note || !again[i].SendAt.Equal(plan[i].SendAt) {
+			a, p := again[i], plan[i]
+			if a.Step != p.Step || a.Channel != p.Channel || a.Note != p.Note || !a.SendAt.Equal(p.SendAt) || !a.Deadline.Equal(p.Deadline) {
 				t.Fatalf("entry %d: %+v, then %+v", i, plan[i], again[i])
 			}
+		}
+	})
+}
+
+// FuzzEncodePlan: whatever a caller puts in a plan's step, channel or note
+// (a resend's reason is a Go caller's words), the plan written reads back.
+func FuzzEncodePlan(f *testing.F) {
+	f.Add("day1", "sms", "by front desk: she says it never came", int64(1764619200), int64(123))
+	f.Add("day1", "sms", "by \xff: x", int64(1), int64(0))
+	f.Add("a\tb", "email", "line\nbreak", int64(-5), int64(999999999))
+	f.Fuzz(func(t *testing.T, step, channel, note string, sec, nsec int64) {
+		at := time.Unix(sec%(1<<40), nsec%1_000_000_000)
+		plan := []planned{{Step: step, Channel: aftercare.Channel(channel), SendAt: at, Deadline: at, Note: note}}
+		text, err := encodePlan(plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := decodePlan(text)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("encodePlan wrote %q, which reads as %v, %v", text, got, err)
+		}
+		if !got[0].SendAt.Equal(at) {
+			t.Errorf("send_at %v read back as %v", at, got[0].SendAt)
 		}
 	})
 }

@@ -84,36 +84,34 @@ func ParseURL(raw string) (*Target, error) {
 // Client opens a new client of t, with its own connections. Its calls give
 // up when their context ends, so a caller with a deadline is never held
 // longer by a Redis that hangs. A timeout above zero also bounds each dial,
-// read and write and the wait for a connection, and a call that fails is
-// tried once more only (a connection the server closed while idle): a
-// client that must answer people quickly; zero keeps go-redis's defaults
-// (3 s reads, three retries), for work that can wait.
+// read and write and the wait for a connection (go-redis's retries stay:
+// a caller that must answer quickly gives its calls a deadline); zero
+// keeps go-redis's defaults (3 s reads, 5 s dials).
 func (t *Target) Client(timeout time.Duration) redis.UniversalClient {
 	switch {
 	case t.one != nil:
 		o := *t.one
 		o.ContextTimeoutEnabled = true
-		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 		return redis.NewClient(&o)
 	case t.failover != nil:
 		o := *t.failover
 		o.ContextTimeoutEnabled = true
-		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+		quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 		return redis.NewFailoverClient(&o)
 	}
 	o := *t.cluster
 	o.ContextTimeoutEnabled = true
-	quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout, &o.MaxRetries)
+	quick(timeout, &o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.PoolTimeout)
 	return redis.NewClusterClient(&o)
 }
 
-// quick sets a client's timeouts to timeout and its retries to one, unless
-// timeout is zero.
-func quick(timeout time.Duration, dial, read, write, pool *time.Duration, retries *int) {
+// quick sets a client's timeouts to timeout, unless it is zero.
+func quick(timeout time.Duration, dial, read, write, pool *time.Duration) {
 	if timeout <= 0 {
 		return
 	}
-	*dial, *read, *write, *pool, *retries = timeout, timeout, timeout, timeout, 1
+	*dial, *read, *write, *pool = timeout, timeout, timeout, timeout
 }
 
 // urlProblem says what is wrong with a Redis URL without quoting it.

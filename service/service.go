@@ -73,7 +73,7 @@ func Store(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*re
 		log = slog.Default()
 	}
 	store.OnPlaintext(func(id string) {
-		log.Error("a booking was stored in plain text, by a client without the data keys; it is encrypted now. Build Go clients with service.Bookings or service.Connect, which take the keys",
+		log.Error("a booking was stored in plain text, by a client without the data keys; it is encrypted now, and aftercare rekey renames its number's index. Build Go clients with service.Connect or service.Bookings, which take the keys",
 			"booking", id)
 	})
 	if len(cfg.Endpoints) > 0 {

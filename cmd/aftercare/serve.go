@@ -170,10 +170,11 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 	return a, nil
 }
 
-// apiRedisTimeout bounds each call of the API's Redis client, which tries a
-// call once more at most: with the request's own deadline (api), a Redis
-// that is down or hung costs a request seconds, not the 20 s of go-redis's
-// retries.
+// apiRedisTimeout bounds each try of a call of the API's Redis client:
+// with the clinic API's 5 s deadline on each request (api), a Redis that is
+// down or hung costs a request seconds, not the 20 s of go-redis's retries
+// at its 3 s default; Twilio's webhooks, which have no deadline, keep the
+// retries to ride out a blip.
 const apiRedisTimeout = 2 * time.Second
 
 // side is the booking side of the service on one Redis client: the worker
