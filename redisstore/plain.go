@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"time"
 
@@ -10,13 +11,17 @@ import (
 )
 
 // A store with data keys and one without must not share a Redis: the second
-// would write contact details in plain text beside encrypted records. A
-// store with keys says so in sealedKey (the id of the key it encrypts
-// with); a store without refuses to create a record while that key
-// exists. Each looks at most once a minute, so neither costs a round trip
-// per booking. A record that slipped through all the same (written before
-// the keyed service first wrote) is flagged and encrypted in place when a
-// keyed store reads it.
+// would write contact details in plain text beside encrypted records. Nor
+// may a store whose keys are all others than those the records are sealed
+// with: the service could not read what it writes. sealedKey is the set of
+// the ids of the keys records here are sealed with; a store with keys adds
+// the one it encrypts with, and refuses to create a record if the set has
+// ids but none of its own (a rotation keeps the old key among the new
+// ones, so both sides of a rolling restart share one). A store without keys
+// refuses while the set exists. Each looks at most once a minute, so
+// neither costs a round trip per booking. A record that slipped through all
+// the same (written before the keyed service first wrote) is flagged and
+// encrypted in place when a keyed store reads it.
 const sealedKey = "aftercare:sealed"
 
 // guardEvery is how often a store says or checks that the Redis holds
@@ -24,10 +29,16 @@ const sealedKey = "aftercare:sealed"
 const guardEvery = time.Minute
 
 // errPlainBesideSealed is what a store without keys answers on a Redis with
-// encrypted records.
-var errPlainBesideSealed = errors.New("this Redis holds booking records encrypted with data keys, and this store has none: " +
-	"it would write the patient's contact details in plain text. Give it the service's data keys " +
-	"(redisstore.NewSealed; or build it with package service, from the service's own configuration)")
+// encrypted records, and errOtherKeys what a store whose keys are not
+// those of the records here answers.
+var (
+	errPlainBesideSealed = errors.New("this Redis holds booking records encrypted with data keys, and this store has none: " +
+		"it would write the patient's contact details in plain text. Give it the service's data keys " +
+		"(redisstore.NewSealed; or build it with package service, from the service's own configuration)")
+	errOtherKeys = errors.New("this Redis holds booking records sealed with data keys this store does not have: " +
+		"the service could not read what it would write. Give it the service's data keys; if the records under the old keys " +
+		"are gone for good, DEL " + sealedKey)
+)
 
 // OnPlaintext sets what hears of a booking record found in plain text by a
 // store with data keys (it is encrypted at once; the record's id is told,
@@ -42,15 +53,23 @@ func (s *Store) guard(ctx context.Context) error {
 		return nil
 	}
 	if s.seal.on() {
-		if err := s.rdb.Set(ctx, sealedKey, s.seal.ids[0], 0).Err(); err != nil {
+		known, err := s.rdb.SMembers(ctx, sealedKey).Result()
+		if err != nil {
+			return err
+		}
+		if len(known) > 0 && !slices.ContainsFunc(s.seal.ids, func(id string) bool { return slices.Contains(known, id) }) {
+			return errOtherKeys
+		}
+		if err := s.rdb.SAdd(ctx, sealedKey, s.seal.ids[0]).Err(); err != nil {
 			return err
 		}
 	} else {
-		switch err := s.rdb.Get(ctx, sealedKey).Err(); {
-		case err == nil:
-			return errPlainBesideSealed
-		case !errors.Is(err, redis.Nil):
+		n, err := s.rdb.Exists(ctx, sealedKey).Result()
+		if err != nil {
 			return err
+		}
+		if n > 0 {
+			return errPlainBesideSealed
 		}
 	}
 	s.guardNext.Store(now + int64(guardEvery))

@@ -56,8 +56,9 @@ import (
 // sorted set of the bookings of one number, newest last; both name a number
 // by a keyed digest (see namer), never in plain text. aftercare:sid:SID links a sent SMS's Twilio SID to
 // its message (the task payload) for a week, for delivery receipts.
-// aftercare:sealed names the key a store with data keys encrypts with, so
-// that a store without keys will not write beside it (plain.go).
+// aftercare:sealed is the set of the ids of the data keys records are
+// sealed with, so that a store without keys, or with others, will not
+// write beside them (plain.go).
 type Store struct {
 	rdb   redis.UniversalClient
 	seal  *sealer

@@ -41,6 +41,11 @@ type RekeyReport struct {
 // are done of how many.
 func (s *Store) Rekey(ctx context.Context, progress func(done, total int)) (RekeyReport, error) {
 	var rep RekeyReport
+	if s.seal.on() { // what rekey seals under is a key of this Redis from now on (plain.go)
+		if err := s.rdb.SAdd(ctx, sealedKey, s.seal.ids[0]).Err(); err != nil {
+			return rep, fmt.Errorf("note the data key: %w", err)
+		}
+	}
 	ids, err := s.bookingIDs(ctx)
 	if err != nil {
 		return rep, err

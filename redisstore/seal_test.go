@@ -166,7 +166,8 @@ func TestPlainBesideSealed(t *testing.T) {
 		t.Fatalf("a plain store alone on its Redis: %v", err)
 	}
 
-	sealed, err := redisstore.NewSealed(rdb, [][]byte{key(t)})
+	k1 := key(t)
+	sealed, err := redisstore.NewSealed(rdb, [][]byte{k1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,6 +184,24 @@ func TestPlainBesideSealed(t *testing.T) {
 	}
 	if n := rdb.Exists(ctx, redisstore.Key("bk_late")).Val(); n != 0 {
 		t.Error("the refused booking is stored")
+	}
+
+	// A backend with a wrong key is refused; one mid-rotation, the new key
+	// first and the old one after, is not.
+	wrong, err := redisstore.NewSealed(rdb, [][]byte{key(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := wrong.Create(ctx, booking("bk_wrong"), time.Now().Add(time.Hour)); err == nil ||
+		!strings.Contains(err.Error(), "sealed with data keys this store does not have") {
+		t.Errorf("a store with another key created a booking; err = %v", err)
+	}
+	rotating, err := redisstore.NewSealed(rdb, [][]byte{key(t), k1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := rotating.Create(ctx, booking("bk_rotating"), time.Now().Add(time.Hour)); err != nil {
+		t.Errorf("a store mid-rotation: %v", err)
 	}
 
 	for range 2 { // the second read finds it sealed: flagged once

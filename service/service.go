@@ -28,6 +28,7 @@ import (
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/config"
+	"github.com/aftercare/aftercare/inbox"
 	"github.com/aftercare/aftercare/protocol"
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
@@ -86,9 +87,15 @@ func Store(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*re
 }
 
 // Bookings returns the client that books, reschedules and cancels, built
-// from cfg on rdb as the service builds its own. log, if not nil, hears of
-// changes that could not be marked for their events.
+// from cfg on rdb as the service builds its own: a message planned too late
+// to go (a clinical step whose deadline passed before the booking came)
+// becomes an item of the clinic inbox and alerts staff, as through the
+// service's API. log (slog.Default if nil) hears of what the service would
+// log: a change not marked for its events, a plain record found.
 func Bookings(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*scheduler.Client, error) {
+	if log == nil {
+		log = slog.Default()
+	}
 	protocols, _, err := Protocols(cfg.ProtocolsDir)
 	if err != nil {
 		return nil, err
@@ -97,9 +104,17 @@ func Bookings(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	return scheduler.New(store, taskqueue.New(rdb), scheduler.Config{
+	queue := taskqueue.New(rdb)
+	var reports *inbox.Inbox
+	bookings := scheduler.New(store, queue, scheduler.Config{
 		Protocols: protocols, Clinic: cfg.Clinic, Retention: cfg.Retention,
-	}), nil
+		Problems: scheduler.ProblemsFunc(func(ctx context.Context, p aftercare.Problem) error { return reports.Report(ctx, p) }),
+	})
+	// The inbox only files problems here; the service's worker sends the
+	// alerts it puts in the queue.
+	reports = inbox.New(inbox.Config{Store: store, Bookings: bookings, Alerts: queue, Clinic: cfg.Clinic,
+		Retention: cfg.Retention, Logger: log})
+	return bookings, nil
 }
 
 // Client is a booking client with the Redis connection it opened.

@@ -68,6 +68,19 @@ func TestConnectBooksAsTheService(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].BookingID != "bk_go" {
 		t.Errorf("events due = %+v, %v; want bk_go's booking.scheduled marked for the relay", due, err)
 	}
+
+	// A visit that began half an hour ago: its consent can no longer go,
+	// and the clinic inbox hears of it, as through the service's API.
+	if _, _, err := bookings.Book(ctx, aftercare.Booking{
+		ID: "bk_late", Treatment: "botox", AppointmentAt: time.Now().Add(-30 * time.Minute).Truncate(time.Minute), DurationMinutes: 60,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550124", Timezone: "America/New_York", SMSOptIn: true},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	items, _, err := keyed.InboxItems(ctx, aftercare.InboxFilter{}, "", 10)
+	if err != nil || len(items) != 1 || items[0].BookingID != "bk_late" {
+		t.Errorf("inbox = %+v, %v; want an item for bk_late's expired consent", items, err)
+	}
 }
 
 // TestConnectErrors: each way a backend's setting can be wrong is one

@@ -189,6 +189,7 @@ func (w *Worker) Handle(ctx context.Context, ref aftercare.MessageRef, run after
 		return r.finish(ctx, "", verdict{outcome: aftercare.OutcomeDropped, reason: reasonGone})
 	}
 	if err != nil {
+		r.log.Error("the booking record cannot be read; the task is tried again", "error", aftercare.Redact(err.Error()))
 		return err
 	}
 	msg, _ := rec.Message(ref.Step, ref.Channel)

@@ -43,17 +43,18 @@ func TestReadmeWalkthrough(t *testing.T) {
 	tb := setup(t)
 	tryIt := readmeBlock(t, "as `booking.json`:")
 	walk := readmeBlock(t, `With the service from "Two commands" running`)
+	commands := readmeBlock(t, "answer); errors list each bad field:")
 	script := "set -euo pipefail\n" +
 		"aftercare() { " + cliEnv + "=1 \"$TESTBIN\" \"$@\"; }\n" +
 		// An HTTP error fails the script, and each answer ends its line.
 		"curl() { command curl --fail-with-body -sS \"$@\"; echo; }\n" +
 		"T='Authorization: Bearer " + testToken + "'\n" +
-		tryIt + walk
+		tryIt + walk + commands
 	script = strings.ReplaceAll(script, "go run ./cmd/aftercare", "aftercare")
 	script = strings.ReplaceAll(script, "localhost:8080", strings.TrimPrefix(tb.url, "http://"))
 	cmd := exec.Command("bash", "-c", script)
 	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "TESTBIN="+os.Args[0])
+	cmd.Env = append(os.Environ(), "TESTBIN="+os.Args[0], "AFTERCARE_URL="+tb.url, "AFTERCARE_TOKEN="+testToken)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
