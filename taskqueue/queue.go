@@ -39,8 +39,21 @@ func New(rdb redis.UniversalClient) *Queue {
 
 // Schedule makes sure the task of message ref exists, due at at, with ref
 // as its payload and ref's task id. A task with that id already there is
-// left as it is: Redis refuses a second copy of a message's task.
+// left as it is: Redis refuses a second copy of a message's task in a
+// queue. asynq's refusal holds within one queue only, so a clinical task
+// is not put in while its message's task waits in its channel's queue, as
+// those of bookings made before steps had priorities do.
 func (q *Queue) Schedule(ctx context.Context, ref aftercare.MessageRef, at time.Time) error {
+	if ref.Priority == aftercare.PriorityClinical {
+		routine := ref
+		routine.Priority = aftercare.PriorityRoutine
+		switch _, err := q.inspector.GetTaskInfo(routine.Queue(), routine.TaskID()); {
+		case err == nil:
+			return nil
+		case !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound):
+			return fmt.Errorf("look for task %s: %w", ref.TaskID(), err)
+		}
+	}
 	return q.enqueue(ctx, ref.TaskType(), ref.Queue(), ref.TaskID(), ref.Payload(), at)
 }
 
@@ -62,9 +75,9 @@ func (q *Queue) enqueue(ctx context.Context, typ, queue, id string, payload []by
 
 // Unschedule removes the task of message ref. A task that is gone (it ran,
 // or never was) is no error, nor is one that is running: it finds its
-// message changed when it claims it, and stops. A task not in ref's queue
-// is looked for in the other priority's too (its step's priority may have
-// changed since it was put).
+// message changed when it claims it, and stops. The task is looked for in
+// the other priority's queue too (its step's priority may have changed
+// since it was put).
 //
 // asynq's deletion takes no context; ctx is checked before it starts.
 func (q *Queue) Unschedule(ctx context.Context, ref aftercare.MessageRef) error {
@@ -79,13 +92,9 @@ func (q *Queue) Unschedule(ctx context.Context, ref aftercare.MessageRef) error 
 	}
 	for _, r := range []aftercare.MessageRef{ref, other} {
 		err := q.inspector.DeleteTask(r.Queue(), r.TaskID())
-		switch {
-		case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
-			continue
-		case err != nil && !q.running(r):
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !q.running(r) {
 			return fmt.Errorf("delete task %s: %w", r.TaskID(), err)
 		}
-		return nil
 	}
 	return nil
 }

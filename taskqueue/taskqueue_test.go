@@ -378,3 +378,34 @@ func TestUnscheduleOtherPriority(t *testing.T) {
 		t.Errorf("the clinical task is %v after Unschedule of its routine ref, want gone", st)
 	}
 }
+
+// TestScheduleKeepsRoutineCopy: a booking made before its step was
+// clinical has the step's task in its channel's queue; scheduling the
+// message again, now clinical, puts no second copy in the clinical queue.
+func TestScheduleKeepsRoutineCopy(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	q := New(rdb)
+	ctx := context.Background()
+	old := ref("upright") // routine, as written before priorities
+	if err := q.Schedule(ctx, old, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	now := old
+	now.Priority = aftercare.PriorityClinical
+	if err := q.Schedule(ctx, now, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(t, rdb, now); st != 0 {
+		t.Errorf("a clinical copy is %v beside the routine task", st)
+	}
+	if st := state(t, rdb, old); st != asynq.TaskStateScheduled {
+		t.Errorf("the routine task is %v, want scheduled", st)
+	}
+	if err := q.Unschedule(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if st := state(t, rdb, old); st != 0 {
+		t.Errorf("the routine task is %v after Unschedule of the clinical ref, want gone", st)
+	}
+}
