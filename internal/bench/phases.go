@@ -23,6 +23,7 @@ import (
 	"github.com/aftercare/aftercare/internal/smtptest"
 	"github.com/aftercare/aftercare/internal/twiliotest"
 	"github.com/aftercare/aftercare/messages"
+	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/taskqueue"
 	"github.com/aftercare/aftercare/twilio"
@@ -427,17 +428,10 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 	}
 	b.step("timing: booking %d texts due over %s from %s", b.Timing, b.Window, first.Format(time.TimeOnly))
 	sched := b.scheduler()
-	if _, err := b.parallel("booked", b.Timing, func(i int) error {
-		_, _, err := sched.Book(ctx, aftercare.Booking{
-			ID: fmt.Sprintf("timing_%06d", i), Treatment: "botox", AppointmentAt: due[phone(i)],
-			Patient: aftercare.Patient{FirstName: "Ana", Phone: phone(i), Timezone: "UTC", SMSOptIn: true},
-		})
-		return err
+	if err := bookTexts(ctx, b, sched, "timing", b.Timing, first, lead, func(i int) (string, time.Time, string) {
+		return "botox", due[phone(i)], phone(i)
 	}); err != nil {
 		return nil, err
-	}
-	if time.Now().After(first) {
-		return nil, fmt.Errorf("timing: booking took longer than the %s lead; use fewer timing messages", lead)
 	}
 
 	srv := taskqueue.NewServer(b.rdb, taskqueue.ServerConfig{Concurrency: b.Concurrency, ShutdownTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
@@ -517,4 +511,26 @@ func (b *bench) statuses(ctx context.Context, format string, n int) string {
 		parts[i] = fmt.Sprintf("%d %s", count[k], k)
 	}
 	return strings.Join(parts, ", ")
+}
+
+// bookTexts books n bookings of patients on SMS alone, named what_NNNNNN,
+// each of the treatment, appointment and number text(i) gives, and fails
+// if that took past by, when the first of them falls due (lead after the
+// start).
+func bookTexts(ctx context.Context, b *bench, sched *scheduler.Client, what string, n int, by time.Time, lead time.Duration,
+	text func(i int) (treatment string, at time.Time, phone string)) error {
+	if _, err := b.parallel("booked", n, func(i int) error {
+		treatment, at, phone := text(i)
+		_, _, err := sched.Book(ctx, aftercare.Booking{
+			ID: fmt.Sprintf("%s_%06d", what, i), Treatment: treatment, AppointmentAt: at,
+			Patient: aftercare.Patient{FirstName: "Ana", Phone: phone, Timezone: "UTC", SMSOptIn: true},
+		})
+		return err
+	}); err != nil {
+		return err
+	}
+	if time.Now().After(by) {
+		return fmt.Errorf("%s: booking took longer than the %s lead; use fewer messages", what, lead)
+	}
+	return nil
 }
