@@ -92,19 +92,25 @@ func (q *Queue) Unschedule(ctx context.Context, ref aftercare.MessageRef) error 
 	}
 	for _, r := range []aftercare.MessageRef{ref, other} {
 		err := q.inspector.DeleteTask(r.Queue(), r.TaskID())
-		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !q.running(r) {
+		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !q.runningOrDone(r) {
 			return fmt.Errorf("delete task %s: %w", r.TaskID(), err)
 		}
 	}
 	return nil
 }
 
-// running reports whether the task of ref is being run now. asynq refuses
-// to delete a running task with an error that has no value to test for, so
-// its state is asked for instead.
-func (q *Queue) running(ref aftercare.MessageRef) bool {
+// runningOrDone reports whether the task of ref, which asynq would not
+// delete, is running, or has finished since (a send that ended between the
+// refusal and this look): either way it is not waiting any more, and finds
+// or found its message changed when it claimed it. asynq refuses to delete
+// a running task with an error that has no value to test for, so the
+// task's state is asked for instead.
+func (q *Queue) runningOrDone(ref aftercare.MessageRef) bool {
 	info, err := q.inspector.GetTaskInfo(ref.Queue(), ref.TaskID())
-	return err == nil && info.State == asynq.TaskStateActive
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return true
+	}
+	return err == nil && (info.State == asynq.TaskStateActive || info.State == asynq.TaskStateCompleted)
 }
 
 // Alert makes sure the alert task ref exists, due at at; one with its id

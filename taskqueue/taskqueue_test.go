@@ -115,8 +115,8 @@ func TestUnscheduleRunning(t *testing.T) {
 	if err := asynq.NewInspectorFromRedisClient(rdb).DeleteTask(r.Queue(), r.TaskID()); err == nil {
 		t.Fatal("asynq deleted a running task")
 	}
-	if !q.running(r) {
-		t.Error("running = false for a running task")
+	if !q.runningOrDone(r) {
+		t.Error("runningOrDone = false for a running task")
 	}
 	if err := q.Unschedule(ctx, r); err != nil {
 		t.Errorf("Unschedule of a running task = %v, want nil", err)
@@ -126,8 +126,14 @@ func TestUnscheduleRunning(t *testing.T) {
 		t.Errorf("handler got %+v, attempt %d; want %+v, 1", got, attempt, r)
 	}
 	waitFor(t, "the task is done", func() bool { return state(t, rdb, r) == 0 })
-	if q.running(r) {
-		t.Error("running = true for a finished task")
+	if !q.runningOrDone(r) {
+		t.Error("runningOrDone = false for a finished task")
+	}
+	if err := q.Schedule(ctx, r, time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if q.runningOrDone(r) {
+		t.Error("runningOrDone = true for a task that waits")
 	}
 }
 
