@@ -86,35 +86,66 @@ func Store(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*re
 	return store, nil
 }
 
-// Bookings returns the client that books, reschedules and cancels, built
-// from cfg on rdb as the service builds its own: a message planned too late
-// to go (a clinical step whose deadline passed before the booking came)
-// becomes an item of the clinic inbox and alerts staff, as through the
-// service's API. log (slog.Default if nil) hears of what the service would
-// log: a change not marked for its events, a plain record found.
-func Bookings(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*scheduler.Client, error) {
+// Side is the booking side of the service on one Redis client: the store,
+// the task queue, the scheduler and the clinic inbox, wired to each other.
+// The inbox takes the scheduler's problems (a message that can no longer
+// reach the patient), and the scheduler carries out what patients' texts
+// ask of the inbox.
+type Side struct {
+	Store    *redisstore.Store
+	Queue    *taskqueue.Queue
+	Bookings *scheduler.Client
+	Inbox    *inbox.Inbox
+}
+
+// Senders are what the inbox needs to answer patients and to alert staff
+// itself. Without them a side's inbox only files items and queues their
+// alerts, which the service's worker sends.
+type Senders struct {
+	Renderer   inbox.Renderer
+	SMS, Email inbox.Sender
+	RedFlags   *aftercare.RedFlags
+}
+
+// NewSide builds the booking side cfg describes on rdb, with protocols
+// (see Protocols). log (slog.Default if nil) hears of what the service
+// logs: a change not marked for its events, a plain record found, a
+// problem filed.
+func NewSide(rdb redis.UniversalClient, cfg *config.Config, protocols map[string]aftercare.Protocol, senders Senders, log *slog.Logger) (*Side, error) {
 	if log == nil {
 		log = slog.Default()
-	}
-	protocols, _, err := Protocols(cfg.ProtocolsDir)
-	if err != nil {
-		return nil, err
 	}
 	store, err := Store(rdb, cfg, log)
 	if err != nil {
 		return nil, err
 	}
-	queue := taskqueue.New(rdb)
-	var reports *inbox.Inbox
-	bookings := scheduler.New(store, queue, scheduler.Config{
+	s := &Side{Store: store, Queue: taskqueue.New(rdb)}
+	s.Bookings = scheduler.New(store, s.Queue, scheduler.Config{
 		Protocols: protocols, Clinic: cfg.Clinic, Retention: cfg.Retention,
-		Problems: scheduler.ProblemsFunc(func(ctx context.Context, p aftercare.Problem) error { return reports.Report(ctx, p) }),
+		Problems: scheduler.ProblemsFunc(func(ctx context.Context, p aftercare.Problem) error { return s.Inbox.Report(ctx, p) }),
 	})
-	// The inbox only files problems here; the service's worker sends the
-	// alerts it puts in the queue.
-	reports = inbox.New(inbox.Config{Store: store, Bookings: bookings, Alerts: queue, Clinic: cfg.Clinic,
-		Retention: cfg.Retention, Logger: log})
-	return bookings, nil
+	s.Inbox = inbox.New(inbox.Config{
+		Store: store, Bookings: s.Bookings, Renderer: senders.Renderer, Alerts: s.Queue, SMS: senders.SMS, Email: senders.Email,
+		Clinic: cfg.Clinic, RedFlags: senders.RedFlags, Retention: cfg.Retention, Logger: log,
+	})
+	return s, nil
+}
+
+// Bookings returns the client that books, reschedules and cancels, built
+// from cfg on rdb as the service builds its own: a message planned too late
+// to go (a clinical step whose deadline passed before the booking came)
+// becomes an item of the clinic inbox and alerts staff, as through the
+// service's API. log is as for NewSide.
+func Bookings(rdb redis.UniversalClient, cfg *config.Config, log *slog.Logger) (*scheduler.Client, error) {
+	protocols, _, err := Protocols(cfg.ProtocolsDir)
+	if err != nil {
+		return nil, err
+	}
+	side, err := NewSide(rdb, cfg, protocols, Senders{}, log)
+	if err != nil {
+		return nil, err
+	}
+	return side.Bookings, nil
 }
 
 // Client is a booking client with the Redis connection it opened.

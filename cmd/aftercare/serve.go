@@ -27,7 +27,6 @@ import (
 	"github.com/aftercare/aftercare/messages"
 	"github.com/aftercare/aftercare/metrics"
 	"github.com/aftercare/aftercare/redisstore"
-	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/service"
 	"github.com/aftercare/aftercare/smtp"
 	"github.com/aftercare/aftercare/taskqueue"
@@ -126,17 +125,20 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		return nil, err
 	}
 
-	parts := sideParts{protocols: protocols, flags: flags, renderer: renderer, sms: sms, email: email}
-	if a.work, err = a.newSide(a.rdb, parts); err != nil {
+	senders := service.Senders{Renderer: renderer, SMS: sms, Email: email, RedFlags: flags}
+	if a.work, err = a.newSide(a.rdb, protocols, senders); err != nil {
 		return nil, err
 	}
-	if a.api, err = a.newSide(a.apiRedis, parts); err != nil {
-		return nil, err
+	a.api = a.work // a worker process serves no API
+	if cfg.Role != config.RoleWorker {
+		if a.api, err = a.newSide(a.apiRedis, protocols, senders); err != nil {
+			return nil, err
+		}
 	}
-	a.metrics = metrics.New(a.work.queue, a.work.store)
+	a.metrics = metrics.New(a.work.Queue, a.work.Store)
 	if len(cfg.Endpoints) > 0 {
-		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: a.work.store, Queue: a.work.queue, Endpoints: cfg.Endpoints, Logger: log})
-		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: a.work.store, Metrics: a.metrics, Logger: log})
+		a.relay = webhook.NewRelay(webhook.RelayConfig{Outbox: a.work.Store, Queue: a.work.Queue, Endpoints: cfg.Endpoints, Logger: log})
+		a.sender = webhook.NewSender(webhook.SenderConfig{Endpoints: cfg.Endpoints, State: a.work.Store, Metrics: a.metrics, Logger: log})
 		a.events = taskqueue.NewEventServer(a.rdb, taskqueue.ServerConfig{
 			Concurrency: cfg.EventConcurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 		})
@@ -144,21 +146,21 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 		for i, e := range cfg.Endpoints {
 			names[i] = e.Name
 		}
-		a.metrics.Endpoints(names, a.work.store.EndpointDisabled)
+		a.metrics.Endpoints(names, a.work.Store.EndpointDisabled)
 	}
 	a.worker = taskqueue.NewServer(a.rdb, taskqueue.ServerConfig{
 		Concurrency: cfg.Concurrency, ShutdownTimeout: cfg.ShutdownTimeout, Logger: log,
 	})
 	a.handler = worker.New(worker.Config{
-		Store: a.work.store, Renderer: renderer, SMS: sms, Email: email,
-		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: a.work.bookings, Finder: finder(sms),
+		Store: a.work.Store, Renderer: renderer, SMS: sms, Email: email,
+		Protocols: protocols, Clinic: cfg.Clinic, Logger: log, Metrics: a.metrics, Followups: a.work.Bookings, Finder: finder(sms),
 		Limiter: redisstore.NewLimiter(a.rdb, map[aftercare.Channel]float64{
 			aftercare.SMS: cfg.SMSRateLimit, aftercare.Email: cfg.EmailRateLimit,
 		}),
 	})
 	a.http = &http.Server{
 		Handler: a.routes(consent.New(consent.Config{
-			Links: links, Bookings: a.api.bookings, Pages: renderer, Clinic: cfg.Clinic, Expiry: cfg.ConsentLinkExpiry,
+			Links: links, Bookings: a.api.Bookings, Pages: renderer, Clinic: cfg.Clinic, Expiry: cfg.ConsentLinkExpiry,
 			PublicURL: cfg.PublicURL, TrustedProxies: cfg.TrustedProxies, Logger: log,
 		})),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -177,49 +179,24 @@ func newApp(ctx context.Context, cfg *config.Config, log *slog.Logger, stdout io
 // retries to ride out a blip.
 const apiRedisTimeout = 2 * time.Second
 
-// side is the booking side of the service on one Redis client: the worker
-// and the API each have one.
+// side is the booking side of the service on one Redis client (the worker
+// and the API each have one), with the operator's view of event endpoints.
 type side struct {
-	store    *redisstore.Store
-	queue    *taskqueue.Queue
-	bookings *scheduler.Client
-	inbox    *inbox.Inbox
+	*service.Side
 	operator api.Events // nil without event endpoints
 }
 
-// sideParts is what both sides share.
-type sideParts struct {
-	protocols  map[string]aftercare.Protocol
-	flags      *aftercare.RedFlags
-	renderer   *messages.Renderer
-	sms, email worker.Sender
-}
-
-// newSide builds the booking side on rdb. Its inbox takes the scheduler's
-// problems, and its scheduler carries out what patients' texts ask of the
-// inbox.
-func (a *app) newSide(rdb redis.UniversalClient, p sideParts) (*side, error) {
-	store, err := service.Store(rdb, a.cfg, a.log)
+// newSide builds the booking side on rdb.
+func (a *app) newSide(rdb redis.UniversalClient, protocols map[string]aftercare.Protocol, senders service.Senders) (*side, error) {
+	s, err := service.NewSide(rdb, a.cfg, protocols, senders, a.log)
 	if err != nil {
 		return nil, err
 	}
-	s := &side{store: store, queue: taskqueue.New(rdb)}
-	s.bookings = scheduler.New(store, s.queue, scheduler.Config{
-		Protocols: p.protocols,
-		Clinic:    a.cfg.Clinic,
-		Retention: a.cfg.Retention,
-		Problems: scheduler.ProblemsFunc(func(ctx context.Context, pr aftercare.Problem) error {
-			return s.inbox.Report(ctx, pr)
-		}),
-	})
-	s.inbox = inbox.New(inbox.Config{
-		Store: store, Bookings: s.bookings, Renderer: p.renderer, Alerts: s.queue, SMS: p.sms, Email: p.email,
-		Clinic: a.cfg.Clinic, RedFlags: p.flags, Retention: a.cfg.Retention, Logger: a.log,
-	})
+	out := &side{Side: s}
 	if len(a.cfg.Endpoints) > 0 {
-		s.operator = webhook.NewOperator(a.cfg.Endpoints, s.queue, store)
+		out.operator = webhook.NewOperator(a.cfg.Endpoints, s.Queue, s.Store)
 	}
-	return s, nil
+	return out, nil
 }
 
 // routes is the HTTP surface of the process: the clinic API, webhooks,
@@ -233,8 +210,8 @@ func (a *app) routes(pages http.Handler) http.Handler {
 		return mux
 	}
 	srv := api.New(api.Config{
-		Bookings:         a.api.bookings,
-		Inbox:            a.api.inbox,
+		Bookings:         a.api.Bookings,
+		Inbox:            a.api.Inbox,
 		Tokens:           a.cfg.APITokens,
 		Ready:            a.readiness,
 		TwilioAuthToken:  a.cfg.TwilioAuthToken,
@@ -407,7 +384,7 @@ func (a *app) run(ctx context.Context, ln net.Listener) error {
 	a.announce(ln.Addr().String())
 	runsWorker := a.cfg.Role != config.RoleAPI
 	if runsWorker {
-		if err := a.worker.Start(taskqueue.Handlers{Sends: a.handler, Alerts: a.work.inbox}); err != nil {
+		if err := a.worker.Start(taskqueue.Handlers{Sends: a.handler, Alerts: a.work.Inbox}); err != nil {
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
