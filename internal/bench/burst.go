@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"runtime"
@@ -19,7 +18,6 @@ import (
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
-	"github.com/aftercare/aftercare/worker"
 )
 
 // Burst is how a clinic's 10 o'clock went: routine texts all due in the
@@ -75,22 +73,17 @@ func (b *bench) burst(ctx context.Context) (*Burst, error) {
 	if err != nil {
 		return nil, err
 	}
-	tw := twiliotest.New(twiliotest.AccountSID, twiliotest.AuthToken)
+	tw, sms, err := fakeTwilio()
+	if err != nil {
+		return nil, err
+	}
 	defer tw.Close()
-	sms, err := twilioSender(tw.URL())
-	if err != nil {
-		return nil, err
-	}
-	renderer, err := b.renderer()
-	if err != nil {
-		return nil, err
-	}
 	sched := scheduler.New(b.store, taskqueue.New(b.rdb), scheduler.Config{Protocols: protocols, Clinic: b.clinic})
-	w := worker.New(worker.Config{
-		Store: b.store, Renderer: renderer, SMS: sms, Protocols: protocols, Clinic: b.clinic,
-		Followups: sched, Finder: sms, Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
-		Limiter: redisstore.NewLimiter(b.rdb, map[aftercare.Channel]float64{aftercare.SMS: b.BurstRate}),
-	})
+	w, err := b.workerOn(protocols, sched, redisstore.NewLimiter(b.rdb, map[aftercare.Channel]float64{aftercare.SMS: b.BurstRate}),
+		sms, nil, nil)
+	if err != nil {
+		return nil, err
+	}
 
 	total := b.Burst + b.BurstClinical
 	lead := time.Duration(float64(total)/400*float64(time.Second)) + 5*time.Second

@@ -389,15 +389,34 @@ const (
 // that ends, asks Twilio about texts in doubt, and logs each attempt as
 // JSON, here into io.Discard. m hears of every outcome; email may be nil.
 func (b *bench) worker(sms *twilio.Sender, email worker.Sender, m worker.Metrics) (*worker.Worker, error) {
+	return b.workerOn(b.protocols, b.scheduler(), nil, sms, email, m)
+}
+
+// workerOn is worker with protocols, the scheduler its follow-ups go to,
+// and a rate limiter (nil for none).
+func (b *bench) workerOn(protocols map[string]aftercare.Protocol, followups *scheduler.Client, limiter worker.Limiter,
+	sms *twilio.Sender, email worker.Sender, m worker.Metrics) (*worker.Worker, error) {
 	renderer, err := b.renderer()
 	if err != nil {
 		return nil, err
 	}
 	return worker.New(worker.Config{
-		Store: b.store, Renderer: renderer, SMS: sms, Email: email, Protocols: b.protocols, Clinic: b.clinic,
-		Followups: b.scheduler(), Finder: sms, Metrics: m,
+		Store: b.store, Renderer: renderer, SMS: sms, Email: email, Protocols: protocols, Clinic: b.clinic,
+		Followups: followups, Finder: sms, Metrics: m, Limiter: limiter,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
 	}), nil
+}
+
+// fakeTwilio starts a fake Twilio and returns it with a sender to it; the
+// caller closes it.
+func fakeTwilio() (*twiliotest.Server, *twilio.Sender, error) {
+	tw := twiliotest.New(twiliotest.AccountSID, twiliotest.AuthToken)
+	sms, err := twilioSender(tw.URL())
+	if err != nil {
+		tw.Close()
+		return nil, nil, err
+	}
+	return tw, sms, nil
 }
 
 // timing books b.Timing appointments, SMS only, whose "stay upright" text
@@ -407,12 +426,11 @@ func (b *bench) timing(ctx context.Context) (*Timing, error) {
 	if _, err := b.fresh(ctx); err != nil {
 		return nil, err
 	}
-	tw := twiliotest.New(twiliotest.AccountSID, twiliotest.AuthToken)
-	defer tw.Close()
-	sms, err := twilioSender(tw.URL())
+	tw, sms, err := fakeTwilio()
 	if err != nil {
 		return nil, err
 	}
+	defer tw.Close()
 	w, err := b.worker(sms, nil, nil)
 	if err != nil {
 		return nil, err
