@@ -302,20 +302,16 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 			return err
 		}
 	}
-	var put []aftercare.MessageRef
-	at := map[aftercare.MessageRef]time.Time{}
+	var put []aftercare.Message
 	for _, m := range rec.Messages {
-		if m.Status != aftercare.StatusScheduled {
-			continue
+		if m.Status == aftercare.StatusScheduled {
+			put = append(put, m)
 		}
-		ref := c.ref(rec, m)
-		put = append(put, ref)
-		at[ref] = m.SendAt
 	}
 	if len(put) == 0 {
 		return nil
 	}
-	if err := each(put, func(ref aftercare.MessageRef) error { return c.tasks.Schedule(ctx, ref, at[ref]) }); err != nil {
+	if err := each(put, func(m aftercare.Message) error { return c.tasks.Schedule(ctx, c.ref(rec, m), m.SendAt) }); err != nil {
 		return err
 	}
 	cur, err := c.store.Get(ctx, rec.ID)
@@ -326,23 +322,23 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 		return err
 	}
 	var stale []aftercare.MessageRef
-	for _, ref := range put {
-		m, ok := cur.Message(ref.Step, ref.Channel)
-		if !ok || cur.Version != ref.Version || m.Status == aftercare.StatusCancelled || m.Status == aftercare.StatusSuppressed {
-			stale = append(stale, ref)
+	for _, p := range put {
+		m, ok := cur.Message(p.Step, p.Channel)
+		if !ok || cur.Version != rec.Version || m.Status == aftercare.StatusCancelled || m.Status == aftercare.StatusSuppressed {
+			stale = append(stale, c.ref(rec, p))
 		}
 	}
 	return each(stale, func(ref aftercare.MessageRef) error { return c.tasks.Unschedule(ctx, ref) })
 }
 
-// each calls do for every ref at once and returns the first error, if any.
-// Each call is a Redis round trip of its own (asynq has no batches), and a
-// booking's dozen need not wait for one another.
-func each(refs []aftercare.MessageRef, do func(aftercare.MessageRef) error) error {
-	errs := make([]error, len(refs))
+// each calls do for every item at once and returns the first error, if
+// any. Each call is a Redis round trip of its own (asynq has no batches),
+// and a booking's dozen need not wait for one another.
+func each[T any](items []T, do func(T) error) error {
+	errs := make([]error, len(items))
 	var wg sync.WaitGroup
-	for i, ref := range refs {
-		wg.Go(func() { errs[i] = do(ref) })
+	for i, item := range items {
+		wg.Go(func() { errs[i] = do(item) })
 	}
 	wg.Wait()
 	for _, err := range errs {
