@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/aftercare/aftercare"
 	"github.com/aftercare/aftercare/internal/fixture"
@@ -27,18 +28,10 @@ import (
 // the tasks of superseded versions behind.
 func TestChangesInParallel(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.Client(t)
-	protocols := fixture.Protocols(t)
-	clinic := fixture.AnyHour(t)
-	store := redisstore.New(rdb)
-	client := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic})
+	client, store, rdb := onRedis(t)
 	ctx := context.Background()
 	base := time.Now().Add(72 * time.Hour).Truncate(time.Minute)
-	booking := func(at time.Time) aftercare.Booking {
-		return aftercare.Booking{ID: "bk_par", Treatment: "botox", AppointmentAt: at, DurationMinutes: 30,
-			Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
-				Timezone: "America/New_York", SMSOptIn: true, EmailOptIn: true}}
-	}
+	booking := func(at time.Time) aftercare.Booking { return visit("bk_par", at) }
 	if _, _, err := client.Book(ctx, booking(base)); err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +73,24 @@ func TestChangesInParallel(t *testing.T) {
 		}
 		t.Logf("round %d: version %d, %d tasks, as many as the scheduled messages", round, rec.Version, len(got))
 	}
+}
+
+// onRedis returns a Client on a Redis of the test's own, with the built-in
+// protocols and a clinic without quiet hours, and its store and Redis.
+func onRedis(t *testing.T) (*scheduler.Client, *redisstore.Store, *redis.Client) {
+	t.Helper()
+	rdb := redistest.Client(t)
+	store := redisstore.New(rdb)
+	client := scheduler.New(store, taskqueue.New(rdb), scheduler.Config{Protocols: fixture.Protocols(t), Clinic: fixture.AnyHour(t)})
+	return client, store, rdb
+}
+
+// visit is booking id, botox at at, of a patient in New York on both
+// channels.
+func visit(id string, at time.Time) aftercare.Booking {
+	return aftercare.Booking{ID: id, Treatment: "botox", AppointmentAt: at, DurationMinutes: 30,
+		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
+			Timezone: "America/New_York", SMSOptIn: true, EmailOptIn: true}}
 }
 
 // waitingTasks lists the ids of the tasks waiting in the send queues.

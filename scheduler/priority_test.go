@@ -8,11 +8,6 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/aftercare/aftercare"
-	"github.com/aftercare/aftercare/internal/fixture"
-	"github.com/aftercare/aftercare/internal/redistest"
-	"github.com/aftercare/aftercare/redisstore"
-	"github.com/aftercare/aftercare/scheduler"
-	"github.com/aftercare/aftercare/taskqueue"
 )
 
 // TestClinicalStepsQueuedFirst: the tasks of the protocol's clinical-
@@ -20,14 +15,10 @@ import (
 // and a reschedule removes each from the queue it is in.
 func TestClinicalStepsQueuedFirst(t *testing.T) {
 	t.Parallel()
-	rdb := redistest.Client(t)
-	client := scheduler.New(redisstore.New(rdb), taskqueue.New(rdb), scheduler.Config{
-		Protocols: fixture.Protocols(t), Clinic: fixture.AnyHour(t)})
+	client, _, rdb := onRedis(t)
 	ctx := context.Background()
 	at := time.Now().Add(72 * time.Hour).Truncate(time.Minute)
-	b := aftercare.Booking{ID: "bk_prio", Treatment: "botox", AppointmentAt: at, DurationMinutes: 30,
-		Patient: aftercare.Patient{FirstName: "Ana", Phone: "+15555550123", Email: "ana@example.com",
-			Timezone: "America/New_York", SMSOptIn: true, EmailOptIn: true}}
+	b := visit("bk_prio", at)
 	if _, _, err := client.Book(ctx, b); err != nil {
 		t.Fatal(err)
 	}
