@@ -44,9 +44,7 @@ func New(rdb redis.UniversalClient) *Queue {
 // is not put in while its message's task waits in its channel's queue, as
 // those of bookings made before steps had priorities do.
 func (q *Queue) Schedule(ctx context.Context, ref aftercare.MessageRef, at time.Time) error {
-	if ref.Priority == aftercare.PriorityClinical {
-		routine := ref
-		routine.Priority = aftercare.PriorityRoutine
+	if routine := elsewhere(ref); ref.Priority == aftercare.PriorityClinical {
 		switch _, err := q.inspector.GetTaskInfo(routine.Queue(), routine.TaskID()); {
 		case err == nil:
 			return nil
@@ -84,19 +82,24 @@ func (q *Queue) Unschedule(ctx context.Context, ref aftercare.MessageRef) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	other := ref
-	if ref.Priority == aftercare.PriorityClinical {
-		other.Priority = aftercare.PriorityRoutine
-	} else {
-		other.Priority = aftercare.PriorityClinical
-	}
-	for _, r := range []aftercare.MessageRef{ref, other} {
+	for _, r := range []aftercare.MessageRef{ref, elsewhere(ref)} {
 		err := q.inspector.DeleteTask(r.Queue(), r.TaskID())
 		if err != nil && !errors.Is(err, asynq.ErrTaskNotFound) && !errors.Is(err, asynq.ErrQueueNotFound) && !q.runningOrDone(r) {
 			return fmt.Errorf("delete task %s: %w", r.TaskID(), err)
 		}
 	}
 	return nil
+}
+
+// elsewhere is ref under the other priority, whose queue its message's task
+// may be in.
+func elsewhere(ref aftercare.MessageRef) aftercare.MessageRef {
+	if ref.Priority == aftercare.PriorityClinical {
+		ref.Priority = aftercare.PriorityRoutine
+	} else {
+		ref.Priority = aftercare.PriorityClinical
+	}
+	return ref
 }
 
 // runningOrDone reports whether the task of ref, which asynq would not
