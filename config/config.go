@@ -301,37 +301,46 @@ func (c *Config) check() error {
 		errs = append(errs, errors.New("MAIL_FROM is required with SMTP_URL"))
 	}
 	if c.Env == Production {
-		if c.RedisURL == "" {
-			errs = append(errs, errors.New("REDIS_URL is required in production (the embedded Redis keeps nothing)"))
-		}
-		if len(c.APITokens) == 0 {
-			errs = append(errs, errors.New("AFTERCARE_API_TOKENS is required in production; make one with: openssl rand -hex 32"))
-		}
-		for i, t := range c.APITokens {
-			switch {
-			case t == DevToken:
-				errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d is the development token %s, which anyone can read here; make one with: openssl rand -hex 32", i+1, DevToken))
-			case len(t) < MinTokenLength:
-				errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d has %d characters; production needs %d or more: openssl rand -hex 32", i+1, len(t), MinTokenLength))
-			}
-		}
-		if !c.TwilioEnabled() {
-			errs = append(errs, errors.New("TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)"))
-		}
-		if !c.SMTPEnabled() {
-			errs = append(errs, errors.New("SMTP_URL is required in production (console emails reach nobody)"))
-		}
-		if c.PublicURL == "" {
-			errs = append(errs, errors.New("AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it, and consent links point to it)"))
-		}
-		if len(c.DataKeys) == 0 {
-			errs = append(errs, errors.New("AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32"))
-		}
-		if c.ClinicFile == "" {
-			errs = append(errs, errors.New("AFTERCARE_CLINIC_FILE is required in production (the built-in example clinic alerts an example address)"))
-		}
+		errs = append(errs, c.checkProduction()...)
 	}
 	return errors.Join(errs...)
+}
+
+// checkProduction lists what production needs that development does
+// without: no embedded Redis, console outbox, development token or example
+// clinic.
+func (c *Config) checkProduction() []error {
+	var errs []error
+	if c.RedisURL == "" {
+		errs = append(errs, errors.New("REDIS_URL is required in production (the embedded Redis keeps nothing)"))
+	}
+	if len(c.APITokens) == 0 {
+		errs = append(errs, errors.New("AFTERCARE_API_TOKENS is required in production; make one with: openssl rand -hex 32"))
+	}
+	for i, t := range c.APITokens {
+		switch {
+		case t == DevToken:
+			errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d is the development token %s, which anyone can read here; make one with: openssl rand -hex 32", i+1, DevToken))
+		case len(t) < MinTokenLength:
+			errs = append(errs, fmt.Errorf("AFTERCARE_API_TOKENS: token %d has %d characters; production needs %d or more: openssl rand -hex 32", i+1, len(t), MinTokenLength))
+		}
+	}
+	if !c.TwilioEnabled() {
+		errs = append(errs, errors.New("TWILIO_ACCOUNT_SID is required in production (console SMS reach nobody)"))
+	}
+	if !c.SMTPEnabled() {
+		errs = append(errs, errors.New("SMTP_URL is required in production (console emails reach nobody)"))
+	}
+	if c.PublicURL == "" {
+		errs = append(errs, errors.New("AFTERCARE_PUBLIC_URL is required in production (Twilio's replies and receipts are checked against it, and consent links point to it)"))
+	}
+	if len(c.DataKeys) == 0 {
+		errs = append(errs, errors.New("AFTERCARE_DATA_KEY is required in production (patient contact details are encrypted in Redis); make one with: openssl rand -base64 32"))
+	}
+	if c.ClinicFile == "" {
+		errs = append(errs, errors.New("AFTERCARE_CLINIC_FILE is required in production (the built-in example clinic alerts an example address)"))
+	}
+	return errs
 }
 
 // Usage writes every setting: its name and default, then what it means,

@@ -476,34 +476,45 @@ func (r *Renderer) render(rec *aftercare.Record, step string, ch aftercare.Chann
 		}
 	}
 
-	switch ch {
-	case aftercare.SMS:
-		out.To = b.Patient.Phone
-		out.Text = text
-		if first {
-			if !strings.ContainsAny(text[len(text)-1:], ".!?") {
-				out.Text += "."
-			}
-			out.Text += " " + locales[loc].optOut
-		}
-	case aftercare.Email:
-		out.To = b.Patient.Email
-		subject, body, ok := strings.Cut(text, "\n\n")
-		if fromSMS {
-			subject, body, ok = "Subject: "+fmt.Sprintf(locales[loc].fromClinic, r.clinic.Name), text, true
-		}
-		if !ok || !strings.HasPrefix(subject, "Subject: ") {
-			return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
-		}
-		out.Subject = strings.TrimPrefix(subject, "Subject: ")
-		out.Text = plain(body)
-		html, err := toHTML(loc, out.Subject, r.clinic, body)
-		if err != nil {
-			return out, fmt.Errorf("render %s/%s as HTML: %w", loc, tmpl.Name(), err)
-		}
-		out.HTML = html
+	if ch == aftercare.SMS {
+		out.To, out.Text = b.Patient.Phone, smsText(text, loc, first)
+		return out, nil
 	}
-	return out, nil
+	out.To = b.Patient.Email
+	return out, r.email(&out, tmpl, text, fromSMS)
+}
+
+// smsText is a rendered text as sent: a booking's first text ends with the
+// opt-out line.
+func smsText(text, loc string, first bool) string {
+	if !first {
+		return text
+	}
+	if !strings.ContainsAny(text[len(text)-1:], ".!?") {
+		text += "."
+	}
+	return text + " " + locales[loc].optOut
+}
+
+// email fills out's subject, text and HTML from the rendered text, which
+// is a "Subject: " line, a blank line and the body, or an SMS text when
+// fromSMS.
+func (r *Renderer) email(out *aftercare.Outgoing, tmpl *template.Template, text string, fromSMS bool) error {
+	subject, body, ok := strings.Cut(text, "\n\n")
+	if fromSMS {
+		subject, body, ok = "Subject: "+fmt.Sprintf(locales[out.Locale].fromClinic, r.clinic.Name), text, true
+	}
+	if !ok || !strings.HasPrefix(subject, "Subject: ") {
+		return fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", out.Locale, tmpl.Name())
+	}
+	out.Subject = strings.TrimPrefix(subject, "Subject: ")
+	out.Text = plain(body)
+	html, err := toHTML(out.Locale, out.Subject, r.clinic, body)
+	if err != nil {
+		return fmt.Errorf("render %s/%s as HTML: %w", out.Locale, tmpl.Name(), err)
+	}
+	out.HTML = html
+	return nil
 }
 
 // data is what the templates of rec's messages in loc can use, but the

@@ -295,7 +295,6 @@ func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
 }
 
 func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error) {
-	key := Key(id)
 	rec := &aftercare.Record{Fingerprint: h["fp"]}
 	rec.ID = id
 	rec.Status = aftercare.BookingStatus(h["status"])
@@ -306,12 +305,8 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 	if rec.CreatedAt, err = time.Parse(time.RFC3339Nano, h["created"]); err != nil {
 		return nil, fmt.Errorf("created: %w", err)
 	}
-	booking, err := s.seal.open(h["booking"], key+"/booking")
-	if err != nil {
-		return nil, fmt.Errorf("booking: %w", err)
-	}
-	if err := json.Unmarshal(booking, &rec.Booking); err != nil {
-		return nil, fmt.Errorf("booking: %w", err)
+	if err := s.openJSON(id, h, "booking", &rec.Booking); err != nil {
+		return nil, err
 	}
 	plan, err := decodePlan(h["plan"])
 	if err != nil {
@@ -326,52 +321,72 @@ func (s *Store) decode(id string, h map[string]string) (*aftercare.Record, error
 		ack.At = ack.At.In(loc)
 		rec.ConsentAcknowledgement, rec.ConsentAcknowledgedAt = ack, &ack.At
 	}
-	if v := h["ackp"]; v != "" {
-		data, err := s.seal.open(v, key+"/ackp")
-		if err != nil {
-			return nil, fmt.Errorf("ackp: %w", err)
-		}
+	if h["ackp"] != "" {
 		rec.Evidence = new(aftercare.ConsentEvidence)
-		if err := json.Unmarshal(data, rec.Evidence); err != nil {
-			return nil, fmt.Errorf("ackp: %w", err)
+		if err := s.openJSON(id, h, "ackp", rec.Evidence); err != nil {
+			return nil, err
 		}
 	}
-	if v := h["replies"]; v != "" {
-		replies, err := s.seal.open(v, key+"/replies")
-		if err != nil {
-			return nil, fmt.Errorf("replies: %w", err)
-		}
-		if err := json.Unmarshal(replies, &rec.Replies); err != nil {
-			return nil, fmt.Errorf("replies: %w", err)
+	if h["replies"] != "" {
+		if err := s.openJSON(id, h, "replies", &rec.Replies); err != nil {
+			return nil, err
 		}
 	}
-	if n, _ := strconv.Atoi(h["hn"]); n > 0 {
-		rec.History = make([]aftercare.Event, 0, n)
-		for i := 1; i <= n; i++ {
-			a, err := decodeEntry(h["h:"+strconv.Itoa(i)])
-			if err != nil {
-				return nil, fmt.Errorf("history %d: %w", i, err)
-			}
-			rec.History = append(rec.History, a)
-		}
+	if rec.History, err = decodeHistory(h); err != nil {
+		return nil, err
 	}
 	rec.Messages = make([]aftercare.Message, len(plan))
 	for i, p := range plan {
-		m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc), Note: p.Note}
-		f := field(m.Ref("", 0))
-		m.Status = aftercare.MessageStatus(h["m:"+f])
-		m.ProviderID = h["p:"+f]
-		m.Error = h["e:"+f]
-		m.Digest = h["d:"+f]
-		if ms, err := strconv.ParseInt(h["c:"+f], 10, 64); err == nil {
-			m.ClaimedAt = time.UnixMilli(ms)
-		}
-		if m.Status == aftercare.StatusFailed && strings.HasPrefix(m.Error, legacyUnknown) {
-			m.Status = aftercare.StatusOutcomeUnknown
-		}
-		rec.Messages[i] = m
+		rec.Messages[i] = decodeMessage(p, h, loc)
 	}
 	return rec, nil
+}
+
+// openJSON opens the sealed JSON field name of booking id's hash h into v.
+func (s *Store) openJSON(id string, h map[string]string, name string, v any) error {
+	data, err := s.seal.open(h[name], Key(id)+"/"+name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// decodeHistory reads the audit trail entries h:1 to h:hn.
+func decodeHistory(h map[string]string) ([]aftercare.Event, error) {
+	n, _ := strconv.Atoi(h["hn"])
+	if n <= 0 {
+		return nil, nil
+	}
+	history := make([]aftercare.Event, 0, n)
+	for i := 1; i <= n; i++ {
+		a, err := decodeEntry(h["h:"+strconv.Itoa(i)])
+		if err != nil {
+			return nil, fmt.Errorf("history %d: %w", i, err)
+		}
+		history = append(history, a)
+	}
+	return history, nil
+}
+
+// decodeMessage joins a planned message with its state in h, in the
+// booking's zone loc.
+func decodeMessage(p planned, h map[string]string, loc *time.Location) aftercare.Message {
+	m := aftercare.Message{Step: p.Step, Channel: p.Channel, SendAt: p.SendAt.In(loc), Deadline: p.Deadline.In(loc), Note: p.Note}
+	f := field(m.Ref("", 0))
+	m.Status = aftercare.MessageStatus(h["m:"+f])
+	m.ProviderID = h["p:"+f]
+	m.Error = h["e:"+f]
+	m.Digest = h["d:"+f]
+	if ms, err := strconv.ParseInt(h["c:"+f], 10, 64); err == nil {
+		m.ClaimedAt = time.UnixMilli(ms)
+	}
+	if m.Status == aftercare.StatusFailed && strings.HasPrefix(m.Error, legacyUnknown) {
+		m.Status = aftercare.StatusOutcomeUnknown
+	}
+	return m
 }
 
 // decodeEntry reads an audit trail entry, in the form it has now whenever
