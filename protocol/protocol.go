@@ -233,26 +233,52 @@ func validateStep(s *aftercare.Step) error {
 	if s.Name == aftercare.StepCancellation {
 		return fmt.Errorf("step: %q is reserved for the cancellation notice", s.Name)
 	}
-	if len(s.Channels) == 0 {
+	if err := validateChannels(s.Channels); err != nil {
+		return err
+	}
+	if err := validateTiming(s.When, s.Deadline); err != nil {
+		return err
+	}
+	if err := validatePolicies(s); err != nil {
+		return err
+	}
+	return validateFallback(s.Fallback, s.Channels)
+}
+
+// validateChannels checks that a step names at least one channel, each
+// known and listed once.
+func validateChannels(channels []aftercare.Channel) error {
+	if len(channels) == 0 {
 		return errors.New("channels: list at least one of sms, email")
 	}
-	for i, ch := range s.Channels {
+	for i, ch := range channels {
 		if !ch.Valid() {
 			return fmt.Errorf("channels: unknown channel %q; use sms or email", ch)
 		}
-		if slices.Contains(s.Channels[:i], ch) {
+		if slices.Contains(channels[:i], ch) {
 			return fmt.Errorf("channels: %s is listed twice", ch)
 		}
 	}
-	if err := validateRule(s.When, false); err != nil {
+	return nil
+}
+
+// validateTiming checks when a step falls due and its deadline.
+func validateTiming(when, deadline aftercare.TimeRule) error {
+	if err := validateRule(when, false); err != nil {
 		return fmt.Errorf("when: %w", err)
 	}
-	if err := validateRule(s.Deadline, true); err != nil {
+	if err := validateRule(deadline, true); err != nil {
 		return fmt.Errorf("deadline: %w", err)
 	}
-	if s.Deadline.Anchor == aftercare.AnchorSend && s.Deadline.Days == 0 && s.Deadline.At == "" && s.Deadline.Offset <= 0 {
+	if deadline.Anchor == aftercare.AnchorSend && deadline.Days == 0 && deadline.At == "" && deadline.Offset <= 0 {
 		return errors.New("deadline: a deadline anchored on send needs a positive offset")
 	}
+	return nil
+}
+
+// validatePolicies checks a step's quiet hours, if_late and priority, and
+// fills in those left out.
+func validatePolicies(s *aftercare.Step) error {
 	switch s.Quiet {
 	case "":
 		s.Quiet = aftercare.QuietDefer
@@ -274,12 +300,18 @@ func validateStep(s *aftercare.Step) error {
 	default:
 		return fmt.Errorf("priority: %q is not one of routine, clinical", s.Priority)
 	}
+	return nil
+}
+
+// validateFallback checks a step's fallback channel, if it has one: a
+// known channel that is not one of the step's own.
+func validateFallback(fallback aftercare.Channel, channels []aftercare.Channel) error {
 	switch {
-	case s.Fallback == "":
-	case !s.Fallback.Valid():
-		return fmt.Errorf("fallback: unknown channel %q; use email", s.Fallback)
-	case slices.Contains(s.Channels, s.Fallback):
-		return fmt.Errorf("fallback: %s is one of the step's channels already", s.Fallback)
+	case fallback == "":
+	case !fallback.Valid():
+		return fmt.Errorf("fallback: unknown channel %q; use email", fallback)
+	case slices.Contains(channels, fallback):
+		return fmt.Errorf("fallback: %s is one of the step's channels already", fallback)
 	}
 	return nil
 }
