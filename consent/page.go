@@ -186,24 +186,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, form url.Values) {
 	now := h.cfg.Now()
 	addr := clientAddr(r, h.cfg.TrustedProxies)
-	wait := h.guesses.blocked(addr, now)
-	if _, ok := BookingOf(token); !ok && wait > 0 {
-		h.busy(w, r, wait) // no need to look: not even shaped like a link
-		return
-	}
-	rec, status, why := h.find(r.Context(), token, now)
-	switch {
-	case why != "" && wait > 0: // a good link is served even so
-		h.busy(w, r, wait)
-		return
-	case why == failUnknown:
-		h.guesses.miss(addr, now)
-		h.log.Info("consent link refused", "reason", string(why))
-		h.fail(w, r, status, why)
-		return
-	case why != "":
-		h.log.Info("consent link refused", "booking", rec.ID, "reason", string(why))
-		h.fail(w, r, status, why)
+	rec, ok := h.resolve(w, r, token, addr, now)
+	if !ok {
 		return
 	}
 	if ack := rec.ConsentAcknowledgement; ack != nil && ack.Method == aftercare.AckByPage {
@@ -226,7 +210,44 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 		h.form(w, &v, rec, page, token, now, http.StatusOK)
 		return
 	}
+	if !h.readForm(&v, form, token, page, now) {
+		h.form(w, &v, rec, page, token, now, http.StatusUnprocessableEntity)
+		return
+	}
+	h.acknowledge(w, r, token, rec, page, v.Name, addr, now)
+}
 
+// resolve returns the booking of token's link, or answers the request with
+// why it is refused and reports false. An address that has tried too many
+// wrong links is turned away unless its link is good.
+func (h *Handler) resolve(w http.ResponseWriter, r *http.Request, token string, addr netip.Addr, now time.Time) (*aftercare.Record, bool) {
+	wait := h.guesses.blocked(addr, now)
+	if _, ok := BookingOf(token); !ok && wait > 0 {
+		h.busy(w, r, wait) // no need to look: not even shaped like a link
+		return nil, false
+	}
+	rec, status, why := h.find(r.Context(), token, now)
+	switch {
+	case why != "" && wait > 0: // a good link is served even so
+		h.busy(w, r, wait)
+		return nil, false
+	case why == failUnknown:
+		h.guesses.miss(addr, now)
+		h.log.Info("consent link refused", "reason", string(why))
+		h.fail(w, r, status, why)
+		return nil, false
+	case why != "":
+		h.log.Info("consent link refused", "booking", rec.ID, "reason", string(why))
+		h.fail(w, r, status, why)
+		return nil, false
+	}
+	return rec, true
+}
+
+// readForm puts the posted form into v, with a notice for a form too old
+// or a text that changed since it was shown, and an error for each field
+// left wrong. It reports whether the acknowledgement can be recorded.
+func (h *Handler) readForm(v *view, form url.Values, token string, page aftercare.ConsentPage, now time.Time) bool {
 	v.Name, v.Ticked = strings.TrimSpace(form.Get("name")), form.Get("read") == "yes"
 	switch {
 	case !h.cfg.Links.validForm(token, form.Get("form"), now, formAge):
@@ -240,13 +261,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, token string, fo
 	if msg := v.W.nameProblem(v.Name); msg != "" {
 		v.Errors = append(v.Errors, fieldError{"name", msg})
 	}
-	if len(v.Notices) > 0 || len(v.Errors) > 0 {
-		h.form(w, &v, rec, page, token, now, http.StatusUnprocessableEntity)
-		return
-	}
+	return len(v.Notices) == 0 && len(v.Errors) == 0
+}
+
+// acknowledge records that name acknowledged page on the booking, with
+// the evidence of the request, and sends the browser to the receipt.
+func (h *Handler) acknowledge(w http.ResponseWriter, r *http.Request, token string, rec *aftercare.Record, page aftercare.ConsentPage, name string, addr netip.Addr, now time.Time) {
 	ack := aftercare.Acknowledgement{At: now, Digest: page.Digest(), Treatment: rec.Booking.Treatment,
 		ProtocolVersion: page.ProtocolVersion, TemplateVersion: page.TemplateVersion, Locale: page.Locale}
-	evidence := aftercare.ConsentEvidence{Name: v.Name, UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text}
+	evidence := aftercare.ConsentEvidence{Name: name, UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text}
 	if addr.IsValid() {
 		evidence.IP = addr.String()
 	}
