@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 
 	"github.com/aftercare/aftercare"
@@ -125,6 +126,9 @@ type Renderer struct {
 	// versions name each template's source, by locale/name.
 	consents map[string]consentText
 	versions map[string]string
+	// consentFree names, by locale/name, the templates that never read
+	// .Consent: their messages skip rendering the consent text.
+	consentFree map[string]bool
 }
 
 // Linker makes the links to a booking's consent page (see package
@@ -154,7 +158,7 @@ func Overrides(fsys ...fs.FS) Option {
 // field fails at start-up, not in a patient's text.
 func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts ...Option) (*Renderer, error) {
 	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{},
-		consents: map[string]consentText{}, versions: map[string]string{}}
+		consents: map[string]consentText{}, versions: map[string]string{}, consentFree: map[string]bool{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -201,9 +205,11 @@ func (r *Renderer) load(fsys fs.FS) error {
 			r.sets[loc] = set
 		}
 		name := strings.TrimSuffix(path.Base(file), ".tmpl")
-		if _, err := set.New(name).Parse(string(src)); err != nil {
+		t, err := set.New(name).Parse(string(src))
+		if err != nil {
 			return fmt.Errorf("template %s: %w", file, err)
 		}
+		r.consentFree[loc+"/"+name] = !mayRead(t.Root, "Consent")
 		sum := sha256.Sum256(src)
 		r.versions[loc+"/"+name] = "sha256:" + hex.EncodeToString(sum[:6])
 	}
@@ -457,7 +463,7 @@ func (r *Renderer) render(rec *aftercare.Record, step string, ch aftercare.Chann
 	}
 	out.Locale = loc
 	data := r.data(rec, p, loc, link)
-	if step == aftercare.StepConsent {
+	if step == aftercare.StepConsent && !r.consentFree[loc+"/"+tmpl.Name()] {
 		var err error
 		if data.Consent, err = r.consent(p, loc, data); err != nil {
 			return out, err
@@ -578,6 +584,38 @@ func (r *Renderer) lookup(loc, treatment, step, kind string) (string, *template.
 		}
 	}
 	return aftercare.DefaultLocale, nil
+}
+
+// mayRead reports whether the template tree under n may read field: it
+// names it, or it runs another template, which might.
+func mayRead(n parse.Node, field string) bool {
+	switch n := n.(type) {
+	case *parse.ListNode:
+		return n != nil && slices.ContainsFunc(n.Nodes, func(c parse.Node) bool { return mayRead(c, field) })
+	case *parse.ActionNode:
+		return mayRead(n.Pipe, field)
+	case *parse.PipeNode:
+		return n != nil && slices.ContainsFunc(n.Cmds, func(c *parse.CommandNode) bool { return mayRead(c, field) })
+	case *parse.CommandNode:
+		return slices.ContainsFunc(n.Args, func(c parse.Node) bool { return mayRead(c, field) })
+	case *parse.IfNode:
+		return mayRead(&n.BranchNode, field)
+	case *parse.RangeNode:
+		return mayRead(&n.BranchNode, field)
+	case *parse.WithNode:
+		return mayRead(&n.BranchNode, field)
+	case *parse.BranchNode:
+		return mayRead(n.Pipe, field) || mayRead(n.List, field) || mayRead(n.ElseList, field)
+	case *parse.FieldNode:
+		return slices.Contains(n.Ident, field)
+	case *parse.ChainNode:
+		return slices.Contains(n.Field, field) || mayRead(n.Node, field)
+	case *parse.VariableNode:
+		return slices.Contains(n.Ident, field)
+	case *parse.TemplateNode:
+		return true
+	}
+	return false
 }
 
 func toHTML(locale, subject string, clinic aftercare.Clinic, body string) (string, error) {

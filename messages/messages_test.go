@@ -393,7 +393,37 @@ func TestOverrideReplacesBuiltin(t *testing.T) {
 	}
 }
 
-func BenchmarkRenderEmail(b *testing.B) {
+// TestConsentTextInOverrides: a consent SMS renders without the consent
+// text unless its template may read it; an override that reads it, however
+// it reaches it, gets it.
+func TestConsentTextInOverrides(t *testing.T) {
+	t.Parallel()
+	_, protocols, clinic := setup(t)
+	for _, src := range []string{
+		"{{.Consent.Emergency}}",
+		"{{with .Consent}}{{.Emergency}}{{end}}",
+		"{{$c := .Consent}}{{$c.Emergency}}",
+		"{{range .Consent.Risks}}{{end}}{{if true}}{{$.Consent.Emergency}}{{end}}",
+		`{{define "emergency"}}{{.Consent.Emergency}}{{end}}{{template "emergency" .}}`,
+	} {
+		fsys := fstest.MapFS{"en/botox.consent.sms.tmpl": {Data: []byte("Note: " + src)}}
+		r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)), messages.Overrides(fsys))
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		out, err := r.Render(record(sample()), "consent", aftercare.SMS, false)
+		if err != nil || !strings.HasPrefix(out.Text, "Note: Serious problems are very rare") {
+			t.Errorf("%s: Render = %q, %v", src, out.Text, err)
+		}
+	}
+}
+
+func BenchmarkRenderEmail(b *testing.B) { benchmarkRender(b, aftercare.Email) }
+
+func BenchmarkRenderSMS(b *testing.B) { benchmarkRender(b, aftercare.SMS) }
+
+// benchmarkRender renders the consent, the longest message, on ch.
+func benchmarkRender(b *testing.B, ch aftercare.Channel) {
 	protocols, _ := protocol.Builtin()
 	clinic, _ := config.LoadClinic("")
 	r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(b)))
@@ -403,7 +433,7 @@ func BenchmarkRenderEmail(b *testing.B) {
 	bk := sample()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Render(record(bk), "consent", aftercare.Email, false); err != nil {
+		if _, err := r.Render(record(bk), "consent", ch, ch == aftercare.SMS); err != nil {
 			b.Fatal(err)
 		}
 	}
