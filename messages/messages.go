@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	htmltemplate "html/template"
 	"io/fs"
 	"path"
 	"slices"
@@ -25,15 +24,10 @@ import (
 // cancellation notice). An email template starts with a "Subject: ..." line
 // and a blank line; its body is plain text in which a block of lines that
 // all start with "- " is a list. The HTML part is built from that text with
-// layout.html, so the two parts never drift apart.
+// the same text (see toHTML), so the two parts never drift apart.
 //
 //go:embed templates
 var builtin embed.FS
-
-//go:embed layout.html
-var layoutSource string
-
-var layout = htmltemplate.Must(htmltemplate.New("layout").Funcs(htmltemplate.FuncMap{"isURL": isURL}).Parse(layoutSource))
 
 // isURL reports whether a line of an email is a web address alone: the
 // HTML part makes it a link.
@@ -346,9 +340,7 @@ func (r *Renderer) Alert(item *aftercare.InboxItem, round int, ch aftercare.Chan
 		return out, fmt.Errorf("render %s/%s: an email template must start with a \"Subject: \" line and a blank line", loc, tmpl.Name())
 	}
 	out.To, out.Subject, out.Text = r.clinic.Alerts.Email, strings.TrimPrefix(subject, "Subject: "), body
-	if out.HTML, err = toHTML(loc, out.Subject, r.clinic, body); err != nil {
-		return out, fmt.Errorf("render %s/%s as HTML: %w", loc, tmpl.Name(), err)
-	}
+	out.HTML = toHTML(loc, out.Subject, r.clinic, body)
 	return out, nil
 }
 
@@ -515,11 +507,7 @@ func (r *Renderer) email(out *aftercare.Outgoing, tmpl *template.Template, text 
 	}
 	out.Subject = strings.TrimPrefix(subject, "Subject: ")
 	out.Text = plain(body)
-	html, err := toHTML(out.Locale, out.Subject, r.clinic, body)
-	if err != nil {
-		return fmt.Errorf("render %s/%s as HTML: %w", out.Locale, tmpl.Name(), err)
-	}
-	out.HTML = html
+	out.HTML = toHTML(out.Locale, out.Subject, r.clinic, body)
 	return nil
 }
 
@@ -618,12 +606,3 @@ func mayRead(n parse.Node, field string) bool {
 	return false
 }
 
-func toHTML(locale, subject string, clinic aftercare.Clinic, body string) (string, error) {
-	blocks := aftercare.Blocks(body)
-	var buf bytes.Buffer
-	buf.Grow(len(layoutSource) + 2*len(body)) // the layout, and the body with markup
-	err := layout.Execute(&buf, map[string]any{
-		"Locale": locale, "Subject": subject, "Clinic": clinic, "Blocks": blocks,
-	})
-	return buf.String(), err
-}
