@@ -605,4 +605,3 @@ func mayRead(n parse.Node, field string) bool {
 	}
 	return false
 }
-
