@@ -41,22 +41,41 @@ const bookingUsage = `Usage:
 Flags (before the ID or FILE):
 `
 
-// bookingCmd talks to a running aftercare's API.
-func bookingCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+// bookingFlags are the flags of aftercare booking; each action reads the
+// ones it needs.
+type bookingFlags struct {
+	api         *apiClient
+	notify      bool
+	at          string
+	reason, by  string
+	exampleID   string
+	exampleIn   time.Duration
+	exampleZone string
+}
+
+// newBookingFlags defines the flags of aftercare booking on a new flag set,
+// whose usage and errors go to stderr.
+func newBookingFlags(lookup func(string) (string, bool), stdout, stderr io.Writer) (*flag.FlagSet, *bookingFlags) {
 	fs := flag.NewFlagSet("booking", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	api := newAPIClient(fs, lookup, stdout, "print the API's JSON answer instead of a table")
-	notify := fs.Bool("notify", false, "cancel: send the patient a cancellation message")
-	at := fs.String("at", "", "treated: when the treatment ended, RFC 3339 (default now)")
-	reason := fs.String("reason", "", "resend, stop: why (required)")
-	by := fs.String("by", "", "resend: who asks (required)")
-	exampleID := fs.String("id", "bk_1001", "example: the booking's id")
-	exampleIn := fs.Duration("in", 0, "example: how far from now the appointment is, such as 72h or -30m (default: 15:00 the day after tomorrow)")
-	exampleZone := fs.String("zone", "America/New_York", "example: the patient's time zone")
+	f := &bookingFlags{api: newAPIClient(fs, lookup, stdout, "print the API's JSON answer instead of a table")}
+	fs.BoolVar(&f.notify, "notify", false, "cancel: send the patient a cancellation message")
+	fs.StringVar(&f.at, "at", "", "treated: when the treatment ended, RFC 3339 (default now)")
+	fs.StringVar(&f.reason, "reason", "", "resend, stop: why (required)")
+	fs.StringVar(&f.by, "by", "", "resend: who asks (required)")
+	fs.StringVar(&f.exampleID, "id", "bk_1001", "example: the booking's id")
+	fs.DurationVar(&f.exampleIn, "in", 0, "example: how far from now the appointment is, such as 72h or -30m (default: 15:00 the day after tomorrow)")
+	fs.StringVar(&f.exampleZone, "zone", "America/New_York", "example: the patient's time zone")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, bookingUsage)
 		fs.PrintDefaults()
 	}
+	return fs, f
+}
+
+// bookingCmd talks to a running aftercare's API.
+func bookingCmd(ctx context.Context, args []string, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	fs, f := newBookingFlags(lookup, stdout, stderr)
 	// Flags may come before the action or between it and its argument.
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,85 +95,151 @@ func bookingCmd(ctx context.Context, args []string, lookup func(string) (string,
 			return fmt.Errorf("booking example takes no arguments, got %d", len(rest))
 		}
 		var in *time.Duration
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "in" {
-				in = exampleIn
+		fs.Visit(func(fl *flag.Flag) {
+			if fl.Name == "in" {
+				in = &f.exampleIn
 			}
 		})
-		return printExample(stdout, *exampleID, *exampleZone, in, time.Now())
+		return printExample(stdout, f.exampleID, f.exampleZone, in, time.Now())
 	}
-	if want := map[bool]int{true: 3, false: 1}[action == "resend"]; len(rest) != want {
+	want := 1
+	if action == "resend" {
+		want = 3
+	}
+	if len(rest) != want {
 		fs.Usage()
 		return fmt.Errorf("booking %s: expected %d arguments, got %d", action, want, len(rest))
 	}
-	arg := rest[0]
-
-	var (
-		method, path string
-		body         []byte
-	)
-	switch action {
-	case "create", "update":
-		if body, err = readFile(arg); err != nil {
-			return err
-		}
-		method, path = "POST", "/v1/bookings"
-		if action == "update" {
-			var b struct{ ID string }
-			if err := json.Unmarshal(body, &b); err != nil || b.ID == "" {
-				return fmt.Errorf("booking update: %s has no \"id\"", arg)
-			}
-			method, path = "PUT", "/v1/bookings/"+url.PathEscape(b.ID)
-		}
-	case "cancel":
-		method, path = "DELETE", "/v1/bookings/"+url.PathEscape(arg)
-		if *notify {
-			path += "?notify=true"
-		}
-	case "treated":
-		when := time.Now().Format(time.RFC3339)
-		if *at != "" {
-			when = *at
-		}
-		body, _ = json.Marshal(map[string]string{"treated_at": when})
-		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/treated"
-	case "stop":
-		method, path = "DELETE", "/v1/bookings/"+url.PathEscape(arg)+"?stop_aftercare=true&reason="+url.QueryEscape(*reason)
-	case "get", "history":
-		method, path = "GET", "/v1/bookings/"+url.PathEscape(arg)
-	case "consent":
-		var cr aftercare.ConsentRecord
-		if done, err := api.do(ctx, "GET", "/v1/bookings/"+url.PathEscape(arg)+"/consent", nil, &cr); done || err != nil {
-			return err
-		}
-		printConsent(stdout, &cr)
-		return nil
-	case "resend":
-		body, _ = json.Marshal(map[string]string{"reason": *reason, "by": *by})
-		method, path = "POST", "/v1/bookings/"+url.PathEscape(arg)+"/messages/"+url.PathEscape(rest[1])+"/"+url.PathEscape(rest[2])+"/resend"
-	default:
+	act, ok := bookingActions[action]
+	if !ok {
 		fs.Usage()
 		return fmt.Errorf("booking: unknown action %q", action)
 	}
+	return act(ctx, f, rest, stdout)
+}
 
+// bookingAction calls the API for one action with its arguments (one, or
+// three for resend) and prints the answer to w.
+type bookingAction func(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error
+
+// bookingActions are the actions of aftercare booking but example, which
+// needs no running aftercare.
+var bookingActions = map[string]bookingAction{
+	"create":  bookingCreate,
+	"update":  bookingUpdate,
+	"cancel":  bookingCancel,
+	"treated": bookingTreated,
+	"stop":    bookingStop,
+	"get":     bookingGet,
+	"history": bookingHistory,
+	"consent": bookingConsent,
+	"resend":  bookingResend,
+}
+
+func bookingCreate(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	body, err := readFile(args[0])
+	if err != nil {
+		return err
+	}
+	var tl aftercare.Timeline
+	if done, err := f.api.do(ctx, "POST", "/v1/bookings", body, &tl); done || err != nil {
+		return err
+	}
+	if f.api.status == http.StatusCreated {
+		fmt.Fprintln(w, "created")
+	} else {
+		fmt.Fprintln(w, "already existed, with the same details: nothing changed")
+	}
+	printAnswer(w, &tl)
+	return nil
+}
+
+// bookingUpdate replaces the booking whose id is in the file.
+func bookingUpdate(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	body, err := readFile(args[0])
+	if err != nil {
+		return err
+	}
+	var b struct{ ID string }
+	if err := json.Unmarshal(body, &b); err != nil || b.ID == "" {
+		return fmt.Errorf("booking update: %s has no \"id\"", args[0])
+	}
+	return showTimeline(ctx, f.api, w, "PUT", bookingPath(b.ID), body)
+}
+
+func bookingCancel(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	path := bookingPath(args[0])
+	if f.notify {
+		path += "?notify=true"
+	}
+	return showTimeline(ctx, f.api, w, "DELETE", path, nil)
+}
+
+func bookingTreated(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	when := f.at
+	if when == "" {
+		when = time.Now().Format(time.RFC3339)
+	}
+	body, _ := json.Marshal(map[string]string{"treated_at": when})
+	return showTimeline(ctx, f.api, w, "POST", bookingPath(args[0])+"/treated", body)
+}
+
+func bookingStop(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	path := bookingPath(args[0]) + "?stop_aftercare=true&reason=" + url.QueryEscape(f.reason)
+	return showTimeline(ctx, f.api, w, "DELETE", path, nil)
+}
+
+func bookingGet(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	return showTimeline(ctx, f.api, w, "GET", bookingPath(args[0]), nil)
+}
+
+func bookingHistory(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	var tl aftercare.Timeline
+	if done, err := f.api.do(ctx, "GET", bookingPath(args[0]), nil, &tl); done || err != nil {
+		return err
+	}
+	printHistory(w, &tl)
+	return nil
+}
+
+func bookingConsent(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	var cr aftercare.ConsentRecord
+	if done, err := f.api.do(ctx, "GET", bookingPath(args[0])+"/consent", nil, &cr); done || err != nil {
+		return err
+	}
+	printConsent(w, &cr)
+	return nil
+}
+
+// bookingResend sends the message of args[1] (the step) on args[2] (the
+// channel) again.
+func bookingResend(ctx context.Context, f *bookingFlags, args []string, w io.Writer) error {
+	body, _ := json.Marshal(map[string]string{"reason": f.reason, "by": f.by})
+	path := bookingPath(args[0]) + "/messages/" + url.PathEscape(args[1]) + "/" + url.PathEscape(args[2]) + "/resend"
+	return showTimeline(ctx, f.api, w, "POST", path, body)
+}
+
+// bookingPath is the API path of the booking id.
+func bookingPath(id string) string {
+	return "/v1/bookings/" + url.PathEscape(id)
+}
+
+// showTimeline calls the API and prints the timeline it answers.
+func showTimeline(ctx context.Context, api *apiClient, w io.Writer, method, path string, body []byte) error {
 	var tl aftercare.Timeline
 	if done, err := api.do(ctx, method, path, body, &tl); done || err != nil {
 		return err
 	}
-	switch {
-	case action == "history":
-		printHistory(stdout, &tl)
-		return nil
-	case action == "create" && api.status == http.StatusCreated:
-		fmt.Fprintln(stdout, "created")
-	case action == "create":
-		fmt.Fprintln(stdout, "already existed, with the same details: nothing changed")
-	}
-	printTimeline(stdout, &tl)
-	for _, w := range tl.Warnings {
-		fmt.Fprintln(stdout, "warning:", w)
-	}
+	printAnswer(w, &tl)
 	return nil
+}
+
+// printAnswer prints a timeline the API answered, and its warnings.
+func printAnswer(w io.Writer, tl *aftercare.Timeline) {
+	printTimeline(w, tl)
+	for _, s := range tl.Warnings {
+		fmt.Fprintln(w, "warning:", s)
+	}
 }
 
 // printExample writes a booking for an appointment at 15:00 the day after
