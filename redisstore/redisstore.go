@@ -603,19 +603,20 @@ return changed
 // allow (aftercare.MessageStatus.CanBecome) is an error.
 //
 // An SMS that goes to sent with a provider id (a Twilio SID) is also
-// linked to it for its delivery receipts (ByProvider), in the same round
-// trip.
-func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error) {
+// linked to it for its delivery receipts (ByProvider), and the receipts
+// that came for it before (KeepReceipt) are read, in the same round trip:
+// early, for the caller to apply, then to drop (DropEarlyReceipts).
+func (s *Store) Transition(ctx context.Context, c aftercare.Change) (changed bool, early []aftercare.Receipt, err error) {
 	for _, t := range []aftercare.Target{c.To, c.IfCancelled, c.IfSuperseded} {
 		if t.Status != "" && !c.From.CanBecome(t.Status) {
-			return false, aftercare.Errorf(aftercare.EINVALID, "record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
+			return false, nil, aftercare.Errorf(aftercare.EINVALID, "record %s: a message cannot go from %s to %s", c.Ref.TaskID(), c.From, t.Status)
 		}
 	}
 	c.Event.Detail = aftercare.Redact(c.Event.Detail)
 	c.Event.Status, c.Event.Unchanged = "", false // the script says which
 	entry, err := json.Marshal(c.Event)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	entry = entry[:len(entry)-1] // the script closes it
 	keys := []string{Key(c.Ref.BookingID)}
@@ -625,6 +626,7 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 	var (
 		res           *redis.Cmd
 		link          *redis.StatusCmd
+		kept          *redis.StringSliceCmd
 		before, after *redis.IntCmd
 	)
 	member := bookingMark(c.Ref.BookingID)
@@ -638,6 +640,7 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 			before = s.mark(ctx, p, member, settle)
 			if linked {
 				link = p.Set(ctx, sidKey(c.ProviderID), c.Ref.Payload(), receiptTTL)
+				kept = p.LRange(ctx, keptKey(c.ProviderID), 0, -1)
 			}
 		}, transitionScript, keys, args, func(p redis.Pipeliner) { after = s.mark(ctx, p, member, 0) })
 		s.marked(member, before, after)
@@ -648,10 +651,13 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (bool, error
 	if err == nil && link != nil && link.Err() != nil {
 		err = fmt.Errorf("link provider id: %w", link.Err())
 	}
-	if err != nil {
-		return false, fmt.Errorf("record %s %s: %w", c.Ref.TaskID(), c.To.Status, err)
+	if err == nil && kept != nil {
+		early, err = decodeReceipts(kept.Val())
 	}
-	return n == 1, nil
+	if err != nil {
+		return false, nil, fmt.Errorf("record %s %s: %w", c.Ref.TaskID(), c.To.Status, err)
+	}
+	return n == 1, early, nil
 }
 
 // flag is a boolean as a script argument.
@@ -815,7 +821,7 @@ const keptTTL = 24 * time.Hour
 
 func keptKey(providerID string) string { return "aftercare:receipt:kept:{" + providerID + "}" }
 
-// KeepReceipt keeps r until its message is recorded sent (KeptReceipts),
+// KeepReceipt keeps r until its message is recorded sent (see Transition),
 // for a day at most.
 func (s *Store) KeepReceipt(ctx context.Context, r aftercare.Receipt) error {
 	data, err := json.Marshal(r)
@@ -833,22 +839,22 @@ func (s *Store) KeepReceipt(ctx context.Context, r aftercare.Receipt) error {
 	return nil
 }
 
-// KeptReceipts takes the receipts kept for providerID, oldest first.
-func (s *Store) KeptReceipts(ctx context.Context, providerID string) ([]aftercare.Receipt, error) {
-	var list *redis.StringSliceCmd
-	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		list = p.LRange(ctx, keptKey(providerID), 0, -1)
-		p.Del(ctx, keptKey(providerID))
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("take kept receipts: %w", err)
+// DropEarlyReceipts drops the first n receipts kept for providerID, once
+// they are applied; any that came after them stay.
+func (s *Store) DropEarlyReceipts(ctx context.Context, providerID string, n int) error {
+	if err := s.rdb.LTrim(ctx, keptKey(providerID), int64(n), -1).Err(); err != nil {
+		return fmt.Errorf("drop early receipts: %w", err)
 	}
+	return nil
+}
+
+// decodeReceipts reads receipts as KeepReceipt keeps them.
+func decodeReceipts(vals []string) ([]aftercare.Receipt, error) {
 	var out []aftercare.Receipt
-	for _, v := range list.Val() {
+	for _, v := range vals {
 		var r aftercare.Receipt
 		if err := json.Unmarshal([]byte(v), &r); err != nil {
-			return nil, fmt.Errorf("kept receipt: %w", err)
+			return nil, fmt.Errorf("early receipt: %w", err)
 		}
 		out = append(out, r)
 	}

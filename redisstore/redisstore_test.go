@@ -99,12 +99,14 @@ func TestClaimTransition(t *testing.T) {
 		{"wrong from", func() (any, error) {
 			c := ref.Change(aftercare.StatusScheduled, aftercare.StatusExpired, "late")
 			c.Event = attempt
-			return tb.store.Transition(ctx, c)
+			changed, _, err := tb.store.Transition(ctx, c)
+			return changed, err
 		}, false},
 		{"sent", func() (any, error) {
 			c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
 			c.ProviderID, c.Event = "SM1", attempt
-			return tb.store.Transition(ctx, c)
+			changed, _, err := tb.store.Transition(ctx, c)
+			return changed, err
 		}, true},
 		{"claim a sent message", func() (any, error) { return claim(ref) }, aftercare.StatusSent},
 		{"old version", func() (any, error) {
@@ -179,7 +181,8 @@ func TestTransitionHistory(t *testing.T) {
 	record := func(ref aftercare.MessageRef, providerID string, a aftercare.Event) (bool, error) {
 		c := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
 		c.ProviderID, c.Event = providerID, a
-		return tb.store.Transition(ctx, c)
+		changed, _, err := tb.store.Transition(ctx, c)
+		return changed, err
 	}
 
 	if _, _, err := tb.store.Claim(ctx, ref, "", time.Now()); err != nil {
@@ -287,7 +290,7 @@ func TestTransitionTargets(t *testing.T) {
 			if tt.booking != nil {
 				tb.rdb.HSet(ctx, redisstore.Key("bk_1"), tt.booking...)
 			}
-			changed, err := tb.store.Transition(ctx, tt.change)
+			changed, _, err := tb.store.Transition(ctx, tt.change)
 			if err != nil || changed != tt.changed {
 				t.Fatalf("Transition = %v, %v; want %v", changed, err, tt.changed)
 			}
@@ -304,7 +307,7 @@ func TestTransitionTargets(t *testing.T) {
 
 	tb := setup(t)
 	tb.create(t)
-	if _, err := tb.store.Transition(context.Background(), ref.Change(aftercare.StatusSent, aftercare.StatusScheduled, "")); err == nil {
+	if _, _, err := tb.store.Transition(context.Background(), ref.Change(aftercare.StatusSent, aftercare.StatusScheduled, "")); err == nil {
 		t.Error("sent -> scheduled was written")
 	}
 }

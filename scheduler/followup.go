@@ -98,20 +98,18 @@ func reaches(rec *aftercare.Record, step string) bool {
 	})
 }
 
-// Sent is told that the provider took message ref as providerID: receipts
-// that came before the send was recorded are applied now.
-func (c *Client) Sent(ctx context.Context, ref aftercare.MessageRef, providerID string) error {
-	if ref.Channel != aftercare.SMS || providerID == "" {
+// Sent is told that the provider took message ref as providerID, with the
+// receipts for it that came before the send was recorded: they are applied
+// now, then dropped. A receipt applied twice changes nothing the second
+// time, so one that stays because dropping failed does no harm.
+func (c *Client) Sent(ctx context.Context, ref aftercare.MessageRef, providerID string, early []aftercare.Receipt) error {
+	if len(early) == 0 {
 		return nil
 	}
-	kept, err := c.store.KeptReceipts(ctx, providerID)
-	if err != nil {
-		return err
-	}
-	for _, r := range kept {
+	for _, r := range early {
 		if err := c.applyReceipt(ctx, r); err != nil {
 			return err
 		}
 	}
-	return nil
+	return c.store.DropEarlyReceipts(ctx, providerID, len(early))
 }

@@ -15,9 +15,11 @@ import (
 	"github.com/aftercare/aftercare/redisstore"
 	"github.com/aftercare/aftercare/scheduler"
 	"github.com/aftercare/aftercare/taskqueue"
+	"github.com/redis/go-redis/v9"
 )
 
 type followBundle struct {
+	rdb      redis.UniversalClient
 	store    *redisstore.Store
 	client   *scheduler.Client
 	mu       sync.Mutex
@@ -29,7 +31,7 @@ func followSetup(t *testing.T) *followBundle {
 	rdb := redistest.Client(t)
 	protocols := fixture.Protocols(t)
 	clinic := fixture.AnyHour(t)
-	fb := &followBundle{store: redisstore.New(rdb)}
+	fb := &followBundle{rdb: rdb, store: redisstore.New(rdb)}
 	fb.client = scheduler.New(fb.store, taskqueue.New(rdb), scheduler.Config{Protocols: protocols, Clinic: clinic,
 		Problems: scheduler.ProblemsFunc(func(_ context.Context, p aftercare.Problem) error {
 			fb.mu.Lock()
@@ -75,7 +77,7 @@ func (fb *followBundle) setStatus(t *testing.T, step string, ch aftercare.Channe
 	ref := aftercare.MessageRef{BookingID: "bk_f", Version: rec.Version, Step: step, Channel: ch}
 	c := ref.Change(from, to, "test")
 	c.ProviderID = providerID
-	if ok, err := fb.store.Transition(context.Background(), c); err != nil || !ok {
+	if ok, _, err := fb.store.Transition(context.Background(), c); err != nil || !ok {
 		t.Fatalf("Transition %s -> %s = %v, %v", from, to, ok, err)
 	}
 	return ref
@@ -160,15 +162,21 @@ func TestEarlyReceipt(t *testing.T) {
 	fb := followSetup(t)
 	fb.book(t, true, true, time.Now().Add(2*time.Hour))
 	ref := fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusSending, "")
-	early := aftercare.Receipt{Key: "SMearly:undelivered", ProviderID: "SMearly", Status: aftercare.StatusFailed, Reason: "twilio:30003: carrier undelivered"}
-	if err := fb.client.Receipt(ctx, early); err != nil {
+	receipt := aftercare.Receipt{Key: "SMearly:undelivered", ProviderID: "SMearly", Status: aftercare.StatusFailed, Reason: "twilio:30003: carrier undelivered"}
+	if err := fb.client.Receipt(ctx, receipt); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := fb.message(t, "upright", aftercare.SMS); m.Status != aftercare.StatusSending {
 		t.Fatalf("upright %s before the send was recorded", m.Status)
 	}
-	fb.setStatus(t, "upright", aftercare.SMS, aftercare.StatusSending, aftercare.StatusSent, "SMearly")
-	if err := fb.client.Sent(ctx, ref, "SMearly"); err != nil {
+	// Recording the send reads the early receipt; Sent applies it.
+	sent := ref.Change(aftercare.StatusSending, aftercare.StatusSent, "")
+	sent.ProviderID = "SMearly"
+	ok, early, err := fb.store.Transition(ctx, sent)
+	if err != nil || !ok || len(early) != 1 || early[0] != receipt {
+		t.Fatalf("Transition = %v, %+v, %v; want the early receipt", ok, early, err)
+	}
+	if err := fb.client.Sent(ctx, ref, "SMearly", early); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := fb.message(t, "upright", aftercare.SMS); m.Status != aftercare.StatusFailed || !strings.Contains(m.Error, "30003") {
@@ -177,9 +185,13 @@ func TestEarlyReceipt(t *testing.T) {
 	if m, ok := fb.message(t, "upright", aftercare.Email); !ok || m.Status != aftercare.StatusScheduled {
 		t.Errorf("no fallback after the early receipt: %+v", m)
 	}
-	// Twilio's retry of the same receipt changes nothing more.
-	if err := fb.client.Receipt(ctx, early); err != nil {
+	// Twilio's retry of the same receipt changes nothing more, and the
+	// applied receipt is no longer kept.
+	if err := fb.client.Receipt(ctx, receipt); err != nil {
 		t.Fatal(err)
+	}
+	if n, err := fb.rdb.Exists(ctx, "aftercare:receipt:kept:{SMearly}").Result(); err != nil || n != 0 {
+		t.Errorf("receipts still kept after they were applied: %d, %v", n, err)
 	}
 }
 
@@ -346,7 +358,7 @@ func TestHistoryTellsTheWholeStory(t *testing.T) {
 		c := ref.Change(from, to, "test")
 		c.ProviderID = providerID
 		c.Event = aftercare.Event{At: time.Now(), Kind: aftercare.EventSend, Step: step, Channel: aftercare.SMS, Number: 1, Outcome: aftercare.Outcome(to)}
-		if ok, err := fb.store.Transition(ctx, c); err != nil || !ok {
+		if ok, _, err := fb.store.Transition(ctx, c); err != nil || !ok {
 			t.Fatalf("Transition %s -> %s = %v, %v", from, to, ok, err)
 		}
 		return ref

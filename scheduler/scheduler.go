@@ -43,9 +43,10 @@ type Store interface {
 	// applied: the provider's next try is applied then.
 	ForgetReceipt(ctx context.Context, key string) error
 	// KeepReceipt keeps a receipt that came before its message was
-	// recorded sent; KeptReceipts takes those kept for a provider id.
+	// recorded sent: recording it reads them (see Sent), and
+	// DropEarlyReceipts drops the first n once applied.
 	KeepReceipt(ctx context.Context, r aftercare.Receipt) error
-	KeptReceipts(ctx context.Context, providerID string) ([]aftercare.Receipt, error)
+	DropEarlyReceipts(ctx context.Context, providerID string, n int) error
 }
 
 // Tasks keeps one task per scheduled message, which runs the message's

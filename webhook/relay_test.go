@@ -130,7 +130,7 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 			c.Event = aftercare.Event{At: time.Now(), Kind: aftercare.EventSend, Step: ref.Step, Channel: ref.Channel, Number: 1,
 				Outcome: aftercare.OutcomeUnknown, Detail: "twilio:no-answer"}
 		}
-		if ok, err := store.Transition(ctx, c); err != nil || !ok {
+		if ok, _, err := store.Transition(ctx, c); err != nil || !ok {
 			t.Fatalf("transition to %s = %v, %v", c.To.Status, ok, err)
 		}
 	}
@@ -139,7 +139,7 @@ func TestRelayHandsOverEachEventOnce(t *testing.T) {
 	late := ref.Change(aftercare.StatusSending, aftercare.StatusExpired, "deadline passed")
 	late.Event = aftercare.Event{At: time.Now(), Kind: aftercare.EventSend, Step: ref.Step, Channel: ref.Channel, Number: 2,
 		Outcome: aftercare.OutcomeExpired}
-	if ok, err := store.Transition(ctx, late); err != nil || ok {
+	if ok, _, err := store.Transition(ctx, late); err != nil || ok {
 		t.Fatalf("late transition = %v, %v; want unchanged", ok, err)
 	}
 	drain(t, relay, store)

@@ -31,8 +31,9 @@ type Store interface {
 	// Transition makes a change (see aftercare.Change), reporting false if
 	// the message was no longer in status c.From, and adds c.Event to the
 	// booking's audit trail either way, in one round trip. A sent SMS's
-	// provider id is linked to the message, for delivery receipts.
-	Transition(ctx context.Context, c aftercare.Change) (bool, error)
+	// provider id is linked to the message, for delivery receipts, and
+	// those that came before are returned (early).
+	Transition(ctx context.Context, c aftercare.Change) (changed bool, early []aftercare.Receipt, err error)
 	// SetOptOut records that a number replied STOP (out) or opted back in.
 	SetOptOut(ctx context.Context, phone string, out bool, at time.Time) error
 }
@@ -70,9 +71,9 @@ type Followups interface {
 	// surely reaching the patient: it plans the step's fallback if it has
 	// one, and tells the clinic when the patient may miss what they need.
 	Ended(ctx context.Context, ref aftercare.MessageRef, st aftercare.MessageStatus, reason string) error
-	// Sent is told that the provider took message ref as providerID: a
-	// delivery receipt that came before the record is applied now.
-	Sent(ctx context.Context, ref aftercare.MessageRef, providerID string) error
+	// Sent is told that the provider took message ref as providerID, with
+	// the delivery receipts that came before the record, to apply now.
+	Sent(ctx context.Context, ref aftercare.MessageRef, providerID string, early []aftercare.Receipt) error
 }
 
 // Renderer renders one step of a booking for one channel.
@@ -289,14 +290,16 @@ func (r *attempt) finish(ctx context.Context, from aftercare.MessageStatus, v ve
 		c.ProviderID, c.Digest = v.providerID, v.digest
 		c.Event = aftercare.Event{At: r.w.now(), Kind: aftercare.EventSend, Step: r.ref.Step, Channel: r.ref.Channel, Number: r.run.Attempt,
 			Outcome: v.outcome, Detail: detail, Asked: v.asked}
+		var early []aftercare.Receipt
 		if from == aftercare.StatusSending {
-			if err := r.w.record(ctx, c); err != nil {
+			var err error
+			if early, err = r.w.record(ctx, c); err != nil {
 				return r.hold(v, err)
 			}
-		} else if _, err := r.w.store.Transition(ctx, c); err != nil {
+		} else if _, _, err := r.w.store.Transition(ctx, c); err != nil {
 			return err
 		}
-		r.followUp(ctx, to, v)
+		r.followUp(ctx, to, v, early)
 	}
 	attrs := []any{"outcome", v.outcome, "detail", detail, "duration", r.w.now().Sub(r.start)}
 	switch v.outcome {
@@ -388,10 +391,11 @@ func (r *attempt) resolve(ctx context.Context, rec *aftercare.Record, msg afterc
 	return v
 }
 
-// followUp tells the Followups how the message ended: sent, or without
-// surely reaching the patient. What fails here is logged: the message's own
-// record is written, and a later change or receipt can still follow up.
-func (r *attempt) followUp(ctx context.Context, to aftercare.MessageStatus, v verdict) {
+// followUp tells the Followups how the message ended: sent (with the
+// receipts that came early), or without surely reaching the patient. What
+// fails here is logged: the message's own record is written, and a later
+// change or receipt can still follow up.
+func (r *attempt) followUp(ctx context.Context, to aftercare.MessageStatus, v verdict, early []aftercare.Receipt) {
 	if r.w.followups == nil {
 		return
 	}
@@ -399,7 +403,7 @@ func (r *attempt) followUp(ctx context.Context, to aftercare.MessageStatus, v ve
 	var err error
 	switch to {
 	case aftercare.StatusSent:
-		err = r.w.followups.Sent(ctx, r.ref, v.providerID)
+		err = r.w.followups.Sent(ctx, r.ref, v.providerID, early)
 	case aftercare.StatusFailed, aftercare.StatusExpired, aftercare.StatusSuppressed, aftercare.StatusOutcomeUnknown:
 		err = r.w.followups.Ended(ctx, r.ref, to, v.reason)
 	}
@@ -447,21 +451,22 @@ func (w *Worker) pace(ctx context.Context, ch aftercare.Channel) error {
 // attempt for the history, even if ctx was cancelled (a shutdown in the
 // middle of a send), retrying with backoff for up to RecordFor: losing the
 // record of a send is how duplicates happen. A change no retry makes right
-// is logged and counts as done.
-func (w *Worker) record(ctx context.Context, c aftercare.Change) error {
+// is logged and counts as done. It returns the receipts that came early
+// for a text recorded sent.
+func (w *Worker) record(ctx context.Context, c aftercare.Change) ([]aftercare.Receipt, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.recordFor)
 	defer cancel()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-		_, err := w.store.Transition(ctx, c)
+		_, early, err := w.store.Transition(ctx, c)
 		if err == nil {
-			return nil
+			return early, nil
 		}
 		if aftercare.ErrorCode(err) == aftercare.EINVALID {
 			w.log.Error("could not record message status", "booking", c.Ref.BookingID, "status", c.To.Status, "error", err)
-			return nil
+			return nil, nil
 		}
 		if sleepUntil(ctx, w.now().Add(wait), w.now) != nil {
-			return err
+			return nil, err
 		}
 	}
 }

@@ -448,7 +448,7 @@ func (f *followups) Ended(_ context.Context, ref aftercare.MessageRef, st afterc
 	return nil
 }
 
-func (f *followups) Sent(_ context.Context, ref aftercare.MessageRef, providerID string) error {
+func (f *followups) Sent(_ context.Context, ref aftercare.MessageRef, providerID string, _ []aftercare.Receipt) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sent = append(f.sent, ref.Step+"/"+string(ref.Channel)+" "+providerID)
