@@ -126,6 +126,24 @@ func TestRedact(t *testing.T) {
 	}
 }
 
+// FuzzMessageRef: any payload is read or refused, never a panic, and a
+// ref read back from its payload is the same ref.
+func FuzzMessageRef(f *testing.F) {
+	f.Add([]byte("bk_1:v2:day1:email 1764705600"))
+	f.Add([]byte("bk-2_X:v12:lie_down:sms 1764705600 clinical"))
+	f.Add([]byte(`{"booking_id":"bk_1","version":1,"step":"consent","channel":"sms","deadline":1}`))
+	f.Add([]byte(`{"booking_id":"bk_1","version":1,"step":"a:b c","channel":"sms","priority":"routine"}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		ref, err := aftercare.ParseMessageRef(payload)
+		if err != nil {
+			return
+		}
+		if back, err := aftercare.ParseMessageRef(ref.Payload()); err != nil || back != ref {
+			t.Errorf("%q read as %+v, written as %q, read back as %+v, %v", payload, ref, ref.Payload(), back, err)
+		}
+	})
+}
+
 func TestMessageRef(t *testing.T) {
 	t.Parallel()
 	ref := aftercare.MessageRef{BookingID: "bk_1", Version: 2, Step: "day1", Channel: aftercare.Email}
@@ -135,12 +153,29 @@ func TestMessageRef(t *testing.T) {
 	if ref.TaskType() != aftercare.TypeSendEmail || ref.Queue() != aftercare.QueueEmail {
 		t.Errorf("email ref routed to %s/%s", ref.TaskType(), ref.Queue())
 	}
-	back, err := aftercare.ParseMessageRef(ref.Payload())
-	if err != nil || back != ref {
-		t.Fatalf("round trip = %+v, %v", back, err)
+	clinical := aftercare.MessageRef{BookingID: "bk-2_X", Version: 12, Step: "lie_down", Channel: aftercare.SMS,
+		Deadline: 1764705600, Priority: aftercare.PriorityClinical}
+	if got := string(clinical.Payload()); got != "bk-2_X:v12:lie_down:sms 1764705600 clinical" {
+		t.Errorf("Payload = %q", got)
+	}
+	routine := clinical
+	routine.Priority = aftercare.PriorityRoutine
+	for _, r := range []aftercare.MessageRef{ref, clinical, routine} {
+		back, err := aftercare.ParseMessageRef(r.Payload())
+		if err != nil || back != r {
+			t.Fatalf("round trip = %+v, %v", back, err)
+		}
+	}
+	// Tasks and provider links written by earlier releases hold JSON.
+	old := `{"booking_id":"bk-2_X","version":12,"step":"lie_down","channel":"sms","deadline":1764705600,"priority":"clinical"}`
+	if back, err := aftercare.ParseMessageRef([]byte(old)); err != nil || back != clinical {
+		t.Errorf("JSON payload = %+v, %v", back, err)
 	}
 	for _, bad := range []string{`{}`, `not json`, `{"booking_id":"bk 1","version":1,"step":"x","channel":"sms"}`,
-		`{"booking_id":"bk","version":1,"step":"x","channel":"fax"}`} {
+		`{"booking_id":"bk","version":1,"step":"x","channel":"fax"}`, ``, `bk:v1:x:sms`, `bk:v1:x:sms 0 clinical x`,
+		`bk:1:x:sms 0`, `bk:v0:x:sms 0`, `bk:vx:x:sms 0`, `bk:v1::sms 0`, `bk:v1:x:fax 0`, `bk:v1:x:sms y`, `bk:v1:x:sms 0 urgent`,
+		`b k:v1:x:sms 0`, `bk:v1:x:y:sms 0`, `bk:v1:x:sms  0`, `bk:v1:Day1:sms 0`,
+		`{"booking_id":"bk","version":1,"step":"a b","channel":"sms"}`} {
 		if _, err := aftercare.ParseMessageRef([]byte(bad)); err == nil {
 			t.Errorf("ParseMessageRef(%s) accepted", bad)
 		}

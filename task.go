@@ -1,9 +1,12 @@
 package aftercare
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -12,9 +15,17 @@ import (
 // read what this one enqueued. Change them only with a migration note in the
 // README.
 const (
-	TypeSendSMS   = "aftercare:send:sms"
-	TypeSendEmail = "aftercare:send:email"
+	TypeSendSMS   = "aftercare:sms"
+	TypeSendEmail = "aftercare:email"
 	TypeAlert     = "aftercare:alert"
+
+	// TypeSendSMSJSON and TypeSendEmailJSON are the send tasks of earlier
+	// releases, with JSON payloads, still run. New tasks have types of
+	// their own so that a worker of an earlier release, which cannot read
+	// their payloads, finds no handler and leaves them to be tried again
+	// (by which time a new worker runs them) rather than dropping them.
+	TypeSendSMSJSON   = "aftercare:send:sms"
+	TypeSendEmailJSON = "aftercare:send:email"
 
 	// QueueSMS and QueueEmail carry routine messages, each channel in its
 	// own queue so that a slow mail server never holds up a text.
@@ -76,22 +87,70 @@ func (r MessageRef) Queue() string {
 	return QueueSMS
 }
 
-// Payload encodes the ref as a task payload.
+// Payload encodes the ref as a task payload: its task id, its deadline
+// and its priority, if any, separated by spaces
+// ("bk_1001:v1:upright:sms 1764705600 clinical"). Earlier releases wrote
+// JSON, which ParseMessageRef still reads.
 func (r MessageRef) Payload() []byte {
-	b, _ := json.Marshal(r) // cannot fail: strings and an int
+	b := make([]byte, 0, 64)
+	b = fmt.Appendf(b, "%s %d", r.TaskID(), r.Deadline)
+	if r.Priority != "" {
+		b = append(append(b, ' '), r.Priority...)
+	}
 	return b
 }
 
-// ParseMessageRef decodes a task payload.
+// ParseMessageRef decodes a task payload, in the form Payload writes or as
+// the JSON of earlier releases.
 func ParseMessageRef(payload []byte) (MessageRef, error) {
 	var r MessageRef
-	if err := json.Unmarshal(payload, &r); err != nil {
-		return r, fmt.Errorf("decode task payload: %w", err)
+	if bytes.HasPrefix(payload, []byte("{")) {
+		if err := json.Unmarshal(payload, &r); err != nil {
+			return r, fmt.Errorf("decode task payload: %w", err)
+		}
+	} else if !r.parse(string(payload)) {
+		return r, fmt.Errorf("task payload %q is not a message reference", payload)
 	}
-	if !ValidID(r.BookingID) || r.Version < 1 || r.Step == "" || !r.Channel.Valid() {
-		return r, fmt.Errorf("task payload %s is incomplete", payload)
+	if !ValidID(r.BookingID) || r.Version < 1 || !stepName(r.Step) || !r.Channel.Valid() ||
+		(r.Priority != "" && r.Priority != PriorityClinical && r.Priority != PriorityRoutine) {
+		return r, fmt.Errorf("task payload %q is incomplete", payload)
 	}
 	return r, nil
+}
+
+// stepName reports whether s can name a step: a lower-case letter, then
+// up to 31 lower-case letters, digits and underscores (as protocols are
+// checked).
+func stepName(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+// parse reads the form Payload writes into r.
+func (r *MessageRef) parse(s string) bool {
+	fields := strings.Split(s, " ")
+	if len(fields) < 2 || len(fields) > 3 {
+		return false
+	}
+	id := strings.Split(fields[0], ":")
+	if len(id) != 4 || !strings.HasPrefix(id[1], "v") {
+		return false
+	}
+	var err1, err2 error
+	r.BookingID, r.Step, r.Channel = id[0], id[2], Channel(id[3])
+	r.Version, err1 = strconv.Atoi(id[1][1:])
+	r.Deadline, err2 = strconv.ParseInt(fields[1], 10, 64)
+	if len(fields) == 3 {
+		r.Priority = Priority(fields[2])
+	}
+	return err1 == nil && err2 == nil
 }
 
 // A run of a send task tells the task queue what comes next by the error

@@ -128,8 +128,9 @@ func (s *Server) StartEvents(h EventHandler) error {
 func (s *Server) Start(h Handlers) error {
 	mux := asynq.NewServeMux()
 	sends := sendAdapter(h.Sends)
-	mux.Handle(aftercare.TypeSendSMS, sends)
-	mux.Handle(aftercare.TypeSendEmail, sends)
+	for typ := range sendChannels {
+		mux.Handle(typ, sends)
+	}
 	if h.Alerts != nil {
 		mux.Handle(aftercare.TypeAlert, adapter[aftercare.AlertRef]{payload(aftercare.ParseAlertRef), h.Alerts.Handle})
 	}
@@ -182,12 +183,19 @@ func payload[P any](parse func([]byte) (P, error)) func(*asynq.Task) (P, error) 
 	return func(t *asynq.Task) (P, error) { return parse(t.Payload()) }
 }
 
+// sendChannels are the channels of the send task types, this release's
+// and the earlier ones'.
+var sendChannels = map[string]aftercare.Channel{
+	aftercare.TypeSendSMS: aftercare.SMS, aftercare.TypeSendSMSJSON: aftercare.SMS,
+	aftercare.TypeSendEmail: aftercare.Email, aftercare.TypeSendEmailJSON: aftercare.Email,
+}
+
 // sendAdapter runs send tasks with h; a payload must be of the task's
 // channel.
 func sendAdapter(h Handler) adapter[aftercare.MessageRef] {
 	return adapter[aftercare.MessageRef]{func(t *asynq.Task) (aftercare.MessageRef, error) {
 		ref, err := aftercare.ParseMessageRef(t.Payload())
-		if err == nil && ref.TaskType() != t.Type() {
+		if err == nil && ref.Channel != sendChannels[t.Type()] {
 			err = fmt.Errorf("a %s payload in a %s task", ref.Channel, t.Type())
 		}
 		return ref, err

@@ -210,6 +210,49 @@ func TestBadPayloadArchived(t *testing.T) {
 	}
 }
 
+// TestEarlierReleaseTasks: send tasks queued by an earlier release (their
+// types, JSON payloads) still run; this release's send tasks find no
+// handler in an earlier release's worker, which then leaves them to be
+// tried again, where its payload check would have archived them.
+func TestEarlierReleaseTasks(t *testing.T) {
+	t.Parallel()
+	rdb := redistest.Client(t)
+	got := make(chan aftercare.MessageRef, 1)
+	srv := NewServer(rdb, ServerConfig{Concurrency: 1, ShutdownTimeout: 5 * time.Second})
+	if err := srv.Start(Handlers{Sends: handlerFunc(func(_ context.Context, ref aftercare.MessageRef, _ aftercare.Run) error {
+		got <- ref
+		return nil
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	old := aftercare.MessageRef{BookingID: "bk_old", Version: 3, Step: "day1", Channel: aftercare.Email, Deadline: time.Now().Add(time.Hour).Unix()}
+	payload := fmt.Sprintf(`{"booking_id":"bk_old","version":3,"step":"day1","channel":"email","deadline":%d}`, old.Deadline)
+	client := asynq.NewClientFromRedisClient(rdb)
+	if _, err := client.Enqueue(asynq.NewTask(aftercare.TypeSendEmailJSON, []byte(payload)), asynq.Queue(aftercare.QueueEmail), asynq.TaskID(old.TaskID())); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ref := <-got:
+		if ref != old {
+			t.Errorf("handler got %+v, want %+v", ref, old)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("an earlier release's task did not run")
+	}
+
+	earlier := asynq.NewServeMux() // the patterns an earlier release's worker serves
+	for _, typ := range []string{aftercare.TypeSendSMSJSON, aftercare.TypeSendEmailJSON, aftercare.TypeAlert, aftercare.TypeWebhook} {
+		earlier.HandleFunc(typ, func(context.Context, *asynq.Task) error { return asynq.SkipRetry })
+	}
+	for _, r := range []aftercare.MessageRef{ref("day1"), old} {
+		err := earlier.ProcessTask(context.Background(), asynq.NewTask(r.TaskType(), r.Payload()))
+		if !errors.Is(err, asynq.ErrHandlerNotFound) {
+			t.Errorf("an earlier worker given a %s task: %v, want no handler", r.TaskType(), err)
+		}
+	}
+}
+
 func TestIsFailure(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
