@@ -131,8 +131,9 @@ func (tb *testBundle) book(t *testing.T, id string, sentAt time.Time) {
 	if _, _, err := tb.sched.Book(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	tb.rdb.HSet(context.Background(), redisstore.Key(id), "m:consent:sms", "sent", "p:consent:sms", "SM"+id, "d:consent:sms", "sha256:"+id,
-		"hn", 1, "h:1", `{"at":"`+sentAt.Format(time.RFC3339)+`","step":"consent","channel":"sms","attempt":1,"outcome":"sent","detail":"SM`+id+`"}`)
+	tb.rdb.HSet(context.Background(), redisstore.Key(id), "m:consent:sms", "sent", "p:consent:sms", "SM"+id, "hn", 1)
+	tb.rdb.HSet(context.Background(), redisstore.BodyKey(id), "d:consent:sms", "sha256:"+id,
+		"h:1", `{"at":"`+sentAt.Format(time.RFC3339)+`","step":"consent","channel":"sms","attempt":1,"outcome":"sent","detail":"SM`+id+`"}`)
 }
 
 func (tb *testBundle) receive(t *testing.T, sid, from, body string) (string, *aftercare.InboxItem) {
@@ -243,7 +244,7 @@ func TestAcknowledgesTheConsentJustSent(t *testing.T) {
 	tb := setup(t)
 	tb.book(t, "bk_old", tuesday10.Add(-48*time.Hour))
 	tb.book(t, "bk_new", tuesday10.Add(-time.Hour))
-	tb.rdb.HSet(context.Background(), redisstore.Key("bk_new"), "ack", `{"at":"2026-12-01T14:30:00Z","method":"sms_reply"}`)
+	tb.rdb.HSet(context.Background(), redisstore.BodyKey("bk_new"), "ack", `{"at":"2026-12-01T14:30:00Z","method":"sms_reply"}`)
 	tb.book(t, "bk_mid", tuesday10.Add(-24*time.Hour))
 	_, item := tb.receive(t, "SM1", patient, "YES")
 	if !strings.Contains(item.Action, "bk_mid") {

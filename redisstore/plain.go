@@ -76,12 +76,15 @@ func (s *Store) guard(ctx context.Context) error {
 	return nil
 }
 
-// sealScript: KEYS[1] booking; ARGV the field, its plain value, its sealed
-// value. It replaces the value only if it is still the plain one.
+// sealScript: KEYS the hashes the field may be in (the record, its body);
+// ARGV the field, its plain value, its sealed value. It replaces the value
+// only if it is still the plain one.
 var sealScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-  return 1
+for _, key in ipairs(KEYS) do
+  if redis.call('HGET', key, ARGV[1]) == ARGV[2] then
+    redis.call('HSET', key, ARGV[1], ARGV[3])
+    return 1
+  end
 end
 return 0
 `)
@@ -95,7 +98,7 @@ func (s *Store) sealFound(ctx context.Context, id string, h map[string]string) {
 		return
 	}
 	key := Key(id)
-	sealed, err := sealScript.Run(ctx, s.rdb, []string{key}, "booking", plain, s.seal.seal([]byte(plain), key+"/booking")).Int()
+	sealed, err := sealScript.Run(ctx, s.rdb, []string{key, BodyKey(id)}, "booking", plain, s.seal.seal([]byte(plain), key+"/booking")).Int()
 	if err == nil && sealed == 1 && s.plainFound != nil { // told once, by the reader that sealed it
 		s.plainFound(id)
 	}

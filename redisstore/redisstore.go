@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,22 +23,28 @@ import (
 
 // Store is a Redis-backed booking store.
 //
-// A booking lives in one hash, aftercare:booking:{ID} (the braces keep it in
-// one Redis Cluster slot), with these fields:
+// A booking lives in two hashes (the braces keep both in one Redis Cluster
+// slot). aftercare:booking:{ID} holds the short fields, which the scripts
+// check and change:
 //
-//	booking   JSON of the booking, with the patient's contact details
-//	          (encrypted when the store has data keys)
 //	fp        fingerprint of the request that created it
 //	created   when it was created (RFC 3339)
 //	version   booking version, starting at 1
 //	status    scheduled | cancelled
-//	plan      the planned messages, a line each: step, channel, send_at,
-//	          deadline, note (plan.go; JSON in earlier releases)
 //	m:STEP:CH status of one message
 //	p:STEP:CH provider id of one message
+//	c:STEP:CH when the message was last claimed (Unix ms)
+//	hn        count of audit trail entries
+//	ev        how many entries the event relay has handed over (events.go)
+//
+// and aftercare:booking:{ID}:body the long ones (see inBody):
+//
+//	booking   JSON of the booking, with the patient's contact details
+//	          (encrypted when the store has data keys)
+//	plan      the planned messages, a line each: step, channel, send_at,
+//	          deadline, note (plan.go; JSON in earlier releases)
 //	e:STEP:CH last error of one message
 //	d:STEP:CH digest of the text sent of one message
-//	c:STEP:CH when the message was last claimed (Unix ms)
 //	ack       JSON of the consent acknowledgement (records written before
 //	          it had a method hold the time alone, RFC 3339)
 //	ackp      JSON of the evidence behind an acknowledgement on the consent
@@ -45,10 +52,16 @@ import (
 //	          like the booking)
 //	replies   JSON list of the patient's texts about the booking, by inbox
 //	          item (encrypted likewise)
-//	hn, h:N   count of audit trail entries, and entry N as JSON
-//	ev        how many entries the event relay has handed over (events.go)
+//	h:N       audit trail entry N as JSON
 //
-// The hash expires a retention period after the booking's last deadline.
+// Redis keeps a hash of short values in a compact encoding (listpack) and
+// one with any value over 64 bytes as a table, at several times the
+// memory: the split keeps the first compact. Earlier releases kept every
+// field in the first hash; such a record is read as it is (a field is
+// wherever it is found), gains its long fields in the body as it changes,
+// and is rewritten in two at its next update.
+//
+// Both hashes expire a retention period after the booking's last deadline.
 //
 // Beside the bookings, aftercare:optout is a hash of the numbers that
 // replied STOP (each value, with data keys, the number and the time,
@@ -96,8 +109,20 @@ func NewSealed(rdb redis.UniversalClient, keys [][]byte) (*Store, error) {
 	return &Store{rdb: rdb, seal: seal, names: names}, nil
 }
 
-// Key is the Redis key of booking id.
+// Key is the Redis key of booking id's record (its short fields).
 func Key(id string) string { return "aftercare:booking:{" + id + "}" }
+
+// BodyKey is the Redis key of the long fields of booking id's record.
+func BodyKey(id string) string { return Key(id) + ":body" }
+
+// inBody reports whether record field f is kept in the body.
+func inBody(f string) bool {
+	switch f {
+	case "booking", "plan", "ack", "ackp", "replies":
+		return true
+	}
+	return strings.HasPrefix(f, "h:") || strings.HasPrefix(f, "e:") || strings.HasPrefix(f, "d:")
+}
 
 type planned struct {
 	Step     string            `json:"step"`
@@ -107,12 +132,17 @@ type planned struct {
 	Note     string            `json:"note,omitempty"`
 }
 
-// createScript: KEYS[1] booking; ARGV expiry (Unix ms), then field, value
-// pairs.
+// createScript: KEYS[1] record, KEYS[2] its body; ARGV expiry (Unix ms),
+// the number n of the record's fields, then field, value pairs: n for the
+// record, the rest for the body.
 var createScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local split = 3 + 2 * tonumber(ARGV[2])
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[1], unpack(ARGV, 3, split - 1))
+redis.call('HSET', KEYS[2], unpack(ARGV, split))
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+redis.call('PEXPIREAT', KEYS[2], ARGV[1])
 return 1
 `)
 
@@ -122,13 +152,14 @@ func (s *Store) Create(ctx context.Context, rec *aftercare.Record, expireAt time
 	if err := s.guard(ctx); err != nil {
 		return nil, false, fmt.Errorf("create booking record: %w", err)
 	}
-	fields, err := s.encode(rec)
+	short, long, err := s.encode(rec)
 	if err != nil {
 		return nil, false, err
 	}
+	args := append(append([]any{expireAt.UnixMilli(), len(short) / 2}, short...), long...)
 	var before, after *redis.IntCmd
 	n, err := s.runAfter(ctx, func(p redis.Pipeliner) { before = s.mark(ctx, p, bookingMark(rec.ID), settle) },
-		createScript, []string{Key(rec.ID)}, append([]any{expireAt.UnixMilli()}, fields...),
+		createScript, []string{Key(rec.ID), BodyKey(rec.ID)}, args,
 		func(p redis.Pipeliner) { after = s.mark(ctx, p, bookingMark(rec.ID), 0) }).Int()
 	s.marked(bookingMark(rec.ID), before, after)
 	if err != nil {
@@ -151,15 +182,12 @@ const maxUpdateTries = 20
 // always decides on the current state. change returns when the record should
 // expire; an error from change aborts the update and is returned as is.
 func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercare.Record) (time.Time, error)) (*aftercare.Record, error) {
-	key := Key(id)
+	key, body := Key(id), BodyKey(id)
 	var rec *aftercare.Record
 	txf := func(tx *redis.Tx) error {
-		h, err := tx.HGetAll(ctx, key).Result()
+		h, err := read(ctx, tx, id)
 		if err != nil {
 			return err
-		}
-		if len(h) == 0 {
-			return aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
 		}
 		if rec, err = s.decode(id, h); err != nil {
 			return fmt.Errorf("booking record %s is damaged: %w", id, err)
@@ -168,35 +196,37 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 		if err != nil {
 			return err
 		}
-		fields, err := s.encode(rec)
+		short, long, err := s.encode(rec)
 		if err != nil {
 			return err
 		}
 		if ev, ok := h["ev"]; ok { // how far the event relay has read the trail
-			fields = append(fields, "ev", ev)
+			short = append(short, "ev", ev)
 		}
 		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			p.Del(ctx, key)
-			p.HSet(ctx, key, fields...)
+			p.Del(ctx, key, body)
+			p.HSet(ctx, key, short...)
+			p.HSet(ctx, body, long...)
 			p.PExpireAt(ctx, key, expireAt)
+			p.PExpireAt(ctx, body, expireAt)
 			return nil
 		})
 		return err
 	}
 	s.markAlone(ctx, bookingMark(id), settle)
-	if err := s.watch(ctx, "update booking "+id, txf, key); err != nil {
+	if err := s.watch(ctx, "update booking "+id, txf, key, body); err != nil {
 		return nil, err
 	}
 	s.markAlone(ctx, bookingMark(id), 0)
 	return rec, nil
 }
 
-// watch runs txf in a WATCH on key, starting over (up to maxUpdateTries
-// times) when key changed before txf's transaction could commit. An error
+// watch runs txf in a WATCH on keys, starting over (up to maxUpdateTries
+// times) when one changed before txf's transaction could commit. An error
 // of txf's own is returned as is.
-func (s *Store) watch(ctx context.Context, what string, txf func(tx *redis.Tx) error, key string) error {
+func (s *Store) watch(ctx context.Context, what string, txf func(tx *redis.Tx) error, keys ...string) error {
 	for range maxUpdateTries {
-		err := s.rdb.Watch(ctx, txf, key)
+		err := s.rdb.Watch(ctx, txf, keys...)
 		if !errors.Is(err, redis.TxFailedErr) {
 			return err
 		}
@@ -204,8 +234,25 @@ func (s *Store) watch(ctx context.Context, what string, txf func(tx *redis.Tx) e
 	return fmt.Errorf("%s: it kept changing; try again", what)
 }
 
-// encode lays rec out as hash fields (without the expiry).
-func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
+// encode lays rec out as hash fields (without the expiry): short, the
+// record's, and long, its body's (see inBody).
+func (s *Store) encode(rec *aftercare.Record) (short, long []any, err error) {
+	fields, err := s.fields(rec)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < len(fields); i += 2 {
+		if inBody(fields[i].(string)) {
+			long = append(long, fields[i], fields[i+1])
+		} else {
+			short = append(short, fields[i], fields[i+1])
+		}
+	}
+	return short, long, nil
+}
+
+// fields lays rec out as field, value pairs.
+func (s *Store) fields(rec *aftercare.Record) ([]any, error) {
 	booking, err := json.Marshal(rec.Booking)
 	if err != nil {
 		return nil, err
@@ -277,14 +324,32 @@ func (s *Store) encode(rec *aftercare.Record) ([]any, error) {
 	return fields, nil
 }
 
-// Get returns the record of booking id, or an ENOTFOUND error.
-func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
-	h, err := s.rdb.HGetAll(ctx, Key(id)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("read booking record: %w", err)
+// read returns the fields of booking id's record and body, in one round
+// trip, or an ENOTFOUND error if it has no record.
+func read(ctx context.Context, c redis.Cmdable, id string) (map[string]string, error) {
+	var short, long *redis.MapStringStringCmd
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		short, long = p.HGetAll(ctx, Key(id)), p.HGetAll(ctx, BodyKey(id))
+		return nil
+	}); err != nil {
+		return nil, err
 	}
+	h := short.Val()
 	if len(h) == 0 {
 		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+	}
+	maps.Copy(h, long.Val())
+	return h, nil
+}
+
+// Get returns the record of booking id, or an ENOTFOUND error.
+func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
+	h, err := read(ctx, s.rdb, id)
+	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read booking record: %w", err)
 	}
 	rec, err := s.decode(id, h)
 	if err != nil {
@@ -550,7 +615,7 @@ func (s *Store) runAfter(ctx context.Context, before func(p redis.Pipeliner), sc
 	return res
 }
 
-// transitionScript: KEYS[1] booking; ARGV message field, from, version,
+// transitionScript: KEYS[1] record, KEYS[2] its body; ARGV message field, from, version,
 // then the status and reason of the change's three targets (to, if
 // cancelled, if superseded), the provider id, the attempt JSON and the
 // digest of the text sent. It
@@ -571,6 +636,10 @@ var transitionScript = redis.NewScript(`
 local h = redis.call('HMGET', KEYS[1], 'version', 'm:' .. ARGV[1], 'status', 'hn')
 local changed = 0
 local entry = ARGV[11] .. ',"unchanged":true}'
+local function long(field, value) -- a body field; an earlier release kept it in the record
+  redis.call('HSET', KEYS[2], field, value)
+  redis.call('HDEL', KEYS[1], field)
+end
 if h[2] == ARGV[2] then
   local to, reason = ARGV[4], ARGV[5]
   if h[3] == 'cancelled' then
@@ -579,18 +648,21 @@ if h[2] == ARGV[2] then
     to, reason = ARGV[8], ARGV[9]
   end
   if to ~= '' then
-    redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to, 'e:' .. ARGV[1], reason)
+    redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], to)
+    long('e:' .. ARGV[1], reason)
     if ARGV[10] ~= '' then redis.call('HSET', KEYS[1], 'p:' .. ARGV[1], ARGV[10]) end
-    if ARGV[12] ~= '' then redis.call('HSET', KEYS[1], 'd:' .. ARGV[1], ARGV[12]) end
+    if ARGV[12] ~= '' then long('d:' .. ARGV[1], ARGV[12]) end
     changed = 1
     entry = ARGV[11] .. ',"status":"' .. to .. '"}'
   end
 end
-local last = h[4] and redis.call('HGET', KEYS[1], 'h:' .. h[4])
+local last = h[4] and (redis.call('HGET', KEYS[2], 'h:' .. h[4]) or redis.call('HGET', KEYS[1], 'h:' .. h[4]))
 if redis.call('EXISTS', KEYS[1]) == 1 and not (last and string.sub(last, 1, #ARGV[11]) == ARGV[11]) then
   local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
-  redis.call('HSET', KEYS[1], 'h:' .. n, entry)
+  redis.call('HSET', KEYS[2], 'h:' .. n, entry)
 end
+local ttl = redis.call('PTTL', KEYS[1]) -- the body lives as long as the record
+if ttl > 0 and redis.call('PTTL', KEYS[2]) ~= ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
 return changed
 `)
 
@@ -619,7 +691,7 @@ func (s *Store) Transition(ctx context.Context, c aftercare.Change) (changed boo
 		return false, nil, err
 	}
 	entry = entry[:len(entry)-1] // the script closes it
-	keys := []string{Key(c.Ref.BookingID)}
+	keys := []string{Key(c.Ref.BookingID), BodyKey(c.Ref.BookingID)}
 	args := []any{field(c.Ref), string(c.From), c.Ref.Version,
 		string(c.To.Status), aftercare.Redact(c.To.Reason), string(c.IfCancelled.Status), aftercare.Redact(c.IfCancelled.Reason),
 		string(c.IfSuperseded.Status), aftercare.Redact(c.IfSuperseded.Reason), c.ProviderID, entry, c.Digest}

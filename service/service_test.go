@@ -53,7 +53,7 @@ func TestConnectBooksAsTheService(t *testing.T) {
 
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	stored := rdb.HGet(ctx, redisstore.Key("bk_go"), "booking").Val()
+	stored := rdb.HGet(ctx, redisstore.BodyKey("bk_go"), "booking").Val()
 	if !strings.HasPrefix(stored, "k1:") || strings.Contains(stored, "+15555550123") {
 		t.Errorf("the booking is stored as %.40q..., want it sealed", stored)
 	}
