@@ -50,7 +50,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.Scale, err = parseLevels(v)
 			return err
 		})
-	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the mixed send measurement (this process only) to `FILE`, for go tool pprof, and one of each single-channel send beside it: for cpu.pprof, cpu.sms.pprof, cpu.naive-sms.pprof, cpu.email.pprof and cpu.naive-email.pprof")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the mixed send measurement (this process only) to `FILE`, for go tool pprof, and one of each booking and single-channel send beside it: for cpu.pprof, cpu.book-go.pprof, cpu.book-http.pprof, cpu.sms.pprof, cpu.naive-sms.pprof, cpu.email.pprof and cpu.naive-email.pprof")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: aftercare-bench [flags]
 

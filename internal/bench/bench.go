@@ -220,7 +220,7 @@ func (b *bench) run(ctx context.Context) (Report, error) {
 	if r.RawProcess, err = b.rawProcess(ctx); err != nil {
 		return r, err
 	}
-	if r.BookGo, _, r.TasksPerBooking, err = b.schedule(ctx, b.Bookings); err != nil {
+	if r.BookGo, _, r.TasksPerBooking, err = b.schedule(ctx, b.Bookings, "book-go"); err != nil {
 		return r, err
 	}
 	if r.BookHTTP, err = b.scheduleHTTP(ctx); err != nil {

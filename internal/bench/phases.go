@@ -100,8 +100,9 @@ func (b *bench) booking(i int) aftercare.Booking {
 }
 
 // schedule books through the Go package and returns bookings per second,
-// Redis bytes per booking and tasks per booking.
-func (b *bench) schedule(ctx context.Context, n int) (float64, float64, float64, error) {
+// Redis bytes per booking and tasks per booking. The CPU profile, if asked
+// for, is the one called profile (see profilePath); "" for none.
+func (b *bench) schedule(ctx context.Context, n int, profile string) (float64, float64, float64, error) {
 	b.step("aftercare: booking %d appointments through the Go package", n)
 	before, err := b.fresh(ctx)
 	if err != nil {
@@ -109,6 +110,12 @@ func (b *bench) schedule(ctx context.Context, n int) (float64, float64, float64,
 	}
 	sched := b.scheduler()
 	var tasks atomic.Int64
+	stopProfile := func() {}
+	if profile != "" {
+		if stopProfile, err = b.startProfile(profile); err != nil {
+			return 0, 0, 0, err
+		}
+	}
 	elapsed, err := b.parallel("booked", n, func(i int) error {
 		tl, _, err := sched.Book(ctx, b.booking(i))
 		if err == nil {
@@ -120,6 +127,7 @@ func (b *bench) schedule(ctx context.Context, n int) (float64, float64, float64,
 		}
 		return err
 	})
+	stopProfile()
 	if err != nil {
 		return 0, 0, 0, err
 	}
@@ -132,7 +140,7 @@ func (b *bench) schedule(ctx context.Context, n int) (float64, float64, float64,
 // tasks as they planned, each on an empty Redis, and compares the memory
 // each takes per task.
 func (b *bench) memory(ctx context.Context) (*Memory, error) {
-	_, perBooking, tasksPerBooking, err := b.schedule(ctx, b.Memory)
+	_, perBooking, tasksPerBooking, err := b.schedule(ctx, b.Memory, "")
 	if err != nil {
 		return nil, err
 	}
@@ -157,9 +165,14 @@ func (b *bench) scheduleHTTP(ctx context.Context) (float64, error) {
 	}
 	c := b.startAPI()
 	defer c.close()
+	stopProfile, err := b.startProfile("book-http")
+	if err != nil {
+		return 0, err
+	}
 	elapsed, err := b.parallel("booked", b.Bookings, func(i int) error {
 		return c.book(ctx, b.booking(i))
 	})
+	stopProfile()
 	if err != nil {
 		return 0, err
 	}
