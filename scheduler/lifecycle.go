@@ -252,7 +252,7 @@ func (c *Client) change(ctx context.Context, id string, edit func(rec *aftercare
 	if err != nil {
 		return nil, false, err
 	}
-	if err := c.sync(ctx, before, rec); err != nil {
+	if err := c.sync(ctx, before, rec, false); err != nil {
 		return nil, false, fmt.Errorf("booking %s changed, but its tasks are not in line: %w; repeat the request", id, err)
 	}
 	if err := c.index(ctx, rec, now); err != nil { // a reschedule may bring a new number

@@ -55,6 +55,9 @@ type Tasks interface {
 	// Schedule makes sure the task of message ref exists, due at at; one
 	// that exists already is left as it is.
 	Schedule(ctx context.Context, ref aftercare.MessageRef, at time.Time) error
+	// ScheduleNew is Schedule for a message of a booking just created,
+	// none of whose tasks can exist yet: it may skip looking for one.
+	ScheduleNew(ctx context.Context, ref aftercare.MessageRef, at time.Time) error
 	// Unschedule removes the task of message ref. One that already ran, is
 	// running (it finds its message changed when it claims it, and stops)
 	// or never existed is no error.
@@ -163,7 +166,7 @@ func (c *Client) Book(ctx context.Context, b aftercare.Booking) (*aftercare.Time
 	// Enqueue also for a repeat: if an earlier call stored the record but
 	// failed before all its tasks were in Redis, this fills the gap. Tasks
 	// that exist already are refused by their ids.
-	if err := c.sync(ctx, nil, rec); err != nil {
+	if err := c.sync(ctx, nil, rec, created); err != nil {
 		return nil, false, err
 	}
 	if err := c.reportExpired(ctx, rec, expired); err != nil {
@@ -277,7 +280,7 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 // message that was scheduled in old and is no longer scheduled under the
 // same version, and makes sure there is one for every scheduled message of
 // rec. Tasks that exist already are left as they are, so sync can run again
-// safely.
+// safely. created says rec was just made, so none of its tasks exist yet.
 //
 // Changes to one booking may overlap: a newer change can commit, and take
 // out the tasks of this version, before this sync puts them in. So sync
@@ -287,7 +290,7 @@ func (c *Client) Get(ctx context.Context, id string) (*aftercare.Timeline, error
 // worker has meanwhile claimed, sent or retried keeps its task: that is
 // the worker's.) Whichever change comes last, the tasks are the scheduled
 // messages.
-func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
+func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record, created bool) error {
 	if old != nil {
 		var gone []aftercare.MessageRef
 		for _, m := range old.Messages {
@@ -312,7 +315,11 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record) error {
 	if len(put) == 0 {
 		return nil
 	}
-	if err := each(put, func(m aftercare.Message) error { return c.tasks.Schedule(ctx, c.ref(rec, m), m.SendAt) }); err != nil {
+	schedule := c.tasks.Schedule
+	if created {
+		schedule = c.tasks.ScheduleNew
+	}
+	if err := each(put, func(m aftercare.Message) error { return schedule(ctx, c.ref(rec, m), m.SendAt) }); err != nil {
 		return err
 	}
 	cur, err := c.store.Get(ctx, rec.ID)

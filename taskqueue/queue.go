@@ -52,6 +52,13 @@ func (q *Queue) Schedule(ctx context.Context, ref aftercare.MessageRef, at time.
 			return fmt.Errorf("look for task %s: %w", ref.TaskID(), err)
 		}
 	}
+	return q.ScheduleNew(ctx, ref, at)
+}
+
+// ScheduleNew puts in the task of message ref, due at at, for a booking
+// just made: no task of its messages can be anywhere yet, so a clinical
+// one is not first looked for in its channel's queue, as Schedule does.
+func (q *Queue) ScheduleNew(ctx context.Context, ref aftercare.MessageRef, at time.Time) error {
 	return q.enqueue(ctx, ref.TaskType(), ref.Queue(), ref.TaskID(), ref.Payload(), at)
 }
 
