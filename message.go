@@ -295,8 +295,8 @@ type Record struct {
 }
 
 // Message returns the planned message for step on channel, if any.
-func (r *Record) Message(step string, ch Channel) (Message, bool) {
-	for _, m := range r.Messages {
+func (t *Timeline) Message(step string, ch Channel) (Message, bool) {
+	for _, m := range t.Messages {
 		if m.Step == step && m.Channel == ch {
 			return m, true
 		}

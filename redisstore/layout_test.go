@@ -68,6 +68,20 @@ func TestRecordLayout(t *testing.T) {
 	if len(got.History) != 1 || got.History[0].Status != aftercare.StatusFailed {
 		t.Errorf("history = %+v", got.History)
 	}
+
+	// States reads the record's own hash alone.
+	tl, err := tb.store.States(ctx, "bk_1")
+	if err != nil || tl.Version != 1 || tl.Status != aftercare.BookingScheduled || len(tl.Messages) != 2 {
+		t.Fatalf("States = %+v, %v", tl, err)
+	}
+	for step, want := range map[string]aftercare.MessageStatus{"consent": aftercare.StatusFailed, "reminder": aftercare.StatusSkipped} {
+		if m, ok := tl.Message(step, aftercare.SMS); !ok || m.Status != want {
+			t.Errorf("States: %s = %+v, %v; want %s", step, m, ok, want)
+		}
+	}
+	if _, err := tb.store.States(ctx, "nope"); aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
+		t.Errorf("States(missing) = %v, want ENOTFOUND", err)
+	}
 }
 
 // TestEarlierReleaseRecord: a record kept whole in one hash, as earlier

@@ -324,6 +324,31 @@ func (s *Store) fields(rec *aftercare.Record) ([]any, error) {
 	return fields, nil
 }
 
+// States returns the timeline of booking id as its record's own hash has
+// it, without the body: its version and status, and each message's step,
+// channel and status (no times, no trail). It needs no decryption and
+// reads a few hundred bytes, for a caller that checks no more than that.
+func (s *Store) States(ctx context.Context, id string) (*aftercare.Timeline, error) {
+	h, err := s.rdb.HGetAll(ctx, Key(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read booking record: %w", err)
+	}
+	if len(h) == 0 {
+		return nil, aftercare.Errorf(aftercare.ENOTFOUND, "no booking with id %q", id)
+	}
+	tl := &aftercare.Timeline{ID: id, Status: aftercare.BookingStatus(h["status"])}
+	if tl.Version, err = strconv.Atoi(h["version"]); err != nil {
+		return nil, fmt.Errorf("booking record %s is damaged: version: %w", id, err)
+	}
+	for f, v := range h {
+		if rest, ok := strings.CutPrefix(f, "m:"); ok {
+			step, ch, _ := strings.Cut(rest, ":")
+			tl.Messages = append(tl.Messages, aftercare.Message{Step: step, Channel: aftercare.Channel(ch), Status: aftercare.MessageStatus(v)})
+		}
+	}
+	return tl, nil
+}
+
 // read returns the fields of booking id's record and body, in one round
 // trip, or an ENOTFOUND error if it has no record.
 func read(ctx context.Context, c redis.Cmdable, id string) (map[string]string, error) {

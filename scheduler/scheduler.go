@@ -25,6 +25,9 @@ type Store interface {
 	Create(ctx context.Context, rec *aftercare.Record, expireAt time.Time) (*aftercare.Record, bool, error)
 	// Get returns the record of a booking, or an ENOTFOUND error.
 	Get(ctx context.Context, id string) (*aftercare.Record, error)
+	// States returns a booking's version, status, and the status of each
+	// message (without times), more cheaply than Get; or ENOTFOUND.
+	States(ctx context.Context, id string) (*aftercare.Timeline, error)
 	// Update applies change to the current record atomically, calling it
 	// again if a worker changed the record meanwhile; change returns when
 	// the record should expire.
@@ -322,9 +325,9 @@ func (c *Client) sync(ctx context.Context, old, rec *aftercare.Record, created b
 	if err := each(put, func(m aftercare.Message) error { return schedule(ctx, c.ref(rec, m), m.SendAt) }); err != nil {
 		return err
 	}
-	cur, err := c.store.Get(ctx, rec.ID)
+	cur, err := c.store.States(ctx, rec.ID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
-		cur, err = &aftercare.Record{}, nil // gone: none of its tasks may stay
+		cur, err = &aftercare.Timeline{}, nil // gone: none of its tasks may stay
 	}
 	if err != nil {
 		return err
