@@ -5,6 +5,7 @@ package protocol
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -279,26 +281,24 @@ func validateTiming(when, deadline aftercare.TimeRule) error {
 // validatePolicies checks a step's quiet hours, if_late and priority, and
 // fills in those left out.
 func validatePolicies(s *aftercare.Step) error {
-	switch s.Quiet {
-	case "":
-		s.Quiet = aftercare.QuietDefer
-	case aftercare.QuietDefer, aftercare.QuietSkip, aftercare.QuietIgnore:
-	default:
-		return fmt.Errorf("quiet_hours: %q is not one of defer, skip, ignore", s.Quiet)
-	}
-	switch s.IfLate {
-	case "":
-		s.IfLate = aftercare.LateSend
-	case aftercare.LateSend, aftercare.LateSkip:
-	default:
-		return fmt.Errorf("if_late: %q is not one of send, skip", s.IfLate)
-	}
-	switch s.Priority {
-	case "":
-		s.Priority = aftercare.PriorityRoutine
-	case aftercare.PriorityRoutine, aftercare.PriorityClinical:
-	default:
-		return fmt.Errorf("priority: %q is not one of routine, clinical", s.Priority)
+	return cmp.Or( // the first problem
+		oneOf("quiet_hours", &s.Quiet, aftercare.QuietDefer, aftercare.QuietSkip, aftercare.QuietIgnore),
+		oneOf("if_late", &s.IfLate, aftercare.LateSend, aftercare.LateSkip),
+		oneOf("priority", &s.Priority, aftercare.PriorityRoutine, aftercare.PriorityClinical))
+}
+
+// oneOf checks that setting field is one of allowed, and sets it to the
+// first, the default, when it is left out.
+func oneOf[T ~string](field string, v *T, allowed ...T) error {
+	switch {
+	case *v == "":
+		*v = allowed[0]
+	case !slices.Contains(allowed, *v):
+		names := make([]string, len(allowed))
+		for i, a := range allowed {
+			names[i] = string(a)
+		}
+		return fmt.Errorf("%s: %q is not one of %s", field, *v, strings.Join(names, ", "))
 	}
 	return nil
 }

@@ -73,6 +73,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad offset", "filler.yaml", strings.Replace(valid, "offset: 12h", "offset: twelve", 1), "filler.yaml"},
 		{"bad policy", "filler.yaml", valid + "    quiet_hours: maybe\n", "quiet_hours"},
 		{"bad priority", "filler.yaml", valid + "    priority: urgent\n", `priority: "urgent" is not one of routine, clinical`},
+		{"bad quiet hours", "filler.yaml", valid + "    quiet_hours: wait\n", `quiet_hours: "wait" is not one of defer, skip, ignore`},
+		{"bad if_late", "filler.yaml", valid + "    if_late: later\n", `if_late: "later" is not one of send, skip`},
 		{"duplicate step", "filler.yaml", valid + strings.SplitAfterN(valid, "steps:\n", 2)[1], "appears twice"},
 		{"no consent", "filler.yaml", strings.Replace(valid, "consent:\n  en:", "consent:\n  es:", 1), "consent.en: required"},
 		{"no emergency", "filler.yaml", strings.Replace(valid, "    emergency: Skin turning white or blue is an emergency.\n", "", 1), "consent.en.emergency: required"},
