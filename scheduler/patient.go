@@ -13,11 +13,17 @@ import (
 // text means; these carry it out.
 
 // Patient returns the booking a text from phone belongs to: the newest of
-// the number's bookings that still texts it, or nil if there is none.
+// the number's live bookings, else (all cancelled, or their aftercare
+// stopped) the newest of them, or nil if the number has none.
 func (c *Client) Patient(ctx context.Context, phone string) (*aftercare.Record, error) {
 	recs, err := c.bookingsOf(ctx, phone)
 	if err != nil || len(recs) == 0 {
 		return nil, err
+	}
+	for _, rec := range recs {
+		if rec.Status != aftercare.BookingCancelled {
+			return rec, nil
+		}
 	}
 	return recs[0], nil
 }
