@@ -343,6 +343,9 @@ func (c *Client) Resend(ctx context.Context, id, step string, ch aftercare.Chann
 			return false, aftercare.Errorf(aftercare.ENOTFOUND, "booking %s has no %s message by %s", id, step, ch)
 		case rec.Status == aftercare.BookingCancelled && step != aftercare.StepCancellation:
 			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s is cancelled", id)
+		case step == aftercare.StepConsent && !now.Before(rec.Booking.AppointmentAt):
+			return false, aftercare.Errorf(aftercare.ECONFLICT,
+				"the consent of booking %s is not sent again: its appointment has begun, and the consent page closed then; go through the consent with the patient in person", id)
 		}
 		m := &rec.Messages[i]
 		switch m.Status {

@@ -6,6 +6,9 @@ import (
 	"time"
 
 	"github.com/aftercare/aftercare"
+	"github.com/aftercare/aftercare/internal/fixture"
+	"github.com/aftercare/aftercare/scheduler"
+	"github.com/aftercare/aftercare/taskqueue"
 )
 
 // TestPatientsLiveBooking: a patient's text belongs to the newest of the
@@ -39,6 +42,32 @@ func TestPatientsLiveBooking(t *testing.T) {
 		}
 		if got := patient(); got != step.want {
 			t.Errorf("after cancelling %q: the text belongs to %s, want %s", step.cancel, got, step.want)
+		}
+	}
+}
+
+// TestNoConsentResendAfterTheVisitBegins: a consent that did not go is not
+// sent again once the appointment has begun: its page has closed, and the
+// patient would get a link that no longer works.
+func TestNoConsentResendAfterTheVisitBegins(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	fb := followSetup(t)
+	start := time.Now().Add(3 * time.Hour).Truncate(time.Minute)
+	fb.book(t, true, false, start)
+	fb.setStatus(t, "consent", aftercare.SMS, aftercare.StatusScheduled, aftercare.StatusExpired, "")
+	for _, tt := range []struct {
+		now  time.Time
+		want string
+	}{
+		{start.Add(time.Minute), aftercare.ECONFLICT},
+		{start.Add(-time.Hour), ""},
+	} {
+		client := scheduler.New(fb.store, taskqueue.New(fb.rdb), scheduler.Config{Protocols: fixture.Protocols(t), Clinic: fixture.AnyHour(t),
+			Now: func() time.Time { return tt.now }})
+		_, err := client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "she says it never came")
+		if got := aftercare.ErrorCode(err); got != tt.want {
+			t.Errorf("resend at %s: %v, want %q", tt.now.Sub(start), err, tt.want)
 		}
 	}
 }
