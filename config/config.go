@@ -154,7 +154,7 @@ var settings = []setting{
 		func(c *Config, v string) error { return rate(&c.SMSRateLimit, v) }},
 	{"EMAIL_RATE_LIMIT", "5", "emails per second through the SMTP account, shared by all workers; 0 = no limit",
 		func(c *Config, v string) error { return rate(&c.EmailRateLimit, v) }},
-	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, quiet_hours, templates_dir, name_treatment_in_sms); unset: built-in example clinic",
+	{"AFTERCARE_CLINIC_FILE", "", "clinic profile (YAML: name, phone, address, website, timezone, sender_name, emergency_number, quiet_hours, opening_hours, replies, alerts, templates_dir, name_treatment_in_sms; see config/clinic.yaml); unset: built-in example clinic",
 		func(c *Config, v string) error { c.ClinicFile = v; return nil }},
 	{"AFTERCARE_PROTOCOLS_DIR", "", "directory of extra or replacement protocol files (TREATMENT.yaml)",
 		func(c *Config, v string) error { c.ProtocolsDir = v; return nil }},
