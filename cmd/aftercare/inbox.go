@@ -130,7 +130,7 @@ func printInbox(w io.Writer, items []aftercare.InboxItem, more bool) {
 			booking = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", it.ID, strings.ToUpper(string(it.Urgency)), it.Status,
-			it.ReceivedAt.Local().Format("Mon Jan 2 15:04"), booking, oneLine(it.Text, 60))
+			it.ReceivedAt.Local().Format("Mon Jan 2 15:04 MST"), booking, oneLine(it.Text, 60))
 	}
 	tw.Flush()
 	if more {
@@ -140,9 +140,16 @@ func printInbox(w io.Writer, items []aftercare.InboxItem, more bool) {
 
 func printItem(w io.Writer, it *aftercare.InboxItem) {
 	fmt.Fprintf(w, "%s  %s  %s\n", it.ID, strings.ToUpper(string(it.Urgency)), it.Status)
-	fmt.Fprintf(w, "received  %s from %s\n", it.ReceivedAt.Local().Format(time.RFC1123), it.From)
-	if it.BookingID != "" {
+	from := ""
+	if it.From != "" {
+		from = " from " + it.From
+	}
+	fmt.Fprintf(w, "received  %s%s\n", it.ReceivedAt.Local().Format(time.RFC1123), from)
+	switch {
+	case it.BookingID != "" && it.FirstName != "":
 		fmt.Fprintf(w, "booking   %s (%s)\n", it.BookingID, it.FirstName)
+	case it.BookingID != "":
+		fmt.Fprintf(w, "booking   %s\n", it.BookingID)
 	}
 	if len(it.Flags) > 0 {
 		fmt.Fprintf(w, "red flags %s\n", strings.Join(it.Flags, ", "))
