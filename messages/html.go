@@ -71,12 +71,13 @@ func escapeHTML(s string) string { return htmlEscaper.Replace(s) }
 // normalizeURL percent-encodes the bytes of a web address that may not
 // stand in one as they are, as html/template does for an href: everything
 // but letters, digits, "-._~", the reserved characters but the quote and
-// parentheses, and "%".
+// parentheses, and a "%" that begins an escape.
 func normalizeURL(s string) string {
 	var b strings.Builder
 	for i := range len(s) {
 		c := s[i]
-		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~!#$&*+,/:;=?@[]%", c) >= 0 {
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~!#$&*+,/:;=?@[]", c) >= 0 ||
+			c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
 			b.WriteByte(c)
 			continue
 		}
@@ -84,3 +85,5 @@ func normalizeURL(s string) string {
 	}
 	return b.String()
 }
+
+func isHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }

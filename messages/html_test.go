@@ -29,6 +29,7 @@ var htmlBodies = []string{
 	"Hi Ana,\n\nSee you soon.",
 	"# Heading\n\n- one & two\n- <three> \"four\" 'five' +six\n\n! Call 911 now\nor us\n\nhttps://care.example.com/consent/bk_1.abc-_DEF",
 	"https://example.com/a b\n\nhttps://example.com/?q=\"x\"&y='z'+(1)<2>\n\nhttp://example.com/é%20ü^`{|}\\\x00",
+	"http://%\n\nhttp://a/%4\n\nhttp://a/%41%zz%4G%",
 	"javascript:alert(1)\n\n<script>alert(1)</script>\n\n## Sub\n\n### Subsub\n\n- a\nb",
 	"",
 	"Hola Ana:\n\n¡Gracias! Llámenos al +34 600 000 000.\n\n- Ni masajes ni frotar la zona hoy.",
