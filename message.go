@@ -249,6 +249,10 @@ type ConsentEvidence struct {
 	UserAgent string `json:"user_agent"`
 	// Text is the text shown, whose digest the acknowledgement holds.
 	Text string `json:"text"`
+	// Fingerprint is the booking's fingerprint when the page was signed:
+	// the details signed for. The link made from it, retired for signing
+	// when the booking changes, still opens the receipt.
+	Fingerprint string `json:"fingerprint,omitempty"`
 }
 
 // ConsentRecord is a booking's acknowledgement with its evidence, as a

@@ -100,13 +100,28 @@ func BookingOf(token string) (string, bool) {
 // Valid reports whether token is the token of rec as it is now, under any
 // of the keys.
 func (l *Links) Valid(token string, rec *aftercare.Record) bool {
-	id, sum, _ := strings.Cut(token, ".")
+	return l.validFor(token, rec.ID, rec.Fingerprint)
+}
+
+// ValidSigned reports whether token is the token rec had when its consent
+// was signed on the page, before a change retired it: it opens the
+// receipt, and nothing else.
+func (l *Links) ValidSigned(token string, rec *aftercare.Record) bool {
+	ack, ev := rec.ConsentAcknowledgement, rec.Evidence
+	return ack != nil && ack.Method == aftercare.AckByPage && ev != nil && ev.Fingerprint != "" &&
+		l.validFor(token, rec.ID, ev.Fingerprint)
+}
+
+// validFor reports whether token is booking id's token for fingerprint,
+// under any of the keys.
+func (l *Links) validFor(token, id, fingerprint string) bool {
+	tid, sum, _ := strings.Cut(token, ".")
 	got, err := encoding.DecodeString(sum)
-	if err != nil || id != rec.ID {
+	if err != nil || tid != id {
 		return false
 	}
 	for _, k := range l.keys {
-		if hmac.Equal(got, mac(k, rec.ID, rec.Fingerprint)) {
+		if hmac.Equal(got, mac(k, id, fingerprint)) {
 			return true
 		}
 	}

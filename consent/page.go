@@ -269,7 +269,8 @@ func (h *Handler) readForm(v *view, form url.Values, token string, page aftercar
 func (h *Handler) acknowledge(w http.ResponseWriter, r *http.Request, token string, rec *aftercare.Record, page aftercare.ConsentPage, name string, addr netip.Addr, now time.Time) {
 	ack := aftercare.Acknowledgement{At: now, Digest: page.Digest(), Treatment: rec.Booking.Treatment,
 		ProtocolVersion: page.ProtocolVersion, TemplateVersion: page.TemplateVersion, Locale: page.Locale}
-	evidence := aftercare.ConsentEvidence{Name: name, UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text}
+	evidence := aftercare.ConsentEvidence{Name: name, UserAgent: strings.ToValidUTF8(r.UserAgent()[:min(len(r.UserAgent()), 512)], ""), Text: page.Text,
+		Fingerprint: rec.Fingerprint}
 	if addr.IsValid() {
 		evidence.IP = addr.String()
 	}
@@ -323,7 +324,7 @@ func (h *Handler) find(ctx context.Context, token string, now time.Time) (*after
 	case err != nil:
 		h.log.Error("consent page: reading the booking", "booking", id, "error", err)
 		return nil, http.StatusInternalServerError, failBroken
-	case !h.cfg.Links.Valid(token, rec):
+	case !h.cfg.Links.Valid(token, rec) && !h.cfg.Links.ValidSigned(token, rec): // the second opens the receipt alone (see serve)
 		return rec, http.StatusNotFound, failInvalid
 	case rec.Status == aftercare.BookingCancelled, now.After(rec.Booking.AppointmentAt.Add(h.cfg.Expiry)):
 		return rec, http.StatusGone, failExpired

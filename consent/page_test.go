@@ -341,6 +341,24 @@ func TestConsentLinkRefused(t *testing.T) {
 		t.Errorf("the new link = %d", p.status)
 	}
 
+	// A patient who signed keeps their receipt after a reschedule: the old
+	// link opens it, and takes no new acknowledgement.
+	signedRec, _ := tb.sched.Record(context.Background(), "bk_ref_signed")
+	moved = signedRec.Booking
+	moved.AppointmentAt = moved.AppointmentAt.Add(time.Hour)
+	if _, _, err := tb.sched.Reschedule(context.Background(), moved); err != nil {
+		t.Fatal(err)
+	}
+	if p := tb.do(t, "GET", signed, nil); p.status != 200 || !strings.Contains(p.body, "You have confirmed") || strings.Contains(p.body, `name="form"`) {
+		t.Errorf("the signed link after a reschedule = %d: %s", p.status, p.body)
+	}
+	if p := tb.do(t, "POST", signed, form); p.status != 200 || !strings.Contains(p.body, "You have confirmed") {
+		t.Errorf("a post to the signed link after a reschedule = %d", p.status)
+	}
+	if after, _ := tb.sched.Record(context.Background(), "bk_ref_signed"); after.ConsentAcknowledgement == nil || !after.ConsentAcknowledgement.At.Equal(*signedRec.ConsentAcknowledgedAt) {
+		t.Errorf("the acknowledgement changed: %+v", after.ConsentAcknowledgement)
+	}
+
 	// Guessing: after 20 unknown links the address is turned away, but a
 	// good link is served even so (others may share the address).
 	unknown := strings.Replace(link, "bk_ref", "bk_guess", 1)
