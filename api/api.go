@@ -225,7 +225,7 @@ func (s *Server) createBooking(w http.ResponseWriter, r *http.Request) {
 	}
 	tl, created, err := s.cfg.Bookings.Book(r.Context(), b)
 	if aftercare.ErrorCode(err) == aftercare.ECONFLICT {
-		err = hint(err, "use PUT /v1/bookings/"+b.ID)
+		err = hint(err, "that is PUT /v1/bookings/"+b.ID)
 	}
 	if err != nil {
 		s.fail(w, r, err)
@@ -287,7 +287,7 @@ func (s *Server) cancelBooking(w http.ResponseWriter, r *http.Request) {
 	} else {
 		tl, err = s.cfg.Bookings.Cancel(r.Context(), id, notify)
 		if aftercare.ErrorCode(err) == aftercare.ECONFLICT {
-			err = hint(err, "send DELETE /v1/bookings/"+id+"?stop_aftercare=true&reason=... to stop it")
+			err = hint(err, "that is DELETE /v1/bookings/"+id+"?stop_aftercare=true&reason=...")
 		}
 	}
 	if err != nil {
