@@ -165,6 +165,11 @@ func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts 
 			return nil, err
 		}
 	}
+	for loc, set := range r.sets { // as loaded last: a file may redefine another's template
+		for _, t := range set.Templates() {
+			r.consentFree[loc+"/"+t.Name()] = t.Tree != nil && !mayRead(t.Root, "Consent", true)
+		}
+	}
 	var errs []error
 	for _, p := range protocols {
 		for loc, c := range p.Consent {
@@ -199,11 +204,9 @@ func (r *Renderer) load(fsys fs.FS) error {
 			r.sets[loc] = set
 		}
 		name := strings.TrimSuffix(path.Base(file), ".tmpl")
-		t, err := set.New(name).Parse(string(src))
-		if err != nil {
+		if _, err := set.New(name).Parse(string(src)); err != nil {
 			return fmt.Errorf("template %s: %w", file, err)
 		}
-		r.consentFree[loc+"/"+name] = !mayRead(t.Root, "Consent")
 		sum := sha256.Sum256(src)
 		r.versions[loc+"/"+name] = "sha256:" + hex.EncodeToString(sum[:6])
 	}
@@ -574,32 +577,35 @@ func (r *Renderer) lookup(loc, treatment, step, kind string) (string, *template.
 	return aftercare.DefaultLocale, nil
 }
 
-// mayRead reports whether the template tree under n may read field: it
-// names it, or it runs another template, which might.
-func mayRead(n parse.Node, field string) bool {
+// mayRead reports whether the template tree under n may read field of
+// the data it runs with: it names the field, hands the data itself (dot, or
+// $) to a function or a variable, or runs another template, which might.
+// dotIsData says whether dot is the data there: not inside with or range.
+func mayRead(n parse.Node, field string, dotIsData bool) bool {
+	in := func(dotIsData bool, nodes ...parse.Node) bool {
+		return slices.ContainsFunc(nodes, func(c parse.Node) bool { return mayRead(c, field, dotIsData) })
+	}
 	switch n := n.(type) {
 	case *parse.ListNode:
-		return n != nil && slices.ContainsFunc(n.Nodes, func(c parse.Node) bool { return mayRead(c, field) })
+		return n != nil && in(dotIsData, n.Nodes...)
 	case *parse.ActionNode:
-		return mayRead(n.Pipe, field)
+		return in(dotIsData, n.Pipe)
 	case *parse.PipeNode:
-		return n != nil && slices.ContainsFunc(n.Cmds, func(c *parse.CommandNode) bool { return mayRead(c, field) })
-	case *parse.CommandNode:
-		return slices.ContainsFunc(n.Args, func(c parse.Node) bool { return mayRead(c, field) })
+		return n != nil && slices.ContainsFunc(n.Cmds, func(c *parse.CommandNode) bool { return in(dotIsData, c.Args...) })
 	case *parse.IfNode:
-		return mayRead(&n.BranchNode, field)
+		return in(dotIsData, n.Pipe, n.List, n.ElseList)
+	case *parse.WithNode: // dot is the pipeline's value in the list
+		return in(dotIsData, n.Pipe, n.ElseList) || in(false, n.List)
 	case *parse.RangeNode:
-		return mayRead(&n.BranchNode, field)
-	case *parse.WithNode:
-		return mayRead(&n.BranchNode, field)
-	case *parse.BranchNode:
-		return mayRead(n.Pipe, field) || mayRead(n.List, field) || mayRead(n.ElseList, field)
+		return in(dotIsData, n.Pipe, n.ElseList) || in(false, n.List)
 	case *parse.FieldNode:
 		return slices.Contains(n.Ident, field)
 	case *parse.ChainNode:
-		return slices.Contains(n.Field, field) || mayRead(n.Node, field)
+		return slices.Contains(n.Field, field) || in(dotIsData, n.Node)
 	case *parse.VariableNode:
-		return slices.Contains(n.Ident, field)
+		return slices.Contains(n.Ident, field) || (len(n.Ident) == 1 && n.Ident[0] == "$")
+	case *parse.DotNode:
+		return dotIsData
 	case *parse.TemplateNode:
 		return true
 	}

@@ -405,6 +405,7 @@ func TestConsentTextInOverrides(t *testing.T) {
 		"{{$c := .Consent}}{{$c.Emergency}}",
 		"{{range .Consent.Risks}}{{end}}{{if true}}{{$.Consent.Emergency}}{{end}}",
 		`{{define "emergency"}}{{.Consent.Emergency}}{{end}}{{template "emergency" .}}`,
+		`{{with .FirstName}}{{.}}{{end}}{{with $d := .}}{{$d.Consent.Emergency}}{{end}}`,
 	} {
 		fsys := fstest.MapFS{"en/botox.consent.sms.tmpl": {Data: []byte("Note: " + src)}}
 		r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)), messages.Overrides(fsys))
@@ -412,8 +413,23 @@ func TestConsentTextInOverrides(t *testing.T) {
 			t.Fatalf("%s: %v", src, err)
 		}
 		out, err := r.Render(record(sample()), "consent", aftercare.SMS, false)
-		if err != nil || !strings.HasPrefix(out.Text, "Note: Serious problems are very rare") {
+		if err != nil || !strings.Contains(out.Text, "Serious problems are very rare") {
 			t.Errorf("%s: Render = %q, %v", src, out.Text, err)
+		}
+	}
+	// The data handed whole to a function, and a template another file
+	// redefines, count too.
+	for _, fsys := range []fstest.MapFS{
+		{"en/botox.consent.sms.tmpl": {Data: []byte(`Note: {{printf "%v" .}}`)}},
+		{"en/shared.tmpl": {Data: []byte(`{{define "botox.consent.sms"}}Note: {{.Consent.Emergency}}{{end}}`)}},
+	} {
+		r, err := messages.New(clinic, protocols, messages.Links(fixture.Links(t)), messages.Overrides(fsys))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := r.Render(record(sample()), "consent", aftercare.SMS, false)
+		if err != nil || !strings.Contains(out.Text, "Serious problems are very rare") {
+			t.Errorf("%v: Render = %.80q, %v", fsys, out.Text, err)
 		}
 	}
 }
