@@ -343,7 +343,7 @@ func (c *Client) Resend(ctx context.Context, id, step string, ch aftercare.Chann
 			return false, aftercare.Errorf(aftercare.ENOTFOUND, "booking %s has no %s message by %s", id, step, ch)
 		case rec.Status == aftercare.BookingCancelled && step != aftercare.StepCancellation:
 			return false, aftercare.Errorf(aftercare.ECONFLICT, "booking %s is cancelled", id)
-		case step == aftercare.StepConsent && !now.Before(rec.Booking.AppointmentAt):
+		case step == aftercare.StepConsent && (!now.Before(rec.Booking.AppointmentAt) || rec.Booking.TreatedAt != nil):
 			return false, aftercare.Errorf(aftercare.ECONFLICT,
 				"the consent of booking %s is not sent again: its appointment has begun, and the consent page closed then; go through the consent with the patient in person", id)
 		}
@@ -358,6 +358,9 @@ func (c *Client) Resend(ctx context.Context, id, step string, ch aftercare.Chann
 		at := now.In(loc).Truncate(time.Second)
 		if !at.Add(15 * time.Minute).Before(m.Deadline) {
 			m.Deadline = at.Add(resendWindow)
+		}
+		if step == aftercare.StepConsent && m.Deadline.After(rec.Booking.AppointmentAt) {
+			m.Deadline = rec.Booking.AppointmentAt.In(loc) // its page closes then
 		}
 		policy := s.Quiet
 		if policy == "" {

@@ -61,13 +61,21 @@ func TestNoConsentResendAfterTheVisitBegins(t *testing.T) {
 		want string
 	}{
 		{start.Add(time.Minute), aftercare.ECONFLICT},
-		{start.Add(-time.Hour), ""},
+		{start.Add(-10 * time.Minute), ""},
 	} {
 		client := scheduler.New(fb.store, taskqueue.New(fb.rdb), scheduler.Config{Protocols: fixture.Protocols(t), Clinic: fixture.AnyHour(t),
 			Now: func() time.Time { return tt.now }})
-		_, err := client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "she says it never came")
+		tl, err := client.Resend(ctx, "bk_f", "consent", aftercare.SMS, "front desk", "she says it never came")
 		if got := aftercare.ErrorCode(err); got != tt.want {
 			t.Errorf("resend at %s: %v, want %q", tt.now.Sub(start), err, tt.want)
+		}
+		// Resent ten minutes before the visit, it must still go before it,
+		// not within the hour a late resend of another step gets.
+		if err == nil {
+			m, _ := tl.Message("consent", aftercare.SMS)
+			if !m.Deadline.Equal(start) {
+				t.Errorf("the resent consent's deadline is %s, want the appointment's start %s", m.Deadline, start)
+			}
 		}
 	}
 }
