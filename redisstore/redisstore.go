@@ -185,7 +185,7 @@ func (s *Store) Update(ctx context.Context, id string, change func(rec *aftercar
 	key, body := Key(id), BodyKey(id)
 	var rec *aftercare.Record
 	txf := func(tx *redis.Tx) error {
-		h, err := read(ctx, tx, id)
+		h, err := read(ctx, tx.Pipelined, id) // not MULTI: its EXEC would end the WATCH
 		if err != nil {
 			return err
 		}
@@ -350,10 +350,11 @@ func (s *Store) States(ctx context.Context, id string) (*aftercare.Timeline, err
 }
 
 // read returns the fields of booking id's record and body, in one round
-// trip, or an ENOTFOUND error if it has no record.
-func read(ctx context.Context, c redis.Cmdable, id string) (map[string]string, error) {
+// trip of pipeline (a MULTI reads both as of one instant), or an ENOTFOUND
+// error if it has no record.
+func read(ctx context.Context, pipeline func(context.Context, func(redis.Pipeliner) error) ([]redis.Cmder, error), id string) (map[string]string, error) {
 	var short, long *redis.MapStringStringCmd
-	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+	if _, err := pipeline(ctx, func(p redis.Pipeliner) error {
 		short, long = p.HGetAll(ctx, Key(id)), p.HGetAll(ctx, BodyKey(id))
 		return nil
 	}); err != nil {
@@ -369,7 +370,7 @@ func read(ctx context.Context, c redis.Cmdable, id string) (map[string]string, e
 
 // Get returns the record of booking id, or an ENOTFOUND error.
 func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
-	h, err := read(ctx, s.rdb, id)
+	h, err := read(ctx, s.rdb.TxPipelined, id)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
 		return nil, err
 	}
