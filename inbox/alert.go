@@ -57,9 +57,10 @@ func (in *Inbox) round(item *aftercare.InboxItem, n int) []aftercare.AlertRef {
 }
 
 // Handle runs an alert task: a round's check alerts again about an item
-// still open and plans the next check; an alert goes to its channel unless
-// the item was resolved before a later round's alert went out. An item
-// gone (expired) ends its alerts.
+// still open and plans the next check, unless the item is a message that
+// has since reached the patient (see settled); an alert goes to its channel
+// unless the item was resolved before a later round's alert went out. An
+// item gone (expired) ends its alerts.
 func (in *Inbox) Handle(ctx context.Context, ref aftercare.AlertRef, _ aftercare.Run) error {
 	item, err := in.cfg.Store.InboxItem(ctx, ref.ItemID)
 	if aftercare.ErrorCode(err) == aftercare.ENOTFOUND {
@@ -71,11 +72,39 @@ func (in *Inbox) Handle(ctx context.Context, ref aftercare.AlertRef, _ aftercare
 	open := item.Status == aftercare.InboxOpen
 	switch {
 	case ref.Channel == "" && open:
+		if note := in.settled(ctx, item); note != "" {
+			_, err := in.Resolve(ctx, item.ID, "aftercare", note)
+			return err
+		}
 		return in.escalate(ctx, item, ref.Round)
 	case ref.Channel == "" || (ref.Round > 0 && !open):
 		return nil
 	}
 	return in.send(ctx, item, ref)
+}
+
+// settled says how the step of delivery item item reached the patient after
+// all, since the item was made (a resend, or a fallback, went out), or ""
+// if it has not: then a person must still look. A booking that cannot be
+// read counts as not reached.
+func (in *Inbox) settled(ctx context.Context, item *aftercare.InboxItem) string {
+	if item.Kind != aftercare.InboxDelivery || item.BookingID == "" {
+		return ""
+	}
+	rec, err := in.cfg.Bookings.Record(ctx, item.BookingID)
+	if err != nil {
+		if aftercare.ErrorCode(err) != aftercare.ENOTFOUND {
+			in.log.Error("inbox: reading the booking of a delivery item", "inbox_item", item.ID, "error", aftercare.Redact(err.Error()))
+		}
+		return ""
+	}
+	for _, m := range rec.Messages {
+		if m.Step == item.Step && (m.Status == aftercare.StatusSent || m.Status == aftercare.StatusDelivered) && m.ClaimedAt.After(item.ReceivedAt) {
+			return fmt.Sprintf("the %s reached the patient after all: its %s was %s at %s", m.Step, m.Channel, m.Status,
+				m.ClaimedAt.In(in.zone).Format("Mon Jan 2 15:04 MST"))
+		}
+	}
+	return ""
 }
 
 // escalate sends round n of the alerts about an urgent item nobody has

@@ -43,6 +43,8 @@ type Bookings interface {
 	// Acknowledge records a YES; it returns the booking acknowledged, or "".
 	Acknowledge(ctx context.Context, phone string, at time.Time) (string, error)
 	NoteReply(ctx context.Context, bookingID string, r aftercare.Reply) error
+	// Record returns a booking's record, or an ENOTFOUND error.
+	Record(ctx context.Context, id string) (*aftercare.Record, error)
 }
 
 // Renderer writes the answers to patients and the alerts to staff. The

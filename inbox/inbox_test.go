@@ -524,3 +524,51 @@ func TestExpiredWhenBookedReachesAPerson(t *testing.T) {
 		}
 	}
 }
+
+// TestProblemSettledBySend: an urgent delivery item stops alerting once its
+// step reaches the patient after all (here a resend that went out): the
+// next check resolves it, saying how, and plans no more alerts. Until
+// then, checks alert again.
+func TestProblemSettledBySend(t *testing.T) {
+	t.Parallel()
+	tb := setup(t)
+	ctx := context.Background()
+	tb.tellProblems()
+	tb.book(t, "bk_s", tuesday10.Add(-time.Hour))
+	failed := aftercare.MessageRef{BookingID: "bk_s", Version: 1, Step: "upright", Channel: aftercare.SMS}
+	tb.rdb.HSet(ctx, redisstore.Key("bk_s"), "m:upright:sms", "failed")
+	if err := tb.inbox.Report(ctx, aftercare.Problem{Ref: failed, Status: aftercare.StatusFailed, Reason: "twilio:21610", Clinical: true}); err != nil {
+		t.Fatal(err)
+	}
+	items, _, _ := tb.inbox.List(ctx, aftercare.InboxFilter{}, "", 10)
+	if len(items) != 1 || items[0].Urgency != aftercare.Urgent {
+		t.Fatalf("items %+v, want one urgent item", items)
+	}
+	item := items[0]
+	tb.alerts.take()
+	check := func(round int) []planned {
+		t.Helper()
+		tb.clock.Add(tb.clinic.Alerts.ReescalateAfter)
+		if err := tb.inbox.Handle(ctx, aftercare.AlertRef{ItemID: item.ID, Round: round}, aftercare.Run{Attempt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		return tb.alerts.take()
+	}
+	if planned := check(1); len(planned) == 0 {
+		t.Fatal("the first check alerted no one, with the text still failed")
+	}
+
+	if _, err := tb.sched.Resend(ctx, "bk_s", "upright", aftercare.SMS, "front desk", "called her; number corrected"); err != nil {
+		t.Fatal(err)
+	}
+	sentAt := tb.clock.Now().Add(time.Minute) // as the worker records a send
+	tb.rdb.HSet(ctx, redisstore.Key("bk_s"), "m:upright:sms", "sent", "c:upright:sms", sentAt.UnixMilli())
+	if planned := check(2); len(planned) != 0 {
+		t.Errorf("a check after the resend went out planned %+v, want nothing", planned)
+	}
+	got, err := tb.inbox.Get(ctx, item.ID)
+	if err != nil || got.Status != aftercare.InboxResolved || got.ResolvedBy != "aftercare" ||
+		!strings.Contains(got.Note, "the upright reached the patient after all: its sms was sent") {
+		t.Errorf("item after the resend = %+v, %v; want resolved by aftercare, saying how", got, err)
+	}
+}
