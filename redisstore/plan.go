@@ -78,7 +78,11 @@ func parseUnix(s string) (time.Time, error) {
 			return time.Time{}, fmt.Errorf("fraction %q is not nine digits", frac)
 		}
 	}
-	return time.Unix(n, ns), nil
+	t := time.Unix(n, ns)
+	if y := t.UTC().Year(); y < 1 || y > 9999 { // no plan has them, and JSON cannot hold them
+		return time.Time{}, fmt.Errorf("%s is outside the years 1 to 9999", s)
+	}
+	return t, nil
 }
 
 // decodePlan decodes a record's plan field: the lines encodePlan writes,
@@ -118,6 +122,9 @@ func readLines(data string) ([]planned, error) {
 			return nil, fmt.Errorf("plan line %d: deadline: %w", len(plan)+1, err)
 		}
 		if len(f) == 5 {
+			if strings.Contains(f[4], "\t") { // encodePlan writes such a note as JSON
+				return nil, fmt.Errorf("plan line %d has more than 5 fields", len(plan)+1)
+			}
 			p.Note = f[4]
 		}
 		plan = append(plan, p)
