@@ -58,6 +58,21 @@ type Step struct {
 	Priority Priority `yaml:"priority"`
 }
 
+// ValidName reports whether s can name a treatment or a step: a
+// lower-case letter, then up to 31 lower-case letters, digits and
+// underscores.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, c := range []byte(s) {
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
 // Priority says which queue a step's messages wait in.
 type Priority string
 

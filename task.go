@@ -111,26 +111,11 @@ func ParseMessageRef(payload []byte) (MessageRef, error) {
 	} else if !r.parse(string(payload)) {
 		return r, fmt.Errorf("task payload %q is not a message reference", payload)
 	}
-	if !ValidID(r.BookingID) || r.Version < 1 || !stepName(r.Step) || !r.Channel.Valid() ||
+	if !ValidID(r.BookingID) || r.Version < 1 || !ValidName(r.Step) || !r.Channel.Valid() ||
 		(r.Priority != "" && r.Priority != PriorityClinical && r.Priority != PriorityRoutine) {
 		return r, fmt.Errorf("task payload %q is incomplete", payload)
 	}
 	return r, nil
-}
-
-// stepName reports whether s can name a step: a lower-case letter, then
-// up to 31 lower-case letters, digits and underscores (as protocols are
-// checked).
-func stepName(s string) bool {
-	if len(s) == 0 || len(s) > 32 || s[0] < 'a' || s[0] > 'z' {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
-			return false
-		}
-	}
-	return true
 }
 
 // parse reads the form Payload writes into r.

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -155,12 +154,10 @@ func Parse(data []byte) (aftercare.Protocol, error) {
 	return p, validate(&p)
 }
 
-var name = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-
 // validate checks a protocol and fills in the default policies (quiet hours
 // "defer", if_late "send").
 func validate(p *aftercare.Protocol) error {
-	if !name.MatchString(p.Treatment) {
+	if !aftercare.ValidName(p.Treatment) {
 		return fmt.Errorf("treatment %q must be lower-case letters, digits and '_', starting with a letter", p.Treatment)
 	}
 	if len(p.Steps) == 0 {
@@ -229,7 +226,7 @@ func validateConsent(consent map[string]aftercare.Consent) error {
 }
 
 func validateStep(s *aftercare.Step) error {
-	if !name.MatchString(s.Name) {
+	if !aftercare.ValidName(s.Name) {
 		return fmt.Errorf("step: name %q must be lower-case letters, digits and '_'", s.Name)
 	}
 	if s.Name == aftercare.StepCancellation {
