@@ -185,18 +185,9 @@ func (s *Store) Unrelayed(ctx context.Context, id string) (entries []aftercare.E
 	for i := first; i <= n && len(fields) < maxRelay; i++ {
 		fields = append(fields, "h:"+strconv.Itoa(i))
 	}
-	var long, short *redis.SliceCmd // the body's, and an earlier release's in the record
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		long, short = p.HMGet(ctx, BodyKey(id), fields...), p.HMGet(ctx, key, fields...)
-		return nil
-	}); err != nil {
+	raw, err := s.readLong(ctx, id, fields...)
+	if err != nil {
 		return nil, 0, time.Time{}, fmt.Errorf("read trail of %s: %w", id, err)
-	}
-	raw := long.Val()
-	for i, v := range short.Val() {
-		if raw[i] == nil {
-			raw[i] = v
-		}
 	}
 	for i, v := range raw {
 		e, err := decodeEntry(str(v))

@@ -368,6 +368,26 @@ func read(ctx context.Context, pipeline func(context.Context, func(redis.Pipelin
 	return h, nil
 }
 
+// readLong returns the values of the named long fields of booking id, in
+// one round trip: each from the body or, where an earlier release left it,
+// from the record itself; nil for a field in neither.
+func (s *Store) readLong(ctx context.Context, id string, fields ...string) ([]any, error) {
+	var long, short *redis.SliceCmd
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		long, short = p.HMGet(ctx, BodyKey(id), fields...), p.HMGet(ctx, Key(id), fields...)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	vals := long.Val()
+	for i, v := range short.Val() {
+		if vals[i] == nil {
+			vals[i] = v
+		}
+	}
+	return vals, nil
+}
+
 // Get returns the record of booking id, or an ENOTFOUND error.
 func (s *Store) Get(ctx context.Context, id string) (*aftercare.Record, error) {
 	h, err := read(ctx, s.rdb.TxPipelined, id)

@@ -110,15 +110,10 @@ func (s *Store) bookingIDs(ctx context.Context) ([]string, error) {
 // rekeyBooking seals booking id again under the first key and renames its
 // number's opt-out entry and index.
 func (s *Store) rekeyBooking(ctx context.Context, id string, rep *RekeyReport) error {
-	var long, short *redis.SliceCmd // the body's, and an earlier release's in the record
-	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		fields := []string{"booking", "replies", "ackp"}
-		long, short = p.HMGet(ctx, BodyKey(id), fields...), p.HMGet(ctx, Key(id), fields...)
-		return nil
-	}); err != nil {
+	h, err := s.readLong(ctx, id, "booking", "replies", "ackp")
+	if err != nil {
 		return fmt.Errorf("rekey booking %s: %w", id, err)
 	}
-	h := append(long.Val(), short.Val()...)
 	if s.seal.on() && slices.ContainsFunc(h, func(v any) bool { return stale(s.seal, v) }) {
 		_, err := s.Update(ctx, id, func(_ *aftercare.Record) (time.Time, error) {
 			return s.expiry(ctx, id)
