@@ -44,7 +44,11 @@ func toHTML(locale, subject string, clinic aftercare.Clinic, body string) string
 		case block.Heading > 0:
 			b.WriteString(htmlHeading + escapeHTML(block.Lines[0]) + "</h2>\n")
 		default:
-			b.WriteString(map[bool]string{false: htmlPara, true: htmlImportant}[block.Important])
+			if block.Important {
+				b.WriteString(htmlImportant)
+			} else {
+				b.WriteString(htmlPara)
+			}
 			for i, line := range block.Lines {
 				if i > 0 {
 					b.WriteString("<br>")

@@ -120,9 +120,9 @@ type Renderer struct {
 	// versions name each template's source, by locale/name.
 	consents map[string]consentText
 	versions map[string]string
-	// consentFree names, by locale/name, the templates that never read
+	// consentFree marks the templates, as finally loaded, that never read
 	// .Consent: their messages skip rendering the consent text.
-	consentFree map[string]bool
+	consentFree map[*template.Template]bool
 }
 
 // Linker makes the links to a booking's consent page (see package
@@ -152,7 +152,7 @@ func Overrides(fsys ...fs.FS) Option {
 // field fails at start-up, not in a patient's text.
 func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts ...Option) (*Renderer, error) {
 	r := &Renderer{clinic: clinic, protocols: protocols, sets: map[string]*template.Template{},
-		consents: map[string]consentText{}, versions: map[string]string{}, consentFree: map[string]bool{}}
+		consents: map[string]consentText{}, versions: map[string]string{}, consentFree: map[*template.Template]bool{}}
 	for _, o := range opts {
 		o(r)
 	}
@@ -165,9 +165,9 @@ func New(clinic aftercare.Clinic, protocols map[string]aftercare.Protocol, opts 
 			return nil, err
 		}
 	}
-	for loc, set := range r.sets { // as loaded last: a file may redefine another's template
+	for _, set := range r.sets { // as loaded last: a file may redefine another's template
 		for _, t := range set.Templates() {
-			r.consentFree[loc+"/"+t.Name()] = t.Tree != nil && !mayRead(t.Root, "Consent", true)
+			r.consentFree[t] = t.Tree != nil && !mayRead(t.Root, "Consent", true)
 		}
 	}
 	var errs []error
@@ -458,7 +458,7 @@ func (r *Renderer) render(rec *aftercare.Record, step string, ch aftercare.Chann
 	}
 	out.Locale = loc
 	data := r.data(rec, p, loc, link)
-	if step == aftercare.StepConsent && !r.consentFree[loc+"/"+tmpl.Name()] {
+	if step == aftercare.StepConsent && !r.consentFree[tmpl] {
 		var err error
 		if data.Consent, err = r.consent(p, loc, data); err != nil {
 			return out, err
