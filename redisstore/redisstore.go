@@ -707,8 +707,10 @@ if redis.call('EXISTS', KEYS[1]) == 1 and not (last and string.sub(last, 1, #ARG
   local n = redis.call('HINCRBY', KEYS[1], 'hn', 1)
   redis.call('HSET', KEYS[2], 'h:' .. n, entry)
 end
-local ttl = redis.call('PTTL', KEYS[1]) -- the body lives as long as the record
-if ttl > 0 and redis.call('PTTL', KEYS[2]) ~= ttl then redis.call('PEXPIRE', KEYS[2], ttl) end
+if redis.call('PTTL', KEYS[2]) == -1 then -- a body just begun for an earlier release's record
+  local ttl = redis.call('PTTL', KEYS[1]) -- lives as long as the record (Create and Update set both)
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 return changed
 `)
 
